@@ -1,0 +1,205 @@
+/* hmig guest backends: one ops table per backend, the engine never knows which.
+ *
+ * The shape follows Xen's xg_sr save/restore ops: every member says when it is
+ * called, how often, and who owns what.  Members a backend cannot do return
+ * -EOPNOTSUPP; none is ever NULL (tests/guest checks this for every backend).
+ *
+ * Threading: the engine calls every member from one thread at a time, except
+ * pages_map (source) and page_install / faults_read (destination), which the
+ * engine may call from its sender / fault-handler thread while another thread
+ * uses the rest.  A backend's vCPU threads are its own business.
+ *
+ * Errors: members return 0 (or a count) on success and -errno on failure, with
+ * a one-line message retrievable by hmig_guest_error().
+ */
+#ifndef HMIG_GUEST_H
+#define HMIG_GUEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct hmig_guest;
+
+struct hmig_guest_geometry {
+	uint64_t npages;    /* pfns are 0 .. npages-1 */
+	uint32_t page_size; /* bytes; 4096 for every backend so far */
+	uint32_t nvcpus;
+};
+
+/* Workload counters a backend may report; all monotonic since the guest started
+ * running on this host (source or destination). */
+struct hmig_guest_stats {
+	uint64_t ops;          /* workload operations completed (reads + writes) */
+	uint64_t writes;       /* page writes (what dirty logging sees) */
+	uint64_t violations;   /* reads that found a wrong or stale stamp */
+	uint64_t first_bad_pfn;/* pfn of the first violation, when violations > 0 */
+	/* kv workload: per-op latency in ns, (ops are client requests) */
+	uint64_t lat_count;
+	double lat_p50_ns, lat_p99_ns, lat_max_ns;
+};
+
+/* How a backend tracks writes on the source. */
+enum hmig_dirty_mode {
+	HMIG_DIRTY_AUTO = 0,  /* best available */
+	HMIG_DIRTY_WP_ASYNC,  /* userfaultfd async write-protect + PAGEMAP_SCAN */
+	HMIG_DIRTY_WP_SYNC,   /* userfaultfd write-protect faults, handler thread */
+	HMIG_DIRTY_BACKEND,   /* the hypervisor's own log (Xen log-dirty) */
+};
+
+struct hmig_guest_ops {
+	const char *name; /* "synth", "xen" */
+
+	/* ------------------------------------------------------------ both sides */
+
+	/* Fills *geo.  Source: any time after creation.  Destination: after
+	 * dest_prepare.  Never fails for a prepared guest. */
+	int (*geometry)(struct hmig_guest *g, struct hmig_guest_geometry *geo);
+
+	/* Copies workload counters into *st.  Any time, any thread. */
+	int (*stats)(struct hmig_guest *g, struct hmig_guest_stats *st);
+
+	/* Integrity oracle.  Called with the guest paused (or never started), any
+	 * number of times.  Returns 0 when every page equals what a run of the same
+	 * operations without a migration would have produced, -EBADMSG naming the
+	 * first mismatching pfn in the error text, -EOPNOTSUPP when the backend has
+	 * no oracle (the report then says integrity "skipped"). */
+	int (*verify)(struct hmig_guest *g);
+
+	/* Frees everything, stopping vCPU threads first.  Called exactly once; the
+	 * pointer is invalid afterwards. */
+	void (*destroy)(struct hmig_guest *g);
+
+	/* ---------------------------------------------------------- source side */
+
+	/* Starts the vCPUs (a fresh guest runs its fill, then its workload).
+	 * Called once on a source guest before anything is migrated. */
+	int (*run)(struct hmig_guest *g);
+
+	/* Points ptrs[i] at the current contents of page pfns[i] for reading, with
+	 * no copy.  The pointers stay valid until pages_unmap with the same
+	 * arrays, which must come before the next pages_map from the same thread.
+	 * Contents may change under the reader while the guest runs; that is what
+	 * dirty logging is for.  Called once per batch, up to `n` <= 1024. */
+	int (*pages_map)(struct hmig_guest *g, const uint64_t *pfns, uint32_t n,
+			 const void **ptrs);
+	void (*pages_unmap)(struct hmig_guest *g, const uint64_t *pfns, uint32_t n,
+			    const void **ptrs);
+
+	/* Starts dirty logging: from the return on, every write to guest memory is
+	 * reported by a later dirty_collect.  Called once before pass 0.  Returns
+	 * the mode in use (enum hmig_dirty_mode, > 0) or -errno. */
+	int (*dirty_start)(struct hmig_guest *g, enum hmig_dirty_mode want);
+
+	/* ORs into `bitmap` (npages bits) every page written since the previous
+	 * collect (or dirty_start) and re-arms logging for those pages, so a write
+	 * that races with the collect is reported now or by the next collect,
+	 * never lost.  Returns the number of pages it found (which may include
+	 * pages already set in bitmap).  Called once per pass and once more with
+	 * the guest paused at switchover. */
+	int64_t (*dirty_collect)(struct hmig_guest *g, uint64_t *bitmap);
+
+	/* Stops dirty logging and drops its overhead.  Called at most once after
+	 * dirty_start; destroy also stops it. */
+	int (*dirty_stop)(struct hmig_guest *g);
+
+	/* Stops every vCPU at an operation boundary and returns only when all are
+	 * stopped: no guest write happens after it returns until resume.  Called
+	 * at switchover and before verify; idempotent. */
+	int (*pause)(struct hmig_guest *g);
+
+	/* Lets paused vCPUs go on.  On the source: when a migration fails before
+	 * the destination has resumed.  Idempotent. */
+	int (*resume)(struct hmig_guest *g);
+
+	/* Serialises vCPU state (workload cursor, RNG state, counters, and for
+	 * synth the oracle's page versions) into a malloc'd blob the caller frees.
+	 * The blob starts with a version word; vcpu_restore refuses other
+	 * versions.  Called with the guest paused, once per migration. */
+	int (*vcpu_save)(struct hmig_guest *g, void **blob, size_t *len);
+
+	/* ----------------------------------------------------- destination side */
+
+	/* Allocates memory for `geo` with every page missing and arms the fault
+	 * mechanism, so a guest access to a missing page blocks until the page is
+	 * installed.  Called exactly once, before anything else on a destination
+	 * guest; fails with -EINVAL (and a message) for a geometry the backend
+	 * cannot hold. */
+	int (*dest_prepare)(struct hmig_guest *g, const struct hmig_guest_geometry *geo);
+
+	/* Places one page: `data` is page_size bytes, or NULL for a zero page.
+	 * Before start: may be called again for the same pfn and overwrites it
+	 * (a later pre-copy pass).  After start: returns -EEXIST, leaving the page
+	 * untouched, when the page is already present (the other of push and pull
+	 * got there first: both carry the same final content).  Wakes any vCPU
+	 * blocked on the page.  Called from one thread at a time. */
+	int (*page_install)(struct hmig_guest *g, uint64_t pfn, const void *data);
+
+	/* Makes pages missing again (the stale set at switchover).  `bitmap` has
+	 * npages bits.  Called once, before start.  Returns the number dropped. */
+	int64_t (*pages_drop)(struct hmig_guest *g, const uint64_t *bitmap);
+
+	/* A file descriptor that polls readable when a vCPU is blocked on a
+	 * missing page.  Valid from dest_prepare to destroy; the guest owns it. */
+	int (*fault_fd)(struct hmig_guest *g);
+
+	/* Reads pending faults without blocking: writes up to `max` pfns that vCPUs
+	 * are blocked on (a pfn may repeat across calls until installed) and
+	 * returns how many, 0 when none is pending. */
+	int (*faults_read)(struct hmig_guest *g, uint64_t *pfns, uint32_t max);
+
+	/* Every page is present: stop trapping accesses (unregister).  Called at
+	 * most once, after start; page_install fails with -EINVAL afterwards. */
+	int (*faults_done)(struct hmig_guest *g);
+
+	/* Restores the blob vcpu_save produced on the source.  Called once,
+	 * before start; -EPROTO for a blob of another version or geometry. */
+	int (*vcpu_restore)(struct hmig_guest *g, const void *blob, size_t len);
+
+	/* Starts the vCPUs from the restored state.  Called exactly once. */
+	int (*start)(struct hmig_guest *g);
+};
+
+/* Every backend's guest begins with this. */
+struct hmig_guest {
+	const struct hmig_guest_ops *ops;
+	char err[256]; /* last error: one line naming problem and remedy */
+};
+
+/* Synth workload parameters travel as a spec string: "name[:key=value,...]".
+ * See docs/architecture.md for the workloads and their keys. */
+struct hmig_synth_params {
+	uint64_t mem_bytes;   /* rounded down to pages; 0 for a destination */
+	uint32_t vcpus;       /* 1 .. 64; 0 for a destination */
+	const char *workload; /* NULL or "" means "idle" */
+	uint64_t seed;        /* 0 picks a fixed default */
+	double fill;          /* fraction of pages written before the workload, 0..1 */
+};
+
+/* Creates a guest of the named backend ("synth" is the only one built in;
+ * "xen" when built with Xen).  `params` is backend-specific (struct
+ * hmig_synth_params for synth; NULL creates an empty destination guest).  The
+ * one place a backend is chosen.  On failure returns -errno with a message in
+ * errbuf (256 bytes), and *out is NULL. */
+int hmig_guest_open(const char *backend, const void *params,
+		    struct hmig_guest **out, char *errbuf);
+
+/* Checks a synth workload spec without creating a guest: 0, or -EINVAL with a
+ * message in errbuf naming the bad part. */
+int hmig_synth_workload_check(const char *spec, char *errbuf);
+
+static inline const char *hmig_guest_error(const struct hmig_guest *g)
+{
+	return g->err;
+}
+
+const char *hmig_dirty_mode_name(enum hmig_dirty_mode m);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

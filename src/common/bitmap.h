@@ -1,0 +1,75 @@
+/* Plain and atomic bitmaps over pfns (one bit a page). */
+#ifndef HMIG_COMMON_BITMAP_H
+#define HMIG_COMMON_BITMAP_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#define BITMAP_WORDS(n) (((n) + 63) / 64)
+
+static inline uint64_t *bitmap_new(uint64_t nbits)
+{
+	return calloc(BITMAP_WORDS(nbits), sizeof(uint64_t));
+}
+
+static inline bool bitmap_test(const uint64_t *b, uint64_t i)
+{
+	return (b[i / 64] >> (i % 64)) & 1;
+}
+
+static inline void bitmap_set(uint64_t *b, uint64_t i)
+{
+	b[i / 64] |= 1ull << (i % 64);
+}
+
+static inline void bitmap_clear(uint64_t *b, uint64_t i)
+{
+	b[i / 64] &= ~(1ull << (i % 64));
+}
+
+static inline void bitmap_set_range(uint64_t *b, uint64_t start, uint64_t end)
+{
+	for (uint64_t i = start; i < end; i++)
+		bitmap_set(b, i);
+}
+
+static inline uint64_t bitmap_count(const uint64_t *b, uint64_t nbits)
+{
+	uint64_t n = 0;
+
+	for (uint64_t w = 0; w < BITMAP_WORDS(nbits); w++)
+		n += (uint64_t)__builtin_popcountll(b[w]);
+	return n;
+}
+
+/* Next set bit at or after i, or nbits when there is none. */
+static inline uint64_t bitmap_next(const uint64_t *b, uint64_t nbits, uint64_t i)
+{
+	while (i < nbits) {
+		uint64_t w = b[i / 64] >> (i % 64);
+
+		if (w)
+			return i + (uint64_t)__builtin_ctzll(w) < nbits ?
+			       i + (uint64_t)__builtin_ctzll(w) : nbits;
+		i = (i / 64 + 1) * 64;
+	}
+	return nbits;
+}
+
+/* Atomically sets bit i; returns whether it was already set.  For sets that
+ * several threads update (present/requested pages). */
+static inline bool bitmap_test_and_set_atomic(_Atomic uint64_t *b, uint64_t i)
+{
+	uint64_t m = 1ull << (i % 64);
+
+	return atomic_fetch_or_explicit(&b[i / 64], m, memory_order_acq_rel) & m;
+}
+
+static inline bool bitmap_test_atomic(_Atomic uint64_t *b, uint64_t i)
+{
+	return (atomic_load_explicit(&b[i / 64], memory_order_acquire) >> (i % 64)) & 1;
+}
+
+#endif

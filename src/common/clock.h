@@ -1,0 +1,21 @@
+/* Monotonic time in the units the report uses. */
+#ifndef HMIG_COMMON_CLOCK_H
+#define HMIG_COMMON_CLOCK_H
+
+#include <stdint.h>
+#include <time.h>
+
+static inline uint64_t clock_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static inline double clock_ms(uint64_t ns)
+{
+	return (double)ns / 1e6;
+}
+
+#endif

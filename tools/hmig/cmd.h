@@ -1,0 +1,32 @@
+/* The hmig command table: one file per subcommand (cmd_<name>.c). */
+#ifndef HMIG_TOOLS_CMD_H
+#define HMIG_TOOLS_CMD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct cmd {
+	const char *name;
+	const char *summary;
+	int (*run)(int argc, char **argv); /* returns the process exit status */
+	void (*usage)(void);
+};
+
+int cmd_guest(int argc, char **argv);
+void cmd_guest_usage(void);
+int cmd_demo(int argc, char **argv);
+void cmd_demo_usage(void);
+
+/* Exit statuses: 0 ok, 1 the operation failed, 2 bad usage or bad value. */
+#define EXIT_USAGE 2
+
+/* Prints "hmig: <msg>" on one line to stderr. */
+void die_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Value parsers: 0 on success, or print one line naming the option and the
+ * bad value and return -1. */
+int opt_size(const char *opt, const char *s, uint64_t *out);   /* 4096, 64K, 1G */
+int opt_u64(const char *opt, const char *s, uint64_t min, uint64_t max, uint64_t *out);
+int opt_double(const char *opt, const char *s, double min, double max, double *out);
+
+#endif

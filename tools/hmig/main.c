@@ -1,0 +1,47 @@
+/* hmig: live-migrate a running guest's memory (pre-copy + post-copy). */
+#include <stdio.h>
+#include <string.h>
+
+#include "cmd.h"
+
+static const struct cmd commands[] = {
+	{ "guest", "run the built-in guest with dirty logging and report dirty rates",
+	  cmd_guest, cmd_guest_usage },
+	{ "demo", "the README's demo (for now: the guest's dirty-rate report)",
+	  cmd_demo, cmd_demo_usage },
+};
+
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: hmig <command> [options]\n\ncommands:\n");
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
+	fprintf(f, "\n'hmig <command> --help' shows a command's options.\n");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+		usage(stdout);
+		return 0;
+	}
+	for (size_t i = 0; i < NCOMMANDS; i++) {
+		if (strcmp(argv[1], commands[i].name))
+			continue;
+		for (int a = 2; a < argc; a++) {
+			if (!strcmp(argv[a], "-h") || !strcmp(argv[a], "--help")) {
+				commands[i].usage();
+				return 0;
+			}
+		}
+		return commands[i].run(argc - 1, argv + 1);
+	}
+	die_msg("unknown command '%s': run 'hmig --help' for the list", argv[1]);
+	return EXIT_USAGE;
+}

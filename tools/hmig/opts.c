@@ -1,0 +1,78 @@
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cmd.h"
+
+void die_msg(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("hmig: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+int opt_size(const char *opt, const char *s, uint64_t *out)
+{
+	char *end;
+	uint64_t mult = 1;
+
+	errno = 0;
+	double v = strtod(s, &end);
+	if (end == s || errno || v < 0 || !isfinite(v))
+		goto bad;
+	switch (*end) {
+	case 'k': case 'K': mult = 1ull << 10; end++; break;
+	case 'm': case 'M': mult = 1ull << 20; end++; break;
+	case 'g': case 'G': mult = 1ull << 30; end++; break;
+	case 't': case 'T': mult = 1ull << 40; end++; break;
+	}
+	if (*end == 'i' && end[-1] != *s)
+		end++;
+	if (*end == 'B' || *end == 'b')
+		end++;
+	if (*end || v * (double)mult > 1e18)
+		goto bad;
+	*out = (uint64_t)(v * (double)mult);
+	return 0;
+bad:
+	die_msg("bad size for %s: '%s' (use a number with an optional K, M, G or T suffix, e.g. 1G)",
+		opt, s);
+	return -1;
+}
+
+int opt_u64(const char *opt, const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+	char *end;
+
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 0);
+	if (end == s || *end || errno || *s == '-' || v < min || v > max) {
+		die_msg("bad value for %s: '%s' (expected an integer from %" PRIu64 " to %" PRIu64 ")",
+			opt, s, min, max);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+int opt_double(const char *opt, const char *s, double min, double max, double *out)
+{
+	char *end;
+
+	errno = 0;
+	double v = strtod(s, &end);
+	if (end == s || *end || errno || !(v >= min && v <= max)) {
+		die_msg("bad value for %s: '%s' (expected a number from %g to %g)",
+			opt, s, min, max);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
