@@ -1,0 +1,656 @@
+#include "stats/report.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- names -------------------------------------------------------------- */
+
+#define NAME_OF(table, i) \
+	((size_t)(i) < sizeof(table) / sizeof(table[0]) ? table[i] : "?")
+
+const char *stats_side_name(enum stats_side s)
+{
+	static const char *const names[] = { "source", "destination", "merged" };
+
+	return NAME_OF(names, s);
+}
+
+const char *stats_mode_name(enum stats_mode m)
+{
+	static const char *const names[] = { "hybrid", "precopy", "postcopy" };
+
+	return NAME_OF(names, m);
+}
+
+const char *stats_result_name(enum stats_result r)
+{
+	static const char *const names[] = { "ok", "failed", "cancelled" };
+
+	return NAME_OF(names, r);
+}
+
+const char *stats_integrity_name(enum stats_integrity i)
+{
+	static const char *const names[] = { "skipped", "ok", "mismatch" };
+
+	return NAME_OF(names, i);
+}
+
+const char *stats_reason_name(enum stats_reason r)
+{
+	static const char *const names[] = {
+		NULL, "converged", "max_passes", "no_progress", "byte_budget",
+		"forced",
+	};
+
+	return NAME_OF(names, r);
+}
+
+/* Every top-level key this file writes; an extra may not shadow one. */
+static const char *const own_keys[] = {
+	"side", "mode", "result", "error", "integrity", "dirty_logging",
+	"guest", "total_ms", "downtime_ms", "bytes", "pages", "passes",
+	"switchover", "faults", "guest_ops_per_s_before",
+	"guest_ops_per_s_after", "timeline", "timeline_destination",
+};
+
+/* ---- building ----------------------------------------------------------- */
+
+void stats_report_init(struct stats_report *r, enum stats_side side)
+{
+	memset(r, 0, sizeof(*r));
+	r->side = side;
+	r->mode = STATS_MODE_HYBRID;
+	r->result = STATS_RESULT_FAILED;
+	snprintf(r->error, sizeof(r->error), "migration did not finish");
+	r->integrity = STATS_INTEGRITY_SKIPPED;
+	r->total_ms = NAN;
+	r->downtime_ms = NAN;
+	r->faults.latency_us.p50 = NAN;
+	r->faults.latency_us.p90 = NAN;
+	r->faults.latency_us.p99 = NAN;
+	r->faults.latency_us.max = NAN;
+	r->faults.blocktime_ms = NAN;
+	r->guest_ops_per_s_before = NAN;
+	r->guest_ops_per_s_after = NAN;
+}
+
+void stats_report_free(struct stats_report *r)
+{
+	free(r->passes);
+	free(r->timeline);
+	free(r->extras);
+	r->passes = NULL;
+	r->timeline = NULL;
+	r->extras = NULL;
+	r->npasses = r->passes_cap = 0;
+	r->ntimeline = r->timeline_cap = 0;
+	r->nextras = r->extras_cap = 0;
+}
+
+void stats_report_set_result(struct stats_report *r, enum stats_result res,
+			     const char *fmt, ...)
+{
+	va_list ap;
+
+	r->result = res;
+	r->error[0] = '\0';
+	if (res == STATS_RESULT_OK || !fmt)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(r->error, sizeof(r->error), fmt, ap);
+	va_end(ap);
+}
+
+/* Makes room for `want` elements of `size` in *arr of capacity *cap. */
+static int table_reserve(void **arr, size_t *cap, size_t want, size_t size)
+{
+	size_t ncap = *cap ? *cap : 16;
+	void *na;
+
+	if (want <= *cap)
+		return 0;
+	while (ncap < want) {
+		if (ncap > SIZE_MAX / 2 / size)
+			return -ENOMEM;
+		ncap *= 2;
+	}
+	na = realloc(*arr, ncap * size);
+	if (!na)
+		return -ENOMEM;
+	*arr = na;
+	*cap = ncap;
+	return 0;
+}
+
+int stats_report_reserve(struct stats_report *r, size_t npasses, size_t ntimeline)
+{
+	int rc;
+
+	rc = table_reserve((void **)&r->passes, &r->passes_cap, npasses,
+			   sizeof(*r->passes));
+	if (rc)
+		return rc;
+	return table_reserve((void **)&r->timeline, &r->timeline_cap, ntimeline,
+			     sizeof(*r->timeline));
+}
+
+int stats_report_add_pass(struct stats_report *r, const struct stats_pass_row *row)
+{
+	int rc = table_reserve((void **)&r->passes, &r->passes_cap,
+			       r->npasses + 1, sizeof(*r->passes));
+
+	if (rc)
+		return rc;
+	r->passes[r->npasses++] = *row;
+	return 0;
+}
+
+int stats_report_add_timeline(struct stats_report *r,
+			      const struct stats_timeline_row *row)
+{
+	int rc = table_reserve((void **)&r->timeline, &r->timeline_cap,
+			       r->ntimeline + 1, sizeof(*r->timeline));
+
+	if (rc)
+		return rc;
+	r->timeline[r->ntimeline] = *row;
+	/* A caller that filled phase to the brim gets it terminated. */
+	r->timeline[r->ntimeline].phase[STATS_PHASE_LEN - 1] = '\0';
+	r->ntimeline++;
+	return 0;
+}
+
+static int extra_slot(struct stats_report *r, const char *key,
+		      struct stats_extra **out)
+{
+	size_t i, n = strlen(key);
+	int rc;
+
+	if (n == 0 || n >= STATS_EXTRA_KEY_LEN)
+		return -EINVAL;
+	for (i = 0; i < sizeof(own_keys) / sizeof(own_keys[0]); i++)
+		if (strcmp(key, own_keys[i]) == 0)
+			return -EINVAL;
+	for (i = 0; i < r->nextras; i++) {
+		if (strcmp(r->extras[i].key, key) == 0) {
+			*out = &r->extras[i];
+			return 0;
+		}
+	}
+	rc = table_reserve((void **)&r->extras, &r->extras_cap, r->nextras + 1,
+			   sizeof(*r->extras));
+	if (rc)
+		return rc;
+	*out = &r->extras[r->nextras++];
+	memset(*out, 0, sizeof(**out));
+	memcpy((*out)->key, key, n + 1);
+	return 0;
+}
+
+int stats_report_set_extra_u64(struct stats_report *r, const char *key, uint64_t v)
+{
+	struct stats_extra *e;
+	int rc = extra_slot(r, key, &e);
+
+	if (rc)
+		return rc;
+	e->is_u64 = true;
+	e->u = v;
+	e->d = (double)v;
+	return 0;
+}
+
+int stats_report_set_extra_double(struct stats_report *r, const char *key, double v)
+{
+	struct stats_extra *e;
+	int rc = extra_slot(r, key, &e);
+
+	if (rc)
+		return rc;
+	e->is_u64 = false;
+	e->u = 0;
+	e->d = v;
+	return 0;
+}
+
+void stats_report_set_fault_latency(struct stats_report *r,
+				    const struct stats_hist *lat_ns)
+{
+	r->faults.latency_us.p50 = stats_hist_quantile(lat_ns, 0.50) / 1e3;
+	r->faults.latency_us.p90 = stats_hist_quantile(lat_ns, 0.90) / 1e3;
+	r->faults.latency_us.p99 = stats_hist_quantile(lat_ns, 0.99) / 1e3;
+	r->faults.latency_us.max = lat_ns->count ? (double)lat_ns->max / 1e3 : NAN;
+}
+
+/* ---- writing ------------------------------------------------------------ */
+
+/* Two pretty levels: the top-level keys and the members of guest, bytes,
+ * passes, ... each get a line; a pass or timeline row stays on one line, so a
+ * report with 5000 timeline samples is 5000 lines, not 40000. */
+#define REPORT_PRETTY 2
+
+static int finish_file(struct json_writer *w, FILE *f)
+{
+	int rc = json_writer_finish(w);
+
+	if (fflush(f) != 0 && rc == 0)
+		rc = errno ? -errno : -EIO;
+	return rc;
+}
+
+int stats_report_write_json(const struct stats_report *r, FILE *f)
+{
+	struct json_writer w;
+	const char *reason = stats_reason_name(r->switchover.reason);
+	size_t i;
+
+	json_writer_init(&w, f, REPORT_PRETTY);
+	json_obj_begin(&w);
+	json_kv_str(&w, "side", stats_side_name(r->side));
+	json_kv_str(&w, "mode", stats_mode_name(r->mode));
+	json_kv_str(&w, "result", stats_result_name(r->result));
+	if (r->result != STATS_RESULT_OK)
+		json_kv_str(&w, "error", r->error[0] ? r->error :
+			    stats_result_name(r->result));
+	json_kv_str(&w, "integrity", stats_integrity_name(r->integrity));
+	if (r->dirty_logging[0])
+		json_kv_str(&w, "dirty_logging", r->dirty_logging);
+
+	json_key(&w, "guest");
+	json_obj_begin(&w);
+	json_kv_str(&w, "backend", r->guest.backend);
+	json_kv_u64(&w, "pages", r->guest.pages);
+	json_kv_u64(&w, "page_size", r->guest.page_size);
+	json_kv_u64(&w, "vcpus", r->guest.vcpus);
+	json_kv_str(&w, "workload", r->guest.workload);
+	json_obj_end(&w);
+
+	json_kv_double(&w, "total_ms", r->total_ms);
+	json_kv_double(&w, "downtime_ms", r->downtime_ms);
+
+	json_key(&w, "bytes");
+	json_obj_begin(&w);
+	json_kv_u64(&w, "total", r->bytes.total);
+	json_kv_u64(&w, "precopy", r->bytes.precopy);
+	json_kv_u64(&w, "stopcopy", r->bytes.stopcopy);
+	json_kv_u64(&w, "push", r->bytes.push);
+	json_kv_u64(&w, "pull", r->bytes.pull);
+	json_obj_end(&w);
+
+	json_key(&w, "pages");
+	json_obj_begin(&w);
+	json_kv_u64(&w, "sent", r->pages.sent);
+	json_kv_u64(&w, "zero", r->pages.zero);
+	json_kv_u64(&w, "duplicate", r->pages.duplicate);
+	json_kv_u64(&w, "pulled", r->pages.pulled);
+	json_kv_u64(&w, "pushed", r->pages.pushed);
+	json_obj_end(&w);
+
+	json_key(&w, "passes");
+	json_arr_begin(&w);
+	for (i = 0; i < r->npasses; i++) {
+		const struct stats_pass_row *p = &r->passes[i];
+
+		json_obj_begin(&w);
+		json_kv_u64(&w, "pass", p->pass);
+		json_kv_u64(&w, "pages_sent", p->pages_sent);
+		json_kv_u64(&w, "pages_dirtied", p->pages_dirtied);
+		json_kv_double(&w, "ms", p->ms);
+		json_kv_double(&w, "mbps", p->mbps);
+		json_kv_double(&w, "dirty_rate_pps", p->dirty_rate_pps);
+		json_obj_end(&w);
+	}
+	json_arr_end(&w);
+
+	json_key(&w, "switchover");
+	json_obj_begin(&w);
+	json_key(&w, "reason");
+	if (reason)
+		json_put_str(&w, reason);
+	else
+		json_put_null(&w);
+	json_kv_u64(&w, "stale_pages", r->switchover.stale_pages);
+	json_obj_end(&w);
+
+	json_key(&w, "faults");
+	json_obj_begin(&w);
+	json_kv_u64(&w, "count", r->faults.count);
+	json_key(&w, "latency_us");
+	json_obj_begin(&w);
+	json_kv_double(&w, "p50", r->faults.latency_us.p50);
+	json_kv_double(&w, "p90", r->faults.latency_us.p90);
+	json_kv_double(&w, "p99", r->faults.latency_us.p99);
+	json_kv_double(&w, "max", r->faults.latency_us.max);
+	json_obj_end(&w);
+	json_kv_double(&w, "blocktime_ms", r->faults.blocktime_ms);
+	json_obj_end(&w);
+
+	if (!isnan(r->guest_ops_per_s_before))
+		json_kv_double(&w, "guest_ops_per_s_before", r->guest_ops_per_s_before);
+	if (!isnan(r->guest_ops_per_s_after))
+		json_kv_double(&w, "guest_ops_per_s_after", r->guest_ops_per_s_after);
+
+	json_key(&w, "timeline");
+	json_arr_begin(&w);
+	for (i = 0; i < r->ntimeline; i++) {
+		const struct stats_timeline_row *t = &r->timeline[i];
+
+		json_obj_begin(&w);
+		json_kv_double(&w, "t_ms", t->t_ms);
+		json_kv_str(&w, "phase", t->phase);
+		json_kv_u64(&w, "bytes_bulk", t->bytes_bulk);
+		json_kv_u64(&w, "bytes_urgent", t->bytes_urgent);
+		json_kv_u64(&w, "pages_present", t->pages_present);
+		json_kv_double(&w, "guest_ops_per_s", t->guest_ops_per_s);
+		json_obj_end(&w);
+	}
+	json_arr_end(&w);
+
+	for (i = 0; i < r->nextras; i++) {
+		const struct stats_extra *e = &r->extras[i];
+
+		if (e->is_u64)
+			json_kv_u64(&w, e->key, e->u);
+		else
+			json_kv_double(&w, e->key, e->d);
+	}
+	json_obj_end(&w);
+	return finish_file(&w, f);
+}
+
+/* ---- merging ------------------------------------------------------------ */
+
+enum merge_kind {
+	M_SRC,		/* the source's, else the destination's */
+	M_DST,		/* the destination's, else the source's */
+	M_SIDE,		/* "merged" */
+	M_RESULT,
+	M_ERROR,
+	M_MAX,		/* the larger number */
+	M_TL_SRC,	/* the source's timeline, or [] */
+	M_TL_DST,	/* the destination's timeline, or [] */
+};
+
+struct merge_rule {
+	const char *key;
+	enum merge_kind kind;
+	const struct merge_rule *sub;	/* per-member rules if both are objects */
+	size_t nsub;
+};
+
+#define NRULES(a) (sizeof(a) / sizeof((a)[0]))
+
+static const struct merge_rule pages_rules[] = {
+	{ "sent", M_SRC },
+	{ "zero", M_SRC },
+	{ "duplicate", M_DST },
+	{ "pulled", M_DST },
+	{ "pushed", M_DST },
+};
+
+/* Order here is the order in the merged document. */
+static const struct merge_rule top_rules[] = {
+	{ "side", M_SIDE },
+	{ "mode", M_SRC },
+	{ "result", M_RESULT },
+	{ "error", M_ERROR },
+	{ "integrity", M_DST },
+	{ "dirty_logging", M_SRC },
+	{ "guest", M_SRC },
+	{ "total_ms", M_MAX },
+	{ "downtime_ms", M_DST },
+	{ "bytes", M_SRC },
+	{ "pages", M_SRC, pages_rules, NRULES(pages_rules) },
+	{ "passes", M_SRC },
+	{ "switchover", M_SRC },
+	{ "faults", M_DST },
+	{ "guest_ops_per_s_before", M_SRC },
+	{ "guest_ops_per_s_after", M_DST },
+	{ "timeline", M_TL_SRC },
+	{ "timeline_destination", M_TL_DST },
+};
+
+static bool present(const struct json_val *v)
+{
+	return v && v->type != JSON_NULL;
+}
+
+/* The preferred value if it is there and not null, else the other one if it
+ * is, else whichever exists (a null), else NULL: omit the key. */
+static const struct json_val *pick(const struct json_val *pref,
+				   const struct json_val *other)
+{
+	if (present(pref))
+		return pref;
+	if (present(other))
+		return other;
+	return pref ? pref : other;
+}
+
+static bool known(const struct merge_rule *rules, size_t n, const char *key)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(rules[i].key, key) == 0)
+			return true;
+	return false;
+}
+
+/* Members neither rule table names: the source's, then the destination's,
+ * renamed "<key>_destination" where the source has the key too.  Skips all
+ * but the last of duplicated keys, the one json_get sees. */
+static void copy_unknown(struct json_writer *w, const struct json_val *s,
+			 const struct json_val *d, const struct merge_rule *rules,
+			 size_t nrules)
+{
+	static const char suffix[] = "_destination";
+	size_t i;
+
+	for (i = 0; s && i < s->obj.n; i++) {
+		const struct json_member *m = &s->obj.m[i];
+
+		if (known(rules, nrules, m->key) || json_get(s, m->key) != &m->val)
+			continue;
+		json_key(w, m->key);
+		json_put_val(w, &m->val);
+	}
+	for (i = 0; d && i < d->obj.n; i++) {
+		const struct json_member *m = &d->obj.m[i];
+		char *k;
+
+		if (known(rules, nrules, m->key) || json_get(d, m->key) != &m->val)
+			continue;
+		if (!json_get(s, m->key)) {
+			json_key(w, m->key);
+			json_put_val(w, &m->val);
+			continue;
+		}
+		k = malloc(strlen(m->key) + sizeof(suffix));
+		if (!k) {
+			/* Make it the writer's sticky error, so the caller
+			 * sees -ENOMEM from finish rather than a short file. */
+			if (!w->err)
+				w->err = -ENOMEM;
+			return;
+		}
+		strcpy(k, m->key);
+		strcat(k, suffix);
+		json_key(w, k);
+		json_put_val(w, &m->val);
+		free(k);
+	}
+}
+
+static const struct json_val *as_obj(const struct json_val *v)
+{
+	return v && v->type == JSON_OBJ ? v : NULL;
+}
+
+static void merge_obj(struct json_writer *w, const struct json_val *s,
+		      const struct json_val *d, const struct merge_rule *rules,
+		      size_t n);
+
+static void merge_member(struct json_writer *w, const struct merge_rule *rule,
+			 const struct json_val *sv, const struct json_val *dv)
+{
+	const struct json_val *v;
+
+	v = rule->kind == M_DST ? pick(dv, sv) : pick(sv, dv);
+	if (!v)
+		return;
+	json_key(w, rule->key);
+	if (rule->sub && (as_obj(sv) || as_obj(dv)))
+		merge_obj(w, as_obj(sv), as_obj(dv), rule->sub, rule->nsub);
+	else
+		json_put_val(w, v);
+}
+
+static void merge_obj(struct json_writer *w, const struct json_val *s,
+		      const struct json_val *d, const struct merge_rule *rules,
+		      size_t n)
+{
+	size_t i;
+
+	json_obj_begin(w);
+	for (i = 0; i < n; i++)
+		merge_member(w, &rules[i], json_get(s, rules[i].key),
+			     json_get(d, rules[i].key));
+	copy_unknown(w, s, d, rules, n);
+	json_obj_end(w);
+}
+
+enum side_result { SR_ABSENT, SR_OK, SR_CANCELLED, SR_FAILED };
+
+static enum side_result side_result(const struct json_val *doc)
+{
+	const char *res;
+
+	if (!doc)
+		return SR_ABSENT;
+	res = json_val_str(json_get(doc, "result"));
+	if (res && strcmp(res, "ok") == 0)
+		return SR_OK;
+	if (res && strcmp(res, "cancelled") == 0)
+		return SR_CANCELLED;
+	return SR_FAILED;	/* "failed", unknown or missing: not a success */
+}
+
+static const char *side_error(const struct json_val *doc)
+{
+	const char *e = json_val_str(json_get(doc, "error"));
+
+	if (e && e[0])
+		return e;
+	if (!json_get(doc, "result"))
+		return "report has no result";
+	return "no error message";
+}
+
+/* "source: X; destination: Y" for the sides that did not succeed. */
+static void put_error(struct json_writer *w, const struct json_val *s,
+		      enum side_result sr, const struct json_val *d,
+		      enum side_result dr)
+{
+	const char *se = sr > SR_OK ? side_error(s) : NULL;
+	const char *de = dr > SR_OK ? side_error(d) : NULL;
+	size_t n = (se ? strlen(se) : 0) + (de ? strlen(de) : 0) + 40;
+	char *msg = malloc(n);
+
+	if (!msg) {
+		if (!w->err)
+			w->err = -ENOMEM;
+		return;
+	}
+	if (se && de)
+		snprintf(msg, n, "source: %s; destination: %s", se, de);
+	else
+		snprintf(msg, n, "%s: %s", se ? "source" : "destination",
+			 se ? se : de);
+	json_kv_str(w, "error", msg);
+	free(msg);
+}
+
+int stats_report_merge_json(const struct json_val *src, const struct json_val *dst,
+			    FILE *out, char *err)
+{
+	struct json_writer w;
+	enum side_result sr, dr;
+	const char *result;
+	double a, b;
+	size_t i;
+	int rc;
+
+	if (!src && !dst)
+		return err_setf(err, -EINVAL, "merging reports: neither side has one");
+	if ((src && src->type != JSON_OBJ) || (dst && dst->type != JSON_OBJ))
+		return err_setf(err, -EINVAL,
+				"merging reports: the %s report is not a JSON object",
+				src && src->type != JSON_OBJ ? "source" : "destination");
+	sr = side_result(src);
+	dr = side_result(dst);
+	if (sr == SR_FAILED || dr == SR_FAILED)
+		result = "failed";
+	else if (sr == SR_CANCELLED || dr == SR_CANCELLED)
+		result = "cancelled";
+	else
+		result = "ok";
+
+	json_writer_init(&w, out, REPORT_PRETTY);
+	json_obj_begin(&w);
+	for (i = 0; i < NRULES(top_rules); i++) {
+		const struct merge_rule *rule = &top_rules[i];
+		const struct json_val *sv = json_get(src, rule->key);
+		const struct json_val *dv = json_get(dst, rule->key);
+
+		switch (rule->kind) {
+		case M_SRC:
+		case M_DST:
+			merge_member(&w, rule, sv, dv);
+			break;
+		case M_SIDE:
+			json_kv_str(&w, rule->key, "merged");
+			break;
+		case M_RESULT:
+			json_kv_str(&w, rule->key, result);
+			break;
+		case M_ERROR:
+			if (sr > SR_OK || dr > SR_OK)
+				put_error(&w, src, sr, dst, dr);
+			break;
+		case M_MAX:
+			if (json_val_double(sv, &a) == 0 &&
+			    json_val_double(dv, &b) == 0) {
+				json_key(&w, rule->key);
+				json_put_val(&w, a >= b ? sv : dv);
+			} else {
+				merge_member(&w, rule, sv, dv);
+			}
+			break;
+		case M_TL_SRC:
+		case M_TL_DST: {
+			const struct json_val *tl = json_get(
+				rule->kind == M_TL_SRC ? src : dst, "timeline");
+
+			json_key(&w, rule->key);
+			if (tl && tl->type == JSON_ARR) {
+				json_put_val(&w, tl);
+			} else {
+				json_arr_begin(&w);
+				json_arr_end(&w);
+			}
+			break;
+		}
+		}
+	}
+	copy_unknown(&w, src, dst, top_rules, NRULES(top_rules));
+	json_obj_end(&w);
+	rc = finish_file(&w, out);
+	if (rc)
+		return err_setf(err, rc, "writing the merged report: %s", strerror(-rc));
+	return 0;
+}

@@ -1,0 +1,198 @@
+/* The migration report: one struct per side, written as the JSON document of
+ * DESIGN.md "The report", and the merge of a source and a destination report.
+ *
+ * Conventions of the struct:
+ * - times are milliseconds, fault latencies microseconds, as in the JSON;
+ * - a double set to NAN means "not measured on this side" and is written as
+ *   null (stats_report_init sets every double to NAN); counters start at 0;
+ * - every key DESIGN.md lists is always written (scripts may rely on the
+ *   shape), except "error", which is written only when result is not ok;
+ * - additional keys ("side", "dirty_logging", "guest_ops_per_s_before" /
+ *   "_after", extras) are written only when set.
+ *
+ * Only the engine's thread fills a report; nothing here locks.
+ */
+#ifndef HMIG_STATS_REPORT_H
+#define HMIG_STATS_REPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "common/err.h"
+#include "stats/hist.h"
+#include "stats/json.h"
+
+enum stats_side { STATS_SIDE_SOURCE, STATS_SIDE_DESTINATION, STATS_SIDE_MERGED };
+enum stats_mode { STATS_MODE_HYBRID, STATS_MODE_PRECOPY, STATS_MODE_POSTCOPY };
+enum stats_result { STATS_RESULT_OK, STATS_RESULT_FAILED, STATS_RESULT_CANCELLED };
+enum stats_integrity {
+	STATS_INTEGRITY_SKIPPED,
+	STATS_INTEGRITY_OK,
+	STATS_INTEGRITY_MISMATCH,
+};
+/* NONE: no switchover happened (yet); written as "reason": null. */
+enum stats_reason {
+	STATS_REASON_NONE,
+	STATS_REASON_CONVERGED,
+	STATS_REASON_MAX_PASSES,
+	STATS_REASON_NO_PROGRESS,
+	STATS_REASON_BYTE_BUDGET,
+	STATS_REASON_FORCED,
+};
+
+/* The JSON spellings ("hybrid", "cancelled", "max_passes", ...); "?" for an
+ * out-of-range value, NULL for STATS_REASON_NONE. */
+const char *stats_side_name(enum stats_side s);
+const char *stats_mode_name(enum stats_mode m);
+const char *stats_result_name(enum stats_result r);
+const char *stats_integrity_name(enum stats_integrity i);
+const char *stats_reason_name(enum stats_reason r);
+
+/* One row of "passes". */
+struct stats_pass_row {
+	uint32_t pass;
+	uint64_t pages_sent;
+	uint64_t pages_dirtied;
+	double ms;
+	double mbps;
+	double dirty_rate_pps;
+};
+
+/* Phase names are short words ("precopy", "switchover", "postcopy", ...). */
+#define STATS_PHASE_LEN 24
+
+/* One row of "timeline": a sample taken every few ms. */
+struct stats_timeline_row {
+	double t_ms;	/* since the migration started */
+	char phase[STATS_PHASE_LEN];
+	uint64_t bytes_bulk;	/* cumulative, bulk channel */
+	uint64_t bytes_urgent;	/* cumulative, urgent channel */
+	uint64_t pages_present;	/* destination: pages installed */
+	double guest_ops_per_s;
+};
+
+#define STATS_EXTRA_KEY_LEN 48
+
+/* A numeric key the engine adds at the top level of the report. */
+struct stats_extra {
+	char key[STATS_EXTRA_KEY_LEN];
+	bool is_u64;
+	uint64_t u;
+	double d;
+};
+
+struct stats_report {
+	enum stats_side side;
+	enum stats_mode mode;
+	enum stats_result result;
+	char error[ERR_LEN];	/* one line; written only when result != ok */
+	enum stats_integrity integrity;
+	char dirty_logging[32];	/* e.g. "uffd-wp-async+pagemap-scan"; "" = omit */
+	struct {
+		char backend[32];
+		uint64_t pages;
+		uint64_t page_size;
+		uint32_t vcpus;
+		char workload[128];
+	} guest;
+	double total_ms;
+	double downtime_ms;
+	struct {
+		uint64_t total, precopy, stopcopy, push, pull;
+	} bytes;
+	struct {
+		uint64_t sent, zero, duplicate, pulled, pushed;
+	} pages;
+	struct {
+		enum stats_reason reason;
+		uint64_t stale_pages;
+	} switchover;
+	struct {
+		uint64_t count;
+		struct {
+			double p50, p90, p99, max;
+		} latency_us;
+		double blocktime_ms;
+	} faults;
+	double guest_ops_per_s_before;	/* NAN = omit */
+	double guest_ops_per_s_after;	/* NAN = omit */
+
+	/* Growable tables: read them, append through the functions below. */
+	struct stats_pass_row *passes;
+	size_t npasses, passes_cap;
+	struct stats_timeline_row *timeline;
+	size_t ntimeline, timeline_cap;
+	struct stats_extra *extras;
+	size_t nextras, extras_cap;
+};
+
+/* Empty report for one side: counters 0, doubles NAN, integrity skipped,
+ * mode hybrid, and result FAILED with error "migration did not finish", so a
+ * report written on an early exit never claims success.  The engine sets
+ * result = STATS_RESULT_OK when it completes. */
+void stats_report_init(struct stats_report *r, enum stats_side side);
+/* Frees the tables; r may be re-initialised afterwards. */
+void stats_report_free(struct stats_report *r);
+
+/* Sets result and (for anything but OK) the one-line error, printf-style. */
+void stats_report_set_result(struct stats_report *r, enum stats_result res,
+			     const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Pre-sizes the tables so appends up to these counts never allocate (call it
+ * before the timeline sampler starts).  0 or -ENOMEM. */
+int stats_report_reserve(struct stats_report *r, size_t npasses, size_t ntimeline);
+/* Appends a copy of row; allocates only when the table is full (doubling).
+ * 0 or -ENOMEM (the report is unchanged). */
+int stats_report_add_pass(struct stats_report *r, const struct stats_pass_row *row);
+int stats_report_add_timeline(struct stats_report *r,
+			      const struct stats_timeline_row *row);
+
+/* Adds or replaces a top-level numeric key.  -EINVAL if key is empty, longer
+ * than STATS_EXTRA_KEY_LEN-1, or one of the report's own keys; -ENOMEM. */
+int stats_report_set_extra_u64(struct stats_report *r, const char *key, uint64_t v);
+int stats_report_set_extra_double(struct stats_report *r, const char *key, double v);
+
+/* Fills faults.latency_us.{p50,p90,p99,max} from a histogram recorded in
+ * nanoseconds (NAN, i.e. null, when it is empty).  Leaves faults.count alone:
+ * the engine counts faults, the histogram counts timed requests. */
+void stats_report_set_fault_latency(struct stats_report *r,
+				    const struct stats_hist *lat_ns);
+
+/* Writes the report as one pretty-printed JSON document (table rows one per
+ * line) and flushes f.  0, -EINVAL if the report cannot be written (a bug),
+ * or -errno of the failed write. */
+int stats_report_write_json(const struct stats_report *r, FILE *f);
+
+/* Merges a parsed source report and a parsed destination report into one
+ * document with "side": "merged", written to out.  Either may be NULL (that
+ * side wrote no report), not both.  The rule, key by key:
+ *
+ *   result       "failed" if either is failed (or has an unknown result),
+ *                else "cancelled" if either is, else "ok"
+ *   error        present when result is not ok: each not-ok side's error,
+ *                prefixed "source: " / "destination: ", joined with "; "
+ *                (source first: it drives the migration)
+ *   total_ms     the larger of the two (the migration ends when both do)
+ *   downtime_ms  the destination's, else the source's
+ *   integrity, faults, guest_ops_per_s_after
+ *                the destination's, else the source's
+ *   pages        sent, zero: the source's; duplicate, pulled, pushed: the
+ *                destination's; each falls back to the other side
+ *   mode, guest, bytes, passes, switchover, dirty_logging,
+ *   guest_ops_per_s_before
+ *                the source's, else the destination's
+ *   timeline     the source's (or []); "timeline_destination" the
+ *                destination's (or [])
+ *   other keys   copied; a key both sides have keeps the source's value and
+ *                the destination's goes under "<key>_destination"
+ *
+ * "else" means: when the preferred side lacks the key or has null there.
+ * Returns 0, -EINVAL (a document is not an object; both NULL), or the write
+ * error; err (ERR_LEN) says what went wrong. */
+int stats_report_merge_json(const struct json_val *src, const struct json_val *dst,
+			    FILE *out, char *err);
+
+#endif
