@@ -177,6 +177,8 @@ struct hmig_synth_params {
 	const char *workload; /* NULL or "" means "idle" */
 	uint64_t seed;        /* 0 picks a fixed default */
 	double fill;          /* fraction of pages written before the workload, 0..1 */
+	uint64_t ops_limit;   /* each vCPU idles after this many ops; 0 = no limit
+			       * (for reproducible tests; not carried by migration) */
 };
 
 /* Creates a guest of the named backend ("synth" is the only one built in;

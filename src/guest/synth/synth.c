@@ -1,8 +1,1100 @@
+/* synth: the built-in guest.
+ *
+ * A real running guest inside the hmig process: an anonymous mapping of
+ * npages pages, and one thread per vCPU executing a workload (workload.c)
+ * against it until paused.  Each vCPU owns a contiguous, disjoint range of
+ * pages, so every page has exactly one writer and the oracle's per-page
+ * version table needs no locks.
+ *
+ * Source side: dirty logging with userfaultfd write-protect, async mode read
+ * and re-armed by PAGEMAP_SCAN (6.7+), or synchronous write-protect faults
+ * served by a handler thread as the fallback.
+ * Destination side: the same mapping registered for missing pages; pages go
+ * in with UFFDIO_COPY / UFFDIO_ZEROPAGE and come out with MADV_DONTNEED.
+ *
+ * THP is disabled on the mapping (MADV_NOHUGEPAGE): write-protect and missing
+ * faults then work at 4 KiB, the unit the protocol moves; a 2 MiB page would
+ * turn one written byte into 512 dirty pages (QEMU does the same for
+ * post-copy on the destination).
+ */
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "common/bitmap.h"
+#include "common/clock.h"
+#include "common/endian.h"
 #include "common/err.h"
 #include "guest/synth/synth.h"
+#include "guest/synth/workload.h"
+#include "stats/hist.h"
+#include "uffd/uffd.h"
+
+#define SYNTH_PAGE 4096
+#define SYNTH_MAX_VCPUS 64
+#define DEFAULT_SEED 0x686d6967ull /* "hmig" */
+
+struct vcpu {
+	struct synth *s;
+	uint32_t id;
+	pthread_t thread;
+	struct wl_vcpu wl;
+	/* Written by the vCPU thread only; read by others (stats) relaxed. */
+	_Atomic uint64_t op;        /* next op index: cursor and RNG state */
+	_Atomic uint64_t writes;
+	_Atomic uint64_t violations;
+	uint64_t first_bad_pfn;
+	uint64_t op_at_start;       /* op when it started on this host */
+	uint64_t writes_at_start;
+	struct stats_hist lat;      /* kv request latency, ns; vCPU-private */
+	/* Pacing: op `pace_op0` was due at `pace_t0`. */
+	uint64_t pace_t0, pace_op0;
+};
+
+struct synth {
+	struct hmig_guest base;
+	uint64_t npages;
+	uint32_t page_size, nvcpus;
+	uint8_t *mem;
+	size_t mem_len;
+	struct wl_params wl;
+	uint64_t seed;
+	double fill;
+	uint64_t ops_limit;
+	uint32_t *versions; /* oracle: per-page version, owner-written */
+	struct vcpu *vcpus;
+
+	/* Run control.  pause_req is polled by vCPUs between ops; parked vCPUs
+	 * and sleeping (paced, idle) ones wait on `cond`. */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;      /* vCPUs wait here */
+	pthread_cond_t parked_cv; /* pause() waits here */
+	_Atomic bool pause_req;
+	_Atomic bool quit;
+	uint32_t parked;
+	bool threads_live;
+
+	/* Dirty logging. */
+	enum hmig_dirty_mode dirty_mode; /* 0 = off */
+	int wp_fd, pagemap_fd;
+	pthread_t wp_thread;
+	int wp_quit_fd;
+	pthread_mutex_t wp_lock;   /* sync mode: handler vs collect */
+	uint64_t *wp_dirty;        /* sync mode: pages written since collect */
+
+	/* Destination. */
+	bool is_dest, restored, started, faults_over;
+	int uffd;
+	uint64_t *present; /* touched only by the installing thread */
+};
+
+static struct synth *to_synth(struct hmig_guest *g)
+{
+	return (struct synth *)g;
+}
+
+/* ------------------------------------------------------------ memory */
+
+static int mem_map(struct synth *s)
+{
+	s->mem_len = (size_t)s->npages * s->page_size;
+	void *m = mmap(NULL, s->mem_len, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (m == MAP_FAILED)
+		return err_setf(s->base.err, -errno,
+				"cannot map %zu MiB of guest memory: %s (use a smaller --mem)",
+				s->mem_len >> 20, strerror(errno));
+	s->mem = m;
+	madvise(s->mem, s->mem_len, MADV_NOHUGEPAGE);
+	s->versions = calloc(s->npages, sizeof(*s->versions));
+	if (!s->versions)
+		return err_setf(s->base.err, -ENOMEM, "out of memory for the page version table");
+	return 0;
+}
+
+static uint8_t *page_ptr(struct synth *s, uint64_t pfn)
+{
+	return s->mem + pfn * s->page_size;
+}
+
+/* ------------------------------------------------------------ vCPUs */
+
+static int vcpus_alloc(struct synth *s)
+{
+	s->vcpus = calloc(s->nvcpus, sizeof(*s->vcpus));
+	if (!s->vcpus)
+		return err_setf(s->base.err, -ENOMEM, "out of memory for vCPUs");
+	for (uint32_t i = 0; i < s->nvcpus; i++) {
+		struct vcpu *v = &s->vcpus[i];
+
+		v->s = s;
+		v->id = i;
+		stats_hist_init(&v->lat);
+		wl_vcpu_init(&v->wl, &s->wl, s->seed, i, s->nvcpus, s->npages, s->page_size);
+	}
+	return 0;
+}
+
+/* Parks the calling vCPU while a pause is requested.  Returns false when the
+ * guest is being destroyed. */
+static bool vcpu_park(struct vcpu *v)
+{
+	struct synth *s = v->s;
+
+	pthread_mutex_lock(&s->lock);
+	s->parked++;
+	pthread_cond_broadcast(&s->parked_cv);
+	while (atomic_load(&s->pause_req) && !atomic_load(&s->quit))
+		pthread_cond_wait(&s->cond, &s->lock);
+	s->parked--;
+	pthread_mutex_unlock(&s->lock);
+	/* A paused guest does not catch up on the ops it missed. */
+	v->pace_t0 = clock_now_ns();
+	v->pace_op0 = atomic_load_explicit(&v->op, memory_order_relaxed);
+	return !atomic_load(&s->quit);
+}
+
+/* Sleeps until `deadline_ns` unless a pause or quit comes first; a sleeping
+ * vCPU must not delay a pause (that would be downtime). */
+static void vcpu_sleep_until(struct vcpu *v, uint64_t deadline_ns)
+{
+	struct synth *s = v->s;
+	struct timespec ts = {
+		.tv_sec = (time_t)(deadline_ns / 1000000000ull),
+		.tv_nsec = (long)(deadline_ns % 1000000000ull),
+	};
+
+	pthread_mutex_lock(&s->lock);
+	while (!atomic_load(&s->pause_req) && !atomic_load(&s->quit) &&
+	       clock_now_ns() < deadline_ns)
+		if (pthread_cond_timedwait(&s->cond, &s->lock, &ts) == ETIMEDOUT)
+			break;
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* Below this lead over schedule a paced vCPU keeps running rather than
+ * sleeping: a sleep costs ~50-100 us of wake-up latency itself. */
+#define PACE_SLACK_NS 200000ull
+
+static void vcpu_pace(struct vcpu *v, uint64_t op)
+{
+	double per_vcpu = v->s->wl.rate / v->s->nvcpus;
+
+	if (per_vcpu <= 0)
+		return;
+	uint64_t due = v->pace_t0 + (uint64_t)((double)(op - v->pace_op0) * 1e9 / per_vcpu);
+	uint64_t now = clock_now_ns();
+	if (due > now + PACE_SLACK_NS)
+		vcpu_sleep_until(v, due);
+}
+
+static void vcpu_violation(struct vcpu *v, uint64_t pfn)
+{
+	if (atomic_fetch_add_explicit(&v->violations, 1, memory_order_relaxed) == 0)
+		v->first_bad_pfn = pfn;
+}
+
+/* One operation of the workload, at an op boundary on both sides. */
+static void vcpu_step(struct vcpu *v, uint64_t op)
+{
+	struct synth *s = v->s;
+	struct wl_op o;
+	uint64_t bad;
+
+	wl_op_decide(&v->wl, op, &o);
+	if (s->wl.kind == WL_KV) {
+		uint64_t t0 = clock_now_ns();
+
+		if (!wl_kv_exec(&v->wl, page_ptr(s, v->wl.lo), s->versions, &o, &bad))
+			vcpu_violation(v, bad);
+		stats_hist_add(&v->lat, clock_now_ns() - t0);
+	} else if (o.write) {
+		wl_page_gen(page_ptr(s, o.pfn), s->page_size, s->seed, o.pfn,
+			    s->versions[o.pfn] + 1);
+		s->versions[o.pfn]++;
+	} else if (!wl_page_check(page_ptr(s, o.pfn), s->page_size, s->seed, o.pfn,
+				  s->versions[o.pfn])) {
+		vcpu_violation(v, o.pfn);
+	}
+	if (o.write)
+		atomic_fetch_add_explicit(&v->writes, 1, memory_order_relaxed);
+	/* Release: a pauser that sees the new op count sees the op's writes. */
+	atomic_store_explicit(&v->op, op + 1, memory_order_release);
+}
+
+/* An idle vCPU wakes this often to look for a pause; the cond wakes it at
+ * once anyway, so this only bounds a lost wake-up. */
+#define IDLE_TICK_NS 10000000ull
+
+static void *vcpu_main(void *arg)
+{
+	struct vcpu *v = arg;
+	struct synth *s = v->s;
+
+	v->pace_t0 = clock_now_ns();
+	v->pace_op0 = atomic_load(&v->op);
+	while (!atomic_load_explicit(&s->quit, memory_order_relaxed)) {
+		if (atomic_load_explicit(&s->pause_req, memory_order_acquire)) {
+			if (!vcpu_park(v))
+				break;
+			continue;
+		}
+		uint64_t op = atomic_load_explicit(&v->op, memory_order_relaxed);
+		if (s->wl.kind == WL_IDLE || (s->ops_limit && op >= s->ops_limit)) {
+			vcpu_sleep_until(v, clock_now_ns() + IDLE_TICK_NS);
+			continue;
+		}
+		vcpu_pace(v, op);
+		if (atomic_load_explicit(&s->pause_req, memory_order_acquire))
+			continue;
+		vcpu_step(v, op);
+	}
+	return NULL;
+}
+
+static int vcpus_start(struct synth *s)
+{
+	for (uint32_t i = 0; i < s->nvcpus; i++) {
+		struct vcpu *v = &s->vcpus[i];
+
+		v->op_at_start = atomic_load(&v->op);
+		v->writes_at_start = atomic_load(&v->writes);
+		int rc = pthread_create(&v->thread, NULL, vcpu_main, v);
+		if (rc) {
+			atomic_store(&s->quit, true);
+			pthread_cond_broadcast(&s->cond);
+			for (uint32_t j = 0; j < i; j++)
+				pthread_join(s->vcpus[j].thread, NULL);
+			atomic_store(&s->quit, false);
+			return err_setf(s->base.err, -rc, "cannot start vCPU thread: %s",
+					strerror(rc));
+		}
+	}
+	s->threads_live = true;
+	return 0;
+}
+
+static void vcpus_stop(struct synth *s)
+{
+	if (!s->threads_live)
+		return;
+	pthread_mutex_lock(&s->lock);
+	atomic_store(&s->quit, true);
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	for (uint32_t i = 0; i < s->nvcpus; i++)
+		pthread_join(s->vcpus[i].thread, NULL);
+	s->threads_live = false;
+}
+
+static int synth_pause(struct hmig_guest *g)
+{
+	struct synth *s = to_synth(g);
+
+	if (!s->threads_live)
+		return 0;
+	pthread_mutex_lock(&s->lock);
+	atomic_store_explicit(&s->pause_req, true, memory_order_release);
+	pthread_cond_broadcast(&s->cond); /* cut short paced and idle sleeps */
+	while (s->parked < s->nvcpus)
+		pthread_cond_wait(&s->parked_cv, &s->lock);
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+static int synth_resume(struct hmig_guest *g)
+{
+	struct synth *s = to_synth(g);
+
+	pthread_mutex_lock(&s->lock);
+	atomic_store(&s->pause_req, false);
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+/* --------------------------------------------------------------- fill */
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* 5.14 */
+#endif
+
+static void *fill_main(void *arg)
+{
+	struct vcpu *v = arg;
+	struct synth *s = v->s;
+
+	/* Fault the range in with one call instead of one fault per page
+	 * (about 4x faster at 1 GiB); the writes below then only copy.  A
+	 * kernel without it just takes the faults. */
+	if (s->fill > 0 || s->wl.kind == WL_KV)
+		madvise(page_ptr(s, v->wl.lo), (v->wl.hi - v->wl.lo) * s->page_size,
+			MADV_POPULATE_WRITE);
+
+	if (s->wl.kind == WL_KV) {
+		wl_kv_fill(&v->wl, page_ptr(s, v->wl.lo), s->versions);
+		return NULL;
+	}
+	for (uint64_t p = v->wl.lo; p < v->wl.hi; p++) {
+		if (!wl_fill_page(s->seed, s->fill, p))
+			continue;
+		s->versions[p] = 1;
+		wl_page_gen(page_ptr(s, p), s->page_size, s->seed, p, 1);
+	}
+	return NULL;
+}
+
+/* The vCPUs fill their own pages in parallel, before the workload runs. */
+static int guest_fill(struct synth *s)
+{
+	pthread_t t[SYNTH_MAX_VCPUS];
+	uint32_t started = 0;
+	int rc = 0;
+
+	for (; started < s->nvcpus; started++) {
+		rc = pthread_create(&t[started], NULL, fill_main, &s->vcpus[started]);
+		if (rc)
+			break;
+	}
+	for (uint32_t i = 0; i < started; i++)
+		pthread_join(t[i], NULL);
+	if (rc)
+		return err_setf(s->base.err, -rc, "cannot start fill thread: %s", strerror(rc));
+	return 0;
+}
+
+/* ---------------------------------------------------------- both sides */
+
+static int synth_geometry(struct hmig_guest *g, struct hmig_guest_geometry *geo)
+{
+	struct synth *s = to_synth(g);
+
+	geo->npages = s->npages;
+	geo->page_size = s->page_size;
+	geo->nvcpus = s->nvcpus;
+	return 0;
+}
+
+static int synth_stats(struct hmig_guest *g, struct hmig_guest_stats *st)
+{
+	struct synth *s = to_synth(g);
+	struct stats_hist lat;
+
+	memset(st, 0, sizeof(*st));
+	stats_hist_init(&lat);
+	for (uint32_t i = 0; s->vcpus && i < s->nvcpus; i++) {
+		struct vcpu *v = &s->vcpus[i];
+
+		st->ops += atomic_load_explicit(&v->op, memory_order_relaxed) - v->op_at_start;
+		st->writes += atomic_load_explicit(&v->writes, memory_order_relaxed) -
+			      v->writes_at_start;
+		uint64_t bad = atomic_load_explicit(&v->violations, memory_order_relaxed);
+		if (bad && !st->violations)
+			st->first_bad_pfn = v->first_bad_pfn;
+		st->violations += bad;
+		/* Racy read of a vCPU's histogram: counters may be torn by one
+		 * sample while it runs; exact once paused. */
+		stats_hist_merge(&lat, &v->lat);
+	}
+	st->lat_count = lat.count;
+	if (lat.count) {
+		st->lat_p50_ns = stats_hist_quantile(&lat, 0.50);
+		st->lat_p99_ns = stats_hist_quantile(&lat, 0.99);
+		st->lat_max_ns = (double)lat.max;
+	}
+	return 0;
+}
+
+/* Replays vCPU v's ops with no migration and compares its pages byte for
+ * byte.  `expect` is a scratch version table (npages), `scratch` memory for
+ * kv replay (owned pages) or NULL. */
+static int verify_vcpu(struct synth *s, struct vcpu *v, uint32_t *expect, uint8_t *scratch)
+{
+	const struct wl_vcpu *w = &v->wl;
+	uint64_t nops = atomic_load(&v->op), bad;
+	struct wl_op o;
+
+	if (s->wl.kind == WL_KV) {
+		memset(scratch, 0, (w->hi - w->lo) * s->page_size);
+		wl_kv_fill(w, scratch, expect);
+		for (uint64_t op = 0; op < nops; op++) {
+			wl_op_decide(w, op, &o);
+			if (o.write)
+				wl_kv_exec(w, scratch, expect, &o, &bad);
+		}
+	} else {
+		for (uint64_t p = w->lo; p < w->hi; p++)
+			expect[p] = wl_fill_page(s->seed, s->fill, p) ? 1 : 0;
+		for (uint64_t op = 0; s->wl.kind != WL_IDLE && op < nops; op++) {
+			wl_op_decide(w, op, &o);
+			if (o.write)
+				expect[o.pfn]++;
+		}
+	}
+	for (uint64_t p = w->lo; p < w->hi; p++) {
+		long off;
+
+		if (s->wl.kind == WL_KV) {
+			const uint8_t *a = page_ptr(s, p);
+			const uint8_t *b = scratch + (p - w->lo) * s->page_size;
+
+			off = -1;
+			if (memcmp(a, b, s->page_size))
+				for (off = 0; a[off] == b[off]; off++)
+					;
+		} else {
+			off = wl_page_diff(page_ptr(s, p), s->page_size, s->seed, p, expect[p]);
+		}
+		if (off >= 0)
+			return err_setf(s->base.err, -EBADMSG,
+					"integrity: pfn %lu differs from the replay at byte %ld (vCPU %u, version %u expected, %u recorded)",
+					(unsigned long)p, off, v->id, expect[p], s->versions[p]);
+		if (expect[p] != s->versions[p])
+			return err_setf(s->base.err, -EBADMSG,
+					"integrity: pfn %lu has version %u but the replay gives %u (vCPU state damaged?)",
+					(unsigned long)p, s->versions[p], expect[p]);
+	}
+	return 0;
+}
+
+static int synth_verify(struct hmig_guest *g)
+{
+	struct synth *s = to_synth(g);
+	uint32_t *expect;
+	uint8_t *scratch = NULL;
+	size_t scratch_len = 0;
+	int rc = 0;
+
+	if (!s->vcpus || (s->is_dest && !s->restored))
+		return err_setf(s->base.err, -EINVAL, "verify: the guest has no state yet");
+	if (s->threads_live && !atomic_load(&s->pause_req))
+		return err_setf(s->base.err, -EBUSY, "verify: pause the guest first");
+	expect = calloc(s->npages, sizeof(*expect));
+	if (!expect)
+		return err_setf(s->base.err, -ENOMEM, "verify: out of memory");
+	if (s->wl.kind == WL_KV) {
+		scratch_len = (size_t)(s->npages / s->nvcpus + 1) * s->page_size;
+		scratch = mmap(NULL, scratch_len, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (scratch == MAP_FAILED) {
+			free(expect);
+			return err_setf(s->base.err, -ENOMEM, "verify: cannot map replay memory");
+		}
+	}
+	for (uint32_t i = 0; !rc && i < s->nvcpus; i++) {
+		struct vcpu *v = &s->vcpus[i];
+
+		if (atomic_load(&v->violations)) {
+			rc = err_setf(s->base.err, -EBADMSG,
+				      "integrity: vCPU %u read a wrong or stale page at pfn %lu (%lu bad reads)",
+				      v->id, (unsigned long)v->first_bad_pfn,
+				      (unsigned long)atomic_load(&v->violations));
+			break;
+		}
+		rc = verify_vcpu(s, v, expect, scratch);
+	}
+	if (scratch)
+		munmap(scratch, scratch_len);
+	free(expect);
+	return rc;
+}
+
+/* ----------------------------------------------------------- source side */
+
+static int synth_run(struct hmig_guest *g)
+{
+	struct synth *s = to_synth(g);
+
+	if (s->is_dest || s->threads_live)
+		return err_setf(s->base.err, -EINVAL, "run: the guest is already running");
+	return vcpus_start(s);
+}
+
+static int synth_pages_map(struct hmig_guest *g, const uint64_t *pfns, uint32_t n,
+			   const void **ptrs)
+{
+	struct synth *s = to_synth(g);
+
+	for (uint32_t i = 0; i < n; i++) {
+		if (pfns[i] >= s->npages)
+			return err_setf(s->base.err, -ERANGE, "pages_map: pfn %lu out of range",
+					(unsigned long)pfns[i]);
+		ptrs[i] = page_ptr(s, pfns[i]);
+	}
+	return 0;
+}
+
+static void synth_pages_unmap(struct hmig_guest *g, const uint64_t *pfns, uint32_t n,
+			      const void **ptrs)
+{
+	(void)g, (void)pfns, (void)n, (void)ptrs;
+}
+
+/* Sync write-protect mode: the handler thread records the written page and
+ * lifts the protection so the vCPU goes on.
+ *
+ * Ordering against dirty_collect (both under wp_lock):
+ *
+ *   handler: set bit p, unprotect p       collect: take bits, protect them
+ *
+ * Done under one lock, a fault handled before the collect is in this collect
+ * (and p is protected again); one handled after is in the next.  Without the
+ * lock, collect could clear p's bit and protect p between the handler's set
+ * and unprotect, leaving p writable and unrecorded. */
+static void *wp_handler_main(void *arg)
+{
+	struct synth *s = arg;
+	struct uffd_msg msgs[64];
+	struct pollfd pfd[2] = {
+		{ .fd = s->wp_fd, .events = POLLIN },
+		{ .fd = s->wp_quit_fd, .events = POLLIN },
+	};
+
+	for (;;) {
+		if (poll(pfd, 2, -1) < 0 && errno != EINTR)
+			break;
+		if (pfd[1].revents)
+			break;
+		int n = uffd_read(s->wp_fd, msgs, 64);
+		if (n <= 0)
+			continue;
+		pthread_mutex_lock(&s->wp_lock);
+		for (int i = 0; i < n; i++) {
+			if (msgs[i].event != UFFD_EVENT_PAGEFAULT)
+				continue;
+			uint64_t addr = msgs[i].arg.pagefault.address & ~(uint64_t)(s->page_size - 1);
+			uint64_t pfn = (addr - (uintptr_t)s->mem) / s->page_size;
+
+			bitmap_set(s->wp_dirty, pfn);
+			uffd_wp(s->wp_fd, (void *)(uintptr_t)addr, s->page_size, false);
+		}
+		pthread_mutex_unlock(&s->wp_lock);
+	}
+	return NULL;
+}
+
+static int dirty_arm(struct synth *s, enum hmig_dirty_mode mode, uint64_t features)
+{
+	int rc;
+
+	s->wp_fd = uffd_open(features);
+	if (s->wp_fd < 0)
+		return s->wp_fd;
+	rc = uffd_register(s->wp_fd, s->mem, s->mem_len, UFFDIO_REGISTER_MODE_WP);
+	if (!rc)
+		rc = uffd_wp(s->wp_fd, s->mem, s->mem_len, true);
+	if (rc) {
+		close(s->wp_fd);
+		s->wp_fd = -1;
+		return rc;
+	}
+	s->dirty_mode = mode;
+	return 0;
+}
+
+static int synth_dirty_start(struct hmig_guest *g, enum hmig_dirty_mode want)
+{
+	struct synth *s = to_synth(g);
+	struct uffd_probe p;
+	int rc;
+
+	if (s->dirty_mode)
+		return err_setf(s->base.err, -EBUSY, "dirty logging is already on");
+	rc = uffd_probe(&p);
+	if (rc)
+		return err_setf(s->base.err, rc,
+				"dirty logging needs userfaultfd: %s (run as root or set vm.unprivileged_userfaultfd=1)",
+				strerror(-rc));
+	bool async_ok = (p.features & UFFD_FEATURE_WP_ASYNC) && p.pagemap_scan;
+	/* Without WP_UNPOPULATED, protection does not stick to never-touched
+	 * pages: the sync mode below touches them first instead. */
+	uint64_t unpop = p.features & UFFD_FEATURE_WP_UNPOPULATED;
+
+	if (want == HMIG_DIRTY_WP_ASYNC && !async_ok)
+		return err_setf(s->base.err, -EOPNOTSUPP,
+				"async write-protect dirty logging needs Linux 6.7+ (UFFD_FEATURE_WP_ASYNC and PAGEMAP_SCAN); use the sync mode");
+	if (want == HMIG_DIRTY_BACKEND)
+		return err_setf(s->base.err, -EOPNOTSUPP,
+				"the synth guest has no hypervisor dirty log; use auto");
+
+	if (want != HMIG_DIRTY_WP_SYNC && async_ok) {
+		s->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+		if (s->pagemap_fd < 0)
+			return err_setf(s->base.err, -errno, "cannot open /proc/self/pagemap: %s",
+					strerror(errno));
+		rc = dirty_arm(s, HMIG_DIRTY_WP_ASYNC, UFFD_FEATURE_WP_ASYNC | unpop);
+		if (!rc)
+			return HMIG_DIRTY_WP_ASYNC;
+		close(s->pagemap_fd);
+		s->pagemap_fd = -1;
+		if (want == HMIG_DIRTY_WP_ASYNC)
+			return err_setf(s->base.err, rc, "async write-protect failed: %s",
+					strerror(-rc));
+	}
+
+	if (!unpop) /* map the zero page under untouched pages, so they can be protected */
+		for (uint64_t p = 0; p < s->npages; p++)
+			(void)*(volatile uint8_t *)page_ptr(s, p);
+	s->wp_dirty = bitmap_new(s->npages);
+	s->wp_quit_fd = eventfd(0, EFD_CLOEXEC);
+	if (!s->wp_dirty || s->wp_quit_fd < 0)
+		return err_setf(s->base.err, -ENOMEM, "out of memory for the dirty bitmap");
+	rc = dirty_arm(s, HMIG_DIRTY_WP_SYNC, unpop);
+	if (rc)
+		return err_setf(s->base.err, rc, "write-protect dirty logging failed: %s",
+				strerror(-rc));
+	rc = pthread_create(&s->wp_thread, NULL, wp_handler_main, s);
+	if (rc) {
+		uffd_unregister(s->wp_fd, s->mem, s->mem_len);
+		close(s->wp_fd);
+		s->wp_fd = -1;
+		s->dirty_mode = 0;
+		return err_setf(s->base.err, -rc, "cannot start the write-protect handler: %s",
+				strerror(rc));
+	}
+	return HMIG_DIRTY_WP_SYNC;
+}
+
+static void collect_range(void *arg, uint64_t first, uint64_t end)
+{
+	bitmap_set_range(arg, first, end);
+}
+
+static int64_t synth_dirty_collect(struct hmig_guest *g, uint64_t *bitmap)
+{
+	struct synth *s = to_synth(g);
+	int64_t found = 0;
+
+	switch (s->dirty_mode) {
+	case HMIG_DIRTY_WP_ASYNC:
+		found = pagemap_scan_written(s->pagemap_fd, s->mem, s->mem_len, s->page_size,
+					     collect_range, bitmap);
+		if (found < 0)
+			return err_setf(s->base.err, (int)found, "PAGEMAP_SCAN failed: %s",
+					strerror((int)-found));
+		return found;
+	case HMIG_DIRTY_WP_SYNC:
+		pthread_mutex_lock(&s->wp_lock);
+		for (uint64_t w = 0; w < BITMAP_WORDS(s->npages); w++) {
+			uint64_t bits = s->wp_dirty[w];
+
+			if (!bits)
+				continue;
+			s->wp_dirty[w] = 0;
+			bitmap[w] |= bits;
+			found += __builtin_popcountll(bits);
+			while (bits) {
+				uint64_t b = (uint64_t)__builtin_ctzll(bits);
+
+				bits &= bits - 1;
+				uffd_wp(s->wp_fd, page_ptr(s, w * 64 + b), s->page_size, true);
+			}
+		}
+		pthread_mutex_unlock(&s->wp_lock);
+		return found;
+	default:
+		return err_setf(s->base.err, -EINVAL, "dirty logging is not on");
+	}
+}
+
+static int synth_dirty_stop(struct hmig_guest *g)
+{
+	struct synth *s = to_synth(g);
+
+	if (!s->dirty_mode)
+		return 0;
+	if (s->dirty_mode == HMIG_DIRTY_WP_SYNC) {
+		uint64_t one = 1;
+
+		if (write(s->wp_quit_fd, &one, sizeof(one)) != sizeof(one))
+			return err_setf(s->base.err, -errno, "cannot stop the wp handler");
+		/* Lift protection before the handler goes, so no vCPU is left
+		 * blocked on a fault nobody will read. */
+		uffd_wp(s->wp_fd, s->mem, s->mem_len, false);
+		pthread_join(s->wp_thread, NULL);
+		close(s->wp_quit_fd);
+		free(s->wp_dirty);
+		s->wp_dirty = NULL;
+	} else {
+		uffd_wp(s->wp_fd, s->mem, s->mem_len, false);
+		close(s->pagemap_fd);
+		s->pagemap_fd = -1;
+	}
+	uffd_unregister(s->wp_fd, s->mem, s->mem_len);
+	close(s->wp_fd);
+	s->wp_fd = -1;
+	s->dirty_mode = 0;
+	return 0;
+}
+
+/* ------------------------------------------------------------ vCPU state */
+
+/* Blob v1, little-endian:
+ *   0  u32 magic "HSYN"   4 u32 version (1)   8 u32 nvcpus   12 u32 page_size
+ *  16  u64 npages        24 u64 seed         32 f64 fill    40 char[128] workload
+ * 168  per vCPU: u64 op, u64 writes, u64 violations, u64 first_bad_pfn
+ *      then npages x u32 page versions (the oracle's table). */
+#define BLOB_MAGIC 0x4e595348u /* "HSYN" */
+#define BLOB_VERSION 1u
+#define BLOB_HDR 168
+#define BLOB_VCPU 32
+
+static int synth_vcpu_save(struct hmig_guest *g, void **blob, size_t *len)
+{
+	struct synth *s = to_synth(g);
+	size_t n = BLOB_HDR + (size_t)s->nvcpus * BLOB_VCPU + (size_t)s->npages * 4;
+	uint8_t *b = malloc(n), *p;
+	uint64_t fill_bits;
+
+	if (!b)
+		return err_setf(s->base.err, -ENOMEM, "out of memory for the vCPU state");
+	memset(b, 0, BLOB_HDR);
+	put_le32(b, BLOB_MAGIC);
+	put_le32(b + 4, BLOB_VERSION);
+	put_le32(b + 8, s->nvcpus);
+	put_le32(b + 12, s->page_size);
+	put_le64(b + 16, s->npages);
+	put_le64(b + 24, s->seed);
+	memcpy(&fill_bits, &s->fill, 8);
+	put_le64(b + 32, fill_bits);
+	memcpy(b + 40, s->wl.spec, strnlen(s->wl.spec, WL_SPEC_MAX - 1));
+	p = b + BLOB_HDR;
+	for (uint32_t i = 0; i < s->nvcpus; i++, p += BLOB_VCPU) {
+		struct vcpu *v = &s->vcpus[i];
+
+		put_le64(p, atomic_load(&v->op));
+		put_le64(p + 8, atomic_load(&v->writes));
+		put_le64(p + 16, atomic_load(&v->violations));
+		put_le64(p + 24, v->first_bad_pfn);
+	}
+	for (uint64_t i = 0; i < s->npages; i++)
+		put_le32(p + i * 4, s->versions[i]);
+	*blob = b;
+	*len = n;
+	return 0;
+}
+
+static int synth_vcpu_restore(struct hmig_guest *g, const void *blob, size_t len)
+{
+	struct synth *s = to_synth(g);
+	const uint8_t *b = blob, *p;
+	char spec[WL_SPEC_MAX];
+	uint64_t fill_bits;
+	int rc;
+
+	if (!s->is_dest || s->restored || s->started)
+		return err_setf(s->base.err, -EINVAL, "vcpu_restore: not a fresh destination");
+	if (len < BLOB_HDR || get_le32(b) != BLOB_MAGIC)
+		return err_setf(s->base.err, -EPROTO, "vCPU state: not a synth guest's state");
+	if (get_le32(b + 4) != BLOB_VERSION)
+		return err_setf(s->base.err, -EPROTO,
+				"vCPU state version %u, this hmig reads %u: use the same hmig version on both hosts",
+				get_le32(b + 4), BLOB_VERSION);
+	uint32_t nv = get_le32(b + 8);
+	if (nv != s->nvcpus || get_le32(b + 12) != s->page_size || get_le64(b + 16) != s->npages ||
+	    len != BLOB_HDR + (size_t)nv * BLOB_VCPU + (size_t)s->npages * 4)
+		return err_setf(s->base.err, -EPROTO,
+				"vCPU state is for another geometry (%u vCPUs, %lu pages; this guest has %u, %lu)",
+				nv, (unsigned long)get_le64(b + 16), s->nvcpus,
+				(unsigned long)s->npages);
+	memcpy(spec, b + 40, WL_SPEC_MAX);
+	spec[WL_SPEC_MAX - 1] = '\0';
+	rc = wl_parse(spec, &s->wl, s->base.err);
+	if (rc)
+		return rc;
+	s->seed = get_le64(b + 24);
+	fill_bits = get_le64(b + 32);
+	memcpy(&s->fill, &fill_bits, 8);
+	for (uint32_t i = 0; i < s->nvcpus; i++)
+		wl_vcpu_init(&s->vcpus[i].wl, &s->wl, s->seed, i, s->nvcpus, s->npages,
+			     s->page_size);
+	p = b + BLOB_HDR;
+	for (uint32_t i = 0; i < s->nvcpus; i++, p += BLOB_VCPU) {
+		struct vcpu *v = &s->vcpus[i];
+
+		atomic_store(&v->op, get_le64(p));
+		atomic_store(&v->writes, get_le64(p + 8));
+		atomic_store(&v->violations, get_le64(p + 16));
+		v->first_bad_pfn = get_le64(p + 24);
+	}
+	for (uint64_t i = 0; i < s->npages; i++)
+		s->versions[i] = get_le32(p + i * 4);
+	s->restored = true;
+	return 0;
+}
+
+/* ------------------------------------------------------ destination side */
+
+static int synth_dest_prepare(struct hmig_guest *g, const struct hmig_guest_geometry *geo)
+{
+	struct synth *s = to_synth(g);
+	int rc;
+
+	if (!s->is_dest || s->mem)
+		return err_setf(s->base.err, -EINVAL, "dest_prepare: called twice");
+	if (geo->page_size != SYNTH_PAGE)
+		return err_setf(s->base.err, -EINVAL,
+				"page size %u not supported: the synth guest uses %u-byte pages",
+				geo->page_size, SYNTH_PAGE);
+	if (!geo->nvcpus || geo->nvcpus > SYNTH_MAX_VCPUS || geo->npages < geo->nvcpus)
+		return err_setf(s->base.err, -EINVAL,
+				"geometry of %u vCPUs over %lu pages not supported (1..%u vCPUs, at least one page each)",
+				geo->nvcpus, (unsigned long)geo->npages, SYNTH_MAX_VCPUS);
+	s->npages = geo->npages;
+	s->page_size = geo->page_size;
+	s->nvcpus = geo->nvcpus;
+	if ((rc = mem_map(s)) || (rc = vcpus_alloc(s)))
+		return rc;
+	s->present = bitmap_new(s->npages);
+	if (!s->present)
+		return err_setf(s->base.err, -ENOMEM, "out of memory for the present bitmap");
+	s->uffd = uffd_open(0);
+	if (s->uffd < 0)
+		return err_setf(s->base.err, s->uffd,
+				"cannot open userfaultfd: %s (run as root or set vm.unprivileged_userfaultfd=1)",
+				strerror(-s->uffd));
+	rc = uffd_register(s->uffd, s->mem, s->mem_len, UFFDIO_REGISTER_MODE_MISSING);
+	if (rc)
+		return err_setf(s->base.err, rc, "cannot register guest memory for missing faults: %s",
+				strerror(-rc));
+	return 0;
+}
+
+static int synth_page_install(struct hmig_guest *g, uint64_t pfn, const void *data)
+{
+	struct synth *s = to_synth(g);
+	uint8_t *dst;
+	int rc;
+
+	if (pfn >= s->npages)
+		return err_setf(s->base.err, -ERANGE, "install: pfn %lu out of range",
+				(unsigned long)pfn);
+	if (s->faults_over)
+		return err_setf(s->base.err, -EINVAL, "install after faults_done");
+	dst = page_ptr(s, pfn);
+	if (bitmap_test(s->present, pfn)) {
+		if (s->started)
+			return -EEXIST;
+		/* A later pre-copy pass: the guest is not running here yet. */
+		if (data)
+			memcpy(dst, data, s->page_size);
+		else
+			memset(dst, 0, s->page_size);
+		return 0;
+	}
+	rc = data ? uffd_copy(s->uffd, dst, data, s->page_size)
+		  : uffd_zeropage(s->uffd, dst, s->page_size);
+	if (rc == -EEXIST && !s->started) {
+		/* Present without our knowing (the guest cannot have run): overwrite. */
+		if (data)
+			memcpy(dst, data, s->page_size);
+		else
+			memset(dst, 0, s->page_size);
+		rc = 0;
+	}
+	if (rc && rc != -EEXIST)
+		return err_setf(s->base.err, rc, "UFFDIO_COPY of pfn %lu failed: %s",
+				(unsigned long)pfn, strerror(-rc));
+	bitmap_set(s->present, pfn);
+	return rc;
+}
+
+static int64_t synth_pages_drop(struct hmig_guest *g, const uint64_t *bitmap)
+{
+	struct synth *s = to_synth(g);
+	int64_t n = 0;
+	uint64_t p = 0;
+
+	if (s->started)
+		return err_setf(s->base.err, -EINVAL, "pages_drop after start");
+	while ((p = bitmap_next(bitmap, s->npages, p)) < s->npages) {
+		uint64_t e = p;
+
+		while (e < s->npages && bitmap_test(bitmap, e)) {
+			bitmap_clear(s->present, e);
+			e++;
+		}
+		if (madvise(page_ptr(s, p), (e - p) * s->page_size, MADV_DONTNEED))
+			return err_setf(s->base.err, -errno, "MADV_DONTNEED failed: %s",
+					strerror(errno));
+		n += (int64_t)(e - p);
+		p = e;
+	}
+	return n;
+}
+
+static int synth_fault_fd(struct hmig_guest *g)
+{
+	struct synth *s = to_synth(g);
+
+	return s->uffd >= 0 ? s->uffd : err_setf(s->base.err, -EBADF, "no fault fd before dest_prepare");
+}
+
+static int synth_faults_read(struct hmig_guest *g, uint64_t *pfns, uint32_t max)
+{
+	struct synth *s = to_synth(g);
+	struct uffd_msg msgs[64];
+	int n = uffd_read(s->uffd, msgs, max < 64 ? (int)max : 64), out = 0;
+
+	if (n < 0)
+		return err_setf(s->base.err, n, "reading userfaultfd: %s", strerror(-n));
+	for (int i = 0; i < n; i++)
+		if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
+			pfns[out++] = (msgs[i].arg.pagefault.address - (uintptr_t)s->mem) /
+				      s->page_size;
+	return out;
+}
+
+static int synth_faults_done(struct hmig_guest *g)
+{
+	struct synth *s = to_synth(g);
+	int rc;
+
+	if (s->faults_over)
+		return 0;
+	rc = uffd_unregister(s->uffd, s->mem, s->mem_len);
+	if (rc)
+		return err_setf(s->base.err, rc, "unregistering guest memory: %s", strerror(-rc));
+	s->faults_over = true;
+	return 0;
+}
+
+static int synth_start(struct hmig_guest *g)
+{
+	struct synth *s = to_synth(g);
+
+	if (!s->is_dest || !s->restored || s->started)
+		return err_setf(s->base.err, -EINVAL, "start: restore the vCPU state first, once");
+	s->started = true;
+	return vcpus_start(s);
+}
+
+static void synth_destroy(struct hmig_guest *g)
+{
+	struct synth *s = to_synth(g);
+
+	/* Unblock vCPUs stuck on missing pages before joining them: after
+	 * unregistering, a missing page simply reads as zeros. */
+	if (s->is_dest && s->uffd >= 0 && s->mem)
+		synth_faults_done(g);
+	vcpus_stop(s);
+	synth_dirty_stop(g);
+	if (s->uffd >= 0)
+		close(s->uffd);
+	if (s->mem)
+		munmap(s->mem, s->mem_len);
+	free(s->present);
+	free(s->versions);
+	free(s->vcpus);
+	pthread_mutex_destroy(&s->wp_lock);
+	pthread_cond_destroy(&s->parked_cv);
+	pthread_cond_destroy(&s->cond);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+}
+
+static const struct hmig_guest_ops synth_ops = {
+	.name = "synth",
+	.geometry = synth_geometry,
+	.stats = synth_stats,
+	.verify = synth_verify,
+	.destroy = synth_destroy,
+	.run = synth_run,
+	.pages_map = synth_pages_map,
+	.pages_unmap = synth_pages_unmap,
+	.dirty_start = synth_dirty_start,
+	.dirty_collect = synth_dirty_collect,
+	.dirty_stop = synth_dirty_stop,
+	.pause = synth_pause,
+	.resume = synth_resume,
+	.vcpu_save = synth_vcpu_save,
+	.dest_prepare = synth_dest_prepare,
+	.page_install = synth_page_install,
+	.pages_drop = synth_pages_drop,
+	.fault_fd = synth_fault_fd,
+	.faults_read = synth_faults_read,
+	.faults_done = synth_faults_done,
+	.vcpu_restore = synth_vcpu_restore,
+	.start = synth_start,
+};
+
+static struct synth *synth_alloc(void)
+{
+	struct synth *s = calloc(1, sizeof(*s));
+	pthread_condattr_t ca;
+
+	if (!s)
+		return NULL;
+	s->base.ops = &synth_ops;
+	s->wp_fd = s->pagemap_fd = s->wp_quit_fd = s->uffd = -1;
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_mutex_init(&s->wp_lock, NULL);
+	/* Paced sleeps use CLOCK_MONOTONIC deadlines. */
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&s->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	pthread_cond_init(&s->parked_cv, NULL);
+	return s;
+}
+
 int synth_open(const struct hmig_synth_params *params, struct hmig_guest **out, char *errbuf)
 {
-	(void)params; (void)out;
-	return err_setf(errbuf, -ENOSYS, "synth: not yet");
+	struct synth *s = synth_alloc();
+	int rc;
+
+	if (!s)
+		return err_setf(errbuf, -ENOMEM, "out of memory");
+	if (!params) {
+		s->is_dest = true;
+		*out = &s->base;
+		return 0;
+	}
+	s->page_size = SYNTH_PAGE;
+	s->npages = params->mem_bytes / SYNTH_PAGE;
+	s->nvcpus = params->vcpus;
+	s->seed = params->seed ? params->seed : DEFAULT_SEED;
+	s->fill = params->fill;
+	s->ops_limit = params->ops_limit;
+	if (!s->nvcpus || s->nvcpus > SYNTH_MAX_VCPUS) {
+		rc = err_setf(errbuf, -EINVAL, "bad vCPU count %u: use 1 to %u",
+			      s->nvcpus, SYNTH_MAX_VCPUS);
+		goto fail;
+	}
+	if (s->npages < (uint64_t)s->nvcpus * 16) {
+		rc = err_setf(errbuf, -EINVAL,
+			      "guest memory of %lu bytes is too small for %u vCPUs: give each at least 64K",
+			      (unsigned long)params->mem_bytes, s->nvcpus);
+		goto fail;
+	}
+	if (!(s->fill >= 0 && s->fill <= 1)) {
+		rc = err_setf(errbuf, -EINVAL, "bad fill fraction %g: use 0 to 1", s->fill);
+		goto fail;
+	}
+	if ((rc = wl_parse(params->workload, &s->wl, errbuf)))
+		goto fail;
+	if ((rc = mem_map(s)) || (rc = vcpus_alloc(s)) || (rc = guest_fill(s))) {
+		snprintf(errbuf, ERR_LEN, "%s", s->base.err);
+		goto fail;
+	}
+	*out = &s->base;
+	return 0;
+fail:
+	synth_destroy(&s->base);
+	return rc;
+}
+
+int hmig_synth_workload_check(const char *spec, char *errbuf)
+{
+	struct wl_params p;
+
+	return wl_parse(spec, &p, errbuf);
 }

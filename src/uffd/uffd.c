@@ -1,0 +1,202 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "uffd/uffd.h"
+
+static int ret_errno(long rc)
+{
+	return rc < 0 ? -errno : (int)rc;
+}
+
+static int uffd_syscall(void)
+{
+	return ret_errno(syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK));
+}
+
+int uffd_open(uint64_t features)
+{
+	struct uffdio_api api = { .api = UFFD_API, .features = features };
+	int fd = uffd_syscall();
+
+	if (fd < 0)
+		return fd;
+	if (ioctl(fd, UFFDIO_API, &api) < 0) {
+		int rc = -errno;
+
+		close(fd);
+		return rc;
+	}
+	return fd;
+}
+
+int uffd_probe(struct uffd_probe *p)
+{
+	struct uffdio_api api = { .api = UFFD_API };
+	int fd = uffd_syscall();
+
+	p->features = 0;
+	p->pagemap_scan = false;
+	if (fd < 0)
+		return fd;
+	/* UFFDIO_API may be called once per fd: asking for nothing reports all. */
+	if (ioctl(fd, UFFDIO_API, &api) < 0) {
+		int rc = -errno;
+
+		close(fd);
+		return rc;
+	}
+	close(fd);
+	p->features = api.features;
+
+	/* An empty scan of a valid range is enough: kernels without PAGEMAP_SCAN
+	 * answer ENOTTY. */
+	int pm = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (pm >= 0) {
+		static const char probe_page[1] __attribute__((aligned(4096)));
+		struct page_region r;
+		struct pm_scan_arg a = {
+			.size = sizeof(a),
+			.start = (uintptr_t)probe_page & ~(uintptr_t)4095,
+			.end = ((uintptr_t)probe_page & ~(uintptr_t)4095) + 4096,
+			.vec = (uintptr_t)&r,
+			.vec_len = 1,
+			.category_mask = PAGE_IS_WRITTEN,
+			.return_mask = PAGE_IS_WRITTEN,
+		};
+		p->pagemap_scan = ioctl(pm, PAGEMAP_SCAN, &a) >= 0;
+		close(pm);
+	}
+	return 0;
+}
+
+int uffd_register(int fd, void *addr, size_t len, uint64_t mode)
+{
+	struct uffdio_register r = {
+		.range = { .start = (uintptr_t)addr, .len = len },
+		.mode = mode,
+	};
+
+	return ret_errno(ioctl(fd, UFFDIO_REGISTER, &r));
+}
+
+int uffd_unregister(int fd, void *addr, size_t len)
+{
+	struct uffdio_range r = { .start = (uintptr_t)addr, .len = len };
+
+	return ret_errno(ioctl(fd, UFFDIO_UNREGISTER, &r));
+}
+
+int uffd_copy(int fd, void *dst, const void *src, size_t len)
+{
+	size_t done = 0;
+
+	/* The kernel may copy part of the range and answer EAGAIN when the
+	 * address space changed under it (copy.copy says how much went in):
+	 * carry on from there. */
+	while (done < len) {
+		struct uffdio_copy c = {
+			.dst = (uintptr_t)dst + done,
+			.src = (uintptr_t)src + done,
+			.len = len - done,
+		};
+
+		if (ioctl(fd, UFFDIO_COPY, &c) == 0)
+			return 0;
+		if (errno != EAGAIN)
+			return -errno;
+		if (c.copy > 0)
+			done += (size_t)c.copy;
+	}
+	return 0;
+}
+
+int uffd_zeropage(int fd, void *dst, size_t len)
+{
+	for (;;) {
+		struct uffdio_zeropage z = {
+			.range = { .start = (uintptr_t)dst, .len = len },
+		};
+
+		if (ioctl(fd, UFFDIO_ZEROPAGE, &z) == 0)
+			return 0;
+		if (errno != EAGAIN)
+			return -errno;
+		if (z.zeropage > 0) {
+			dst = (char *)dst + z.zeropage;
+			len -= (size_t)z.zeropage;
+			if (!len)
+				return 0;
+		}
+	}
+}
+
+int uffd_wp(int fd, void *addr, size_t len, bool protect)
+{
+	struct uffdio_writeprotect w = {
+		.range = { .start = (uintptr_t)addr, .len = len },
+		.mode = protect ? UFFDIO_WRITEPROTECT_MODE_WP : 0,
+	};
+
+	return ret_errno(ioctl(fd, UFFDIO_WRITEPROTECT, &w));
+}
+
+int uffd_wake(int fd, void *addr, size_t len)
+{
+	struct uffdio_range r = { .start = (uintptr_t)addr, .len = len };
+
+	return ret_errno(ioctl(fd, UFFDIO_WAKE, &r));
+}
+
+int uffd_read(int fd, struct uffd_msg *msgs, int max)
+{
+	ssize_t n = read(fd, msgs, sizeof(*msgs) * (size_t)max);
+
+	if (n < 0)
+		return errno == EAGAIN ? 0 : -errno;
+	return (int)(n / (ssize_t)sizeof(*msgs));
+}
+
+/* Regions per PAGEMAP_SCAN call: 512 * 24 bytes lives on the stack; a scan
+ * that fills it resumes from walk_end, so this bounds stack use, not range. */
+#define SCAN_VEC 512
+
+int64_t pagemap_scan_written(int pagemap_fd, void *base, size_t len, size_t page_size,
+			     void (*found)(void *arg, uint64_t first, uint64_t end),
+			     void *arg)
+{
+	struct page_region vec[SCAN_VEC];
+	uintptr_t start = (uintptr_t)base, end = start + len;
+	int64_t total = 0;
+
+	while (start < end) {
+		struct pm_scan_arg a = {
+			.size = sizeof(a),
+			.flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
+			.start = start,
+			.end = end,
+			.vec = (uintptr_t)vec,
+			.vec_len = SCAN_VEC,
+			.category_mask = PAGE_IS_WRITTEN,
+			.return_mask = PAGE_IS_WRITTEN,
+		};
+		long n = ioctl(pagemap_fd, PAGEMAP_SCAN, &a);
+
+		if (n < 0)
+			return -errno;
+		for (long i = 0; i < n; i++) {
+			uint64_t first = (vec[i].start - (uintptr_t)base) / page_size;
+			uint64_t last = (vec[i].end - (uintptr_t)base) / page_size;
+
+			found(arg, first, last);
+			total += (int64_t)(last - first);
+		}
+		/* walk_end < end means the vector filled up; go on from there. */
+		if (a.walk_end <= start)
+			break;
+		start = a.walk_end;
+	}
+	return total;
+}

@@ -1,0 +1,63 @@
+/* userfaultfd and PAGEMAP_SCAN wrappers.
+ *
+ * Thin: one function per ioctl, -errno converted once here, EAGAIN/partial
+ * copies retried here so callers see 0 or a real error.  No state beyond the
+ * file descriptors the caller owns.
+ */
+#ifndef HMIG_UFFD_UFFD_H
+#define HMIG_UFFD_UFFD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "uffd/uapi.h"
+
+/* What the running kernel offers (UFFDIO_API with no features asked). */
+struct uffd_probe {
+	uint64_t features;  /* UFFD_FEATURE_* the kernel reports */
+	bool pagemap_scan;  /* PAGEMAP_SCAN on /proc/self/pagemap works */
+};
+
+/* Fills *p.  Returns 0, or -errno when userfaultfd itself is unavailable
+ * (-EPERM: vm.unprivileged_userfaultfd=0 and not root; -ENOSYS: no kernel
+ * support). */
+int uffd_probe(struct uffd_probe *p);
+
+/* Opens a userfaultfd (O_CLOEXEC | O_NONBLOCK) with exactly `features`
+ * enabled.  Returns the fd or -errno (-EINVAL: a feature is missing). */
+int uffd_open(uint64_t features);
+
+/* Registers [addr, addr+len) in `mode` (UFFDIO_REGISTER_MODE_*). */
+int uffd_register(int fd, void *addr, size_t len, uint64_t mode);
+int uffd_unregister(int fd, void *addr, size_t len);
+
+/* Atomically places len bytes from src at dst (page-aligned) and wakes
+ * waiters.  Returns 0, -EEXIST when a page there is already present, or
+ * -errno.  Retries -EAGAIN (the mm changed under the copy) itself. */
+int uffd_copy(int fd, void *dst, const void *src, size_t len);
+
+/* Maps the zero page at dst (len bytes) and wakes.  0, -EEXIST or -errno. */
+int uffd_zeropage(int fd, void *dst, size_t len);
+
+/* Sets (protect) or clears write protection on the range; clearing also wakes
+ * threads blocked on a write-protect fault there. */
+int uffd_wp(int fd, void *addr, size_t len, bool protect);
+
+/* Wakes threads blocked on the range (after a page was placed by other means). */
+int uffd_wake(int fd, void *addr, size_t len);
+
+/* Reads up to max messages without blocking.  Returns the count, 0 when none
+ * is pending, or -errno. */
+int uffd_read(int fd, struct uffd_msg *msgs, int max);
+
+/* PAGEMAP_SCAN for pages written since they were last write-protected
+ * (async uffd-wp), write-protecting them again in the same call.  Calls
+ * `found(arg, first, end)` for each run of written pages [first, end) as
+ * page indexes relative to `base`.  Returns the number of pages found or
+ * -errno. */
+int64_t pagemap_scan_written(int pagemap_fd, void *base, size_t len, size_t page_size,
+			     void (*found)(void *arg, uint64_t first, uint64_t end),
+			     void *arg);
+
+#endif

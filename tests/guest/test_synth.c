@@ -1,0 +1,480 @@
+/* The synth guest: ops-table contract, deterministic workloads, pause and
+ * vCPU state, dirty logging that misses no write, the oracle, and the
+ * destination's missing-page faults. */
+#include <criterion/criterion.h>
+#include <criterion/parameterized.h>
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <hmig/guest.h>
+
+#include "common/bitmap.h"
+#include "common/endian.h"
+#include "uffd/uffd.h"
+
+#define PAGE 4096
+
+static void skip_without_uffd(void)
+{
+	struct uffd_probe p;
+	int rc = uffd_probe(&p);
+
+	if (rc)
+		cr_skip_test("userfaultfd unavailable here (%s)", strerror(-rc));
+}
+
+static struct hmig_guest *open_synth(uint64_t mem, uint32_t vcpus, const char *wl,
+				     uint64_t seed, uint64_t ops_limit)
+{
+	struct hmig_synth_params p = { .mem_bytes = mem, .vcpus = vcpus, .workload = wl,
+				       .seed = seed, .fill = 1.0, .ops_limit = ops_limit };
+	struct hmig_guest *g;
+	char err[256];
+	int rc = hmig_guest_open("synth", &p, &g, err);
+
+	cr_assert_eq(rc, 0, "open synth %s: %s", wl, err);
+	return g;
+}
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 };
+
+	nanosleep(&ts, NULL);
+}
+
+static uint64_t ops_of(struct hmig_guest *g)
+{
+	struct hmig_guest_stats st;
+
+	g->ops->stats(g, &st);
+	return st.ops;
+}
+
+/* Waits (bounded) until the guest has done `want` ops. */
+static void wait_ops(struct hmig_guest *g, uint64_t want)
+{
+	for (int i = 0; i < 3000 && ops_of(g) < want; i++)
+		sleep_ms(5);
+	cr_assert_geq(ops_of(g), want, "guest stalled at %lu of %lu ops",
+		      (unsigned long)ops_of(g), (unsigned long)want);
+}
+
+static const uint8_t *page_of(struct hmig_guest *g, uint64_t pfn)
+{
+	const void *p;
+
+	cr_assert_eq(g->ops->pages_map(g, &pfn, 1, &p), 0);
+	return p;
+}
+
+Test(guest, ops_table_has_no_null_member)
+{
+	struct hmig_guest *g;
+	char err[256];
+
+	cr_assert_eq(hmig_guest_open("synth", NULL, &g, err), 0, "%s", err);
+	const void *const *m = (const void *const *)g->ops;
+	size_t n = sizeof(*g->ops) / sizeof(void *);
+	for (size_t i = 0; i < n; i++)
+		cr_assert_not_null(m[i], "ops member %zu of '%s' is NULL", i, g->ops->name);
+	g->ops->destroy(g);
+}
+
+Test(guest, unknown_backend_and_bad_params_are_named)
+{
+	struct hmig_guest *g;
+	char err[256];
+	struct hmig_synth_params p = { .mem_bytes = 1 << 20, .vcpus = 2, .workload = "zipf:s=2" };
+
+	cr_assert_eq(hmig_guest_open("qemu", NULL, &g, err), -EINVAL);
+	cr_assert(strstr(err, "qemu"), "%s", err);
+	cr_assert_eq(hmig_guest_open("synth", &p, &g, err), -EINVAL);
+	cr_assert(strstr(err, "s=2"), "%s", err);
+	p.workload = "uniform:speed=3";
+	cr_assert_eq(hmig_guest_open("synth", &p, &g, err), -EINVAL);
+	cr_assert(strstr(err, "speed"), "%s", err);
+	p.workload = "uniform";
+	p.vcpus = 0;
+	cr_assert_eq(hmig_guest_open("synth", &p, &g, err), -EINVAL);
+	cr_assert(strstr(err, "vCPU"), "%s", err);
+	cr_assert_null(g);
+}
+
+static const char *workloads[] = {
+	"uniform", "zipf:s=0.9", "seq", "read:write_pct=30", "kv:set_pct=50", "idle",
+};
+
+/* Criterion runs each test in a re-executed copy of this program, where
+ * pointers differ (ASLR): parameters are indexes into the tables, not
+ * pointers. */
+static int workload_idx[] = { 0, 1, 2, 3, 4, 5 };
+
+ParameterizedTestParameters(guest, same_seed_same_memory)
+{
+	return cr_make_param_array(int, workload_idx,
+				   sizeof(workload_idx) / sizeof(workload_idx[0]));
+}
+
+/* Two guests with one seed, stopped after the same number of ops, hold
+ * identical memory; another seed gives other memory. */
+ParameterizedTest(int *idx, guest, same_seed_same_memory, .timeout = 60)
+{
+	const char **wl = &workloads[*idx];
+	const uint64_t mem = 4 << 20, limit = 3000;
+	struct hmig_guest *a = open_synth(mem, 2, *wl, 7, limit);
+	struct hmig_guest *b = open_synth(mem, 2, *wl, 7, limit);
+	struct hmig_guest *c = open_synth(mem, 2, *wl, 8, limit);
+	bool idle = !strcmp(*wl, "idle");
+
+	cr_assert_eq(a->ops->run(a), 0);
+	cr_assert_eq(b->ops->run(b), 0);
+	cr_assert_eq(c->ops->run(c), 0);
+	if (!idle) {
+		wait_ops(a, 2 * limit);
+		wait_ops(b, 2 * limit);
+		wait_ops(c, 2 * limit);
+	}
+	a->ops->pause(a);
+	b->ops->pause(b);
+	c->ops->pause(c);
+	uint64_t differ_ab = 0, differ_ac = 0;
+	for (uint64_t p = 0; p < mem / PAGE; p++) {
+		differ_ab += memcmp(page_of(a, p), page_of(b, p), PAGE) != 0;
+		differ_ac += memcmp(page_of(a, p), page_of(c, p), PAGE) != 0;
+	}
+	cr_assert_eq(differ_ab, 0, "%s: %lu pages differ with the same seed", *wl,
+		     (unsigned long)differ_ab);
+	cr_assert_gt(differ_ac, 0, "%s: another seed gave identical memory", *wl);
+	cr_assert_eq(a->ops->verify(a), 0, "%s", hmig_guest_error(a));
+	a->ops->destroy(a);
+	b->ops->destroy(b);
+	c->ops->destroy(c);
+}
+
+Test(guest, pause_stops_every_write_and_resume_restarts, .timeout = 30)
+{
+	struct hmig_guest *g = open_synth(8 << 20, 2, "uniform", 1, 0);
+
+	cr_assert_eq(g->ops->run(g), 0);
+	wait_ops(g, 1000);
+	cr_assert_eq(g->ops->pause(g), 0);
+	cr_assert_eq(g->ops->pause(g), 0, "pause is idempotent");
+	uint64_t n = ops_of(g);
+	sleep_ms(50);
+	cr_assert_eq(ops_of(g), n, "a paused guest ran ops");
+	cr_assert_eq(g->ops->verify(g), 0, "%s", hmig_guest_error(g));
+	cr_assert_eq(g->ops->resume(g), 0);
+	wait_ops(g, n + 1000);
+	g->ops->destroy(g);
+}
+
+Test(guest, verify_refuses_a_running_guest, .timeout = 30)
+{
+	struct hmig_guest *g = open_synth(4 << 20, 1, "uniform:rate=1000", 1, 0);
+
+	cr_assert_eq(g->ops->run(g), 0);
+	cr_assert_eq(g->ops->verify(g), -EBUSY);
+	g->ops->destroy(g);
+}
+
+/* Copies every page of src into a fresh destination and restores the vCPU
+ * state: a migration with no network, which the oracle must accept. */
+static struct hmig_guest *clone_to_dest(struct hmig_guest *src, void *blob, size_t len)
+{
+	struct hmig_guest_geometry geo;
+	struct hmig_guest *d;
+	char err[256];
+
+	src->ops->geometry(src, &geo);
+	cr_assert_eq(hmig_guest_open("synth", NULL, &d, err), 0, "%s", err);
+	cr_assert_eq(d->ops->dest_prepare(d, &geo), 0, "%s", hmig_guest_error(d));
+	for (uint64_t p = 0; p < geo.npages; p++)
+		cr_assert_eq(d->ops->page_install(d, p, page_of(src, p)), 0, "%s",
+			     hmig_guest_error(d));
+	cr_assert_eq(d->ops->vcpu_restore(d, blob, len), 0, "%s", hmig_guest_error(d));
+	return d;
+}
+
+Test(guest, vcpu_state_round_trip_continues_the_workload, .timeout = 60)
+{
+	skip_without_uffd();
+	struct hmig_guest *s = open_synth(8 << 20, 2, "kv", 3, 0);
+	void *blob;
+	size_t len;
+
+	cr_assert_eq(s->ops->run(s), 0);
+	wait_ops(s, 5000);
+	s->ops->pause(s);
+	cr_assert_eq(s->ops->vcpu_save(s, &blob, &len), 0);
+	struct hmig_guest *d = clone_to_dest(s, blob, len);
+	cr_assert_eq(d->ops->verify(d), 0, "restored guest: %s", hmig_guest_error(d));
+
+	/* A blob of another version is refused by name. */
+	uint8_t *bad = malloc(len);
+	memcpy(bad, blob, len);
+	put_le32(bad + 4, 99);
+	struct hmig_guest *d2;
+	char err[256];
+	struct hmig_guest_geometry geo;
+	s->ops->geometry(s, &geo);
+	cr_assert_eq(hmig_guest_open("synth", NULL, &d2, err), 0);
+	cr_assert_eq(d2->ops->dest_prepare(d2, &geo), 0);
+	cr_assert_eq(d2->ops->vcpu_restore(d2, bad, len), -EPROTO);
+	cr_assert(strstr(hmig_guest_error(d2), "version 99"), "%s", hmig_guest_error(d2));
+	d2->ops->destroy(d2);
+	free(bad);
+
+	cr_assert_eq(d->ops->start(d), 0, "%s", hmig_guest_error(d));
+	struct hmig_guest_stats st;
+	for (int i = 0; i < 2000; i++) {
+		d->ops->stats(d, &st);
+		if (st.ops > 5000)
+			break;
+		sleep_ms(5);
+	}
+	cr_assert_gt(st.ops, 5000, "the destination guest did not run");
+	d->ops->pause(d);
+	cr_assert_eq(d->ops->verify(d), 0, "after running on: %s", hmig_guest_error(d));
+	free(blob);
+	d->ops->destroy(d);
+	s->ops->destroy(s);
+}
+
+struct dirty_case {
+	const char *workload;
+	enum hmig_dirty_mode mode;
+};
+
+static struct dirty_case dirty_cases[] = {
+	{ "uniform", HMIG_DIRTY_WP_ASYNC }, { "zipf", HMIG_DIRTY_WP_ASYNC },
+	{ "seq", HMIG_DIRTY_WP_ASYNC },     { "kv:set_pct=30", HMIG_DIRTY_WP_ASYNC },
+	{ "uniform", HMIG_DIRTY_WP_SYNC },  { "kv:set_pct=30", HMIG_DIRTY_WP_SYNC },
+};
+
+static int dirty_idx[] = { 0, 1, 2, 3, 4, 5 };
+
+ParameterizedTestParameters(guest, dirty_log_misses_no_write)
+{
+	return cr_make_param_array(int, dirty_idx, sizeof(dirty_idx) / sizeof(dirty_idx[0]));
+}
+
+static uint32_t version_in_blob(const uint8_t *blob, uint32_t nvcpus, uint64_t pfn)
+{
+	return get_le32(blob + 168 + nvcpus * 32 + pfn * 4);
+}
+
+/* vCPUs write flat out while we collect again and again; every page whose
+ * version moved between the two snapshots must be in some collect. */
+ParameterizedTest(int *idx, guest, dirty_log_misses_no_write, .timeout = 60)
+{
+	const struct dirty_case *c = &dirty_cases[*idx];
+	skip_without_uffd();
+	const uint64_t mem = 16 << 20, npages = mem / PAGE;
+	struct hmig_guest *g = open_synth(mem, 2, c->workload, 5, 0);
+	uint64_t *seen = bitmap_new(npages);
+	void *before, *after;
+	size_t len;
+
+	cr_assert_eq(g->ops->run(g), 0);
+	g->ops->pause(g);
+	int mode = g->ops->dirty_start(g, c->mode);
+	if (mode == -EOPNOTSUPP)
+		cr_skip_test("%s", hmig_guest_error(g));
+	cr_assert_eq(mode, (int)c->mode, "%s", hmig_guest_error(g));
+	cr_assert_eq(g->ops->vcpu_save(g, &before, &len), 0);
+	g->ops->resume(g);
+	for (int i = 0; i < 200; i++) {
+		cr_assert_geq(g->ops->dirty_collect(g, seen), 0, "%s", hmig_guest_error(g));
+		if (i % 10 == 0)
+			sleep_ms(1);
+	}
+	g->ops->pause(g);
+	cr_assert_geq(g->ops->dirty_collect(g, seen), 0);
+	cr_assert_eq(g->ops->vcpu_save(g, &after, &len), 0);
+
+	uint64_t written = 0, missed = 0, first = 0;
+	for (uint64_t p = 0; p < npages; p++) {
+		if (version_in_blob(before, 2, p) == version_in_blob(after, 2, p))
+			continue;
+		written++;
+		if (!bitmap_test(seen, p) && !missed++)
+			first = p;
+	}
+	cr_assert_gt(written, 100, "the workload hardly wrote (%lu pages)", (unsigned long)written);
+	cr_assert_eq(missed, 0, "%s/%s: %lu of %lu written pages never collected (first pfn %lu)",
+		     c->workload, hmig_dirty_mode_name(c->mode), (unsigned long)missed,
+		     (unsigned long)written, (unsigned long)first);
+
+	/* Once stopped, logging costs nothing and memory is still right. */
+	cr_assert_eq(g->ops->dirty_stop(g), 0);
+	cr_assert_eq(g->ops->verify(g), 0, "%s", hmig_guest_error(g));
+	free(before);
+	free(after);
+	free(seen);
+	g->ops->destroy(g);
+}
+
+Test(guest, dirty_collect_reports_only_new_writes, .timeout = 30)
+{
+	skip_without_uffd();
+	const uint64_t npages = (4 << 20) / PAGE;
+	struct hmig_guest *g = open_synth(4 << 20, 1, "idle", 5, 0);
+	uint64_t *bm = bitmap_new(npages);
+
+	cr_assert_eq(g->ops->run(g), 0);
+	int mode = g->ops->dirty_start(g, HMIG_DIRTY_AUTO);
+	cr_assert_gt(mode, 0, "%s", hmig_guest_error(g));
+	cr_assert_eq(g->ops->dirty_collect(g, bm), 0, "an idle guest dirtied pages");
+	/* The test writes as the guest would (idle guests never write). */
+	const void *p;
+	uint64_t pfn = 17;
+	g->ops->pages_map(g, &pfn, 1, &p);
+	((volatile uint8_t *)p)[100] ^= 1;
+	cr_assert_eq(g->ops->dirty_collect(g, bm), 1);
+	cr_assert(bitmap_test(bm, 17));
+	memset(bm, 0, BITMAP_WORDS(npages) * 8);
+	cr_assert_eq(g->ops->dirty_collect(g, bm), 0, "collect did not re-arm");
+	((volatile uint8_t *)p)[100] ^= 1;
+	cr_assert_eq(g->ops->dirty_collect(g, bm), 1, "a write after re-arm was lost");
+	free(bm);
+	g->ops->destroy(g);
+}
+
+Test(guest, oracle_catches_a_corrupted_page, .timeout = 30)
+{
+	struct hmig_guest *g = open_synth(4 << 20, 2, "uniform", 9, 2000);
+
+	cr_assert_eq(g->ops->run(g), 0);
+	wait_ops(g, 4000);
+	g->ops->pause(g);
+	cr_assert_eq(g->ops->verify(g), 0, "%s", hmig_guest_error(g));
+	uint8_t *p = (uint8_t *)page_of(g, 321);
+	p[2049] ^= 0x40;
+	cr_assert_eq(g->ops->verify(g), -EBADMSG);
+	cr_assert(strstr(hmig_guest_error(g), "pfn 321 "), "%s", hmig_guest_error(g));
+	g->ops->destroy(g);
+}
+
+/* A page whose content is older than the vCPU state says (what a migration
+ * that forgot a dirty page would leave): caught by verify, and by the first
+ * read that touches it. */
+Test(guest, oracle_catches_a_stale_page_on_first_read, .timeout = 60)
+{
+	skip_without_uffd();
+	struct hmig_guest *s = open_synth(1 << 20, 2, "read:write_pct=0", 4, 0);
+	const uint64_t stale = 77;
+	void *blob;
+	size_t len;
+
+	cr_assert_eq(s->ops->run(s), 0);
+	s->ops->pause(s);
+	cr_assert_eq(s->ops->vcpu_save(s, &blob, &len), 0);
+	/* The state claims a newer version of page 77 than its memory holds. */
+	uint8_t *b = blob;
+	put_le32(b + 168 + 2 * 32 + stale * 4, version_in_blob(b, 2, stale) + 1);
+	struct hmig_guest *d = clone_to_dest(s, blob, len);
+	cr_assert_eq(d->ops->verify(d), -EBADMSG);
+	cr_assert(strstr(hmig_guest_error(d), "pfn 77 "), "%s", hmig_guest_error(d));
+	cr_assert_eq(d->ops->start(d), 0);
+	struct hmig_guest_stats st;
+	for (int i = 0; i < 2000; i++) {
+		d->ops->stats(d, &st);
+		if (st.violations)
+			break;
+		sleep_ms(5);
+	}
+	cr_assert_gt(st.violations, 0, "no read noticed the stale page");
+	cr_assert_eq(st.first_bad_pfn, stale);
+	free(blob);
+	d->ops->destroy(d);
+	s->ops->destroy(s);
+}
+
+struct toucher {
+	const volatile uint64_t *addr;
+	uint64_t value;
+	atomic_bool done;
+};
+
+static void *touch_main(void *arg)
+{
+	struct toucher *t = arg;
+
+	t->value = t->addr[3];
+	atomic_store(&t->done, true);
+	return NULL;
+}
+
+Test(guest, missing_page_blocks_until_installed, .timeout = 30)
+{
+	skip_without_uffd();
+	struct hmig_guest_geometry geo = { .npages = 64, .page_size = PAGE, .nvcpus = 1 };
+	struct hmig_guest *d;
+	char err[256];
+	uint64_t data[PAGE / 8];
+
+	cr_assert_eq(hmig_guest_open("synth", NULL, &d, err), 0);
+	cr_assert_eq(d->ops->dest_prepare(d, &geo), 0, "%s", hmig_guest_error(d));
+	struct toucher t = { .addr = (const volatile uint64_t *)page_of(d, 5) };
+	pthread_t th;
+	pthread_create(&th, NULL, touch_main, &t);
+
+	struct pollfd pfd = { .fd = d->ops->fault_fd(d), .events = POLLIN };
+	cr_assert_eq(poll(&pfd, 1, 5000), 1, "no fault reported");
+	uint64_t pfns[8];
+	int n = d->ops->faults_read(d, pfns, 8);
+	cr_assert_eq(n, 1);
+	cr_assert_eq(pfns[0], 5);
+	sleep_ms(20);
+	cr_assert(!atomic_load(&t.done), "the thread read a missing page");
+
+	for (size_t i = 0; i < PAGE / 8; i++)
+		data[i] = 0xabcd0000 + i;
+	cr_assert_eq(d->ops->page_install(d, 5, data), 0, "%s", hmig_guest_error(d));
+	pthread_join(th, NULL);
+	cr_assert_eq(t.value, 0xabcd0003);
+
+	/* Installing twice before start overwrites (a later pre-copy pass). */
+	data[3] = 42;
+	cr_assert_eq(d->ops->page_install(d, 5, data), 0);
+	cr_assert_eq(((const uint64_t *)page_of(d, 5))[3], 42);
+	/* A zero page is installed without data. */
+	cr_assert_eq(d->ops->page_install(d, 6, NULL), 0);
+	cr_assert_eq(((const uint64_t *)page_of(d, 6))[9], 0);
+
+	/* Dropped pages fault again. */
+	uint64_t *drop = bitmap_new(64);
+	bitmap_set(drop, 5);
+	cr_assert_eq(d->ops->pages_drop(d, drop), 1);
+	t.done = false;
+	pthread_create(&th, NULL, touch_main, &t);
+	cr_assert_eq(poll(&pfd, 1, 5000), 1, "a dropped page did not fault");
+	cr_assert_eq(d->ops->faults_read(d, pfns, 8), 1);
+	cr_assert_eq(pfns[0], 5);
+	data[3] = 7;
+	cr_assert_eq(d->ops->page_install(d, 5, data), 0);
+	pthread_join(th, NULL);
+	cr_assert_eq(t.value, 7);
+	free(drop);
+	d->ops->destroy(d);
+}
+
+Test(guest, geometry_the_backend_cannot_hold_is_refused)
+{
+	struct hmig_guest *d;
+	char err[256];
+	struct hmig_guest_geometry geo = { .npages = 64, .page_size = 65536, .nvcpus = 1 };
+
+	cr_assert_eq(hmig_guest_open("synth", NULL, &d, err), 0);
+	cr_assert_eq(d->ops->dest_prepare(d, &geo), -EINVAL);
+	cr_assert(strstr(hmig_guest_error(d), "65536"), "%s", hmig_guest_error(d));
+	d->ops->destroy(d);
+}

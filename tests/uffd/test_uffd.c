@@ -1,0 +1,153 @@
+/* userfaultfd and PAGEMAP_SCAN wrappers, each test skipping (with the reason)
+ * when the running kernel lacks the feature. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "uffd/uffd.h"
+
+#define PAGE 4096
+
+static struct uffd_probe probe;
+
+static void need_uffd(uint64_t features, bool scan)
+{
+	int rc = uffd_probe(&probe);
+
+	if (rc)
+		cr_skip_test("userfaultfd unavailable: %s", strerror(-rc));
+	if ((probe.features & features) != features)
+		cr_skip_test("kernel lacks uffd features %#lx",
+			     (unsigned long)(features & ~probe.features));
+	if (scan && !probe.pagemap_scan)
+		cr_skip_test("kernel lacks PAGEMAP_SCAN (Linux 6.7+)");
+}
+
+static void *map_pages(size_t n)
+{
+	void *m = mmap(NULL, n * PAGE, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	cr_assert_neq(m, MAP_FAILED);
+	madvise(m, n * PAGE, MADV_NOHUGEPAGE);
+	return m;
+}
+
+Test(uffd, open_refuses_unknown_feature)
+{
+	need_uffd(0, false);
+	cr_assert_lt(uffd_open(1ull << 62), 0, "a feature bit no kernel has was accepted");
+	int fd = uffd_open(0);
+	cr_assert_geq(fd, 0, "%s", strerror(-fd));
+	close(fd);
+}
+
+Test(uffd, copy_then_copy_again_is_eexist)
+{
+	need_uffd(0, false);
+	int fd = uffd_open(0);
+	uint8_t *m = map_pages(4), src[PAGE];
+
+	cr_assert_eq(uffd_register(fd, m, 4 * PAGE, UFFDIO_REGISTER_MODE_MISSING), 0);
+	memset(src, 0x5a, PAGE);
+	cr_assert_eq(uffd_copy(fd, m + PAGE, src, PAGE), 0);
+	cr_assert_eq(m[PAGE + 100], 0x5a);
+	cr_assert_eq(uffd_copy(fd, m + PAGE, src, PAGE), -EEXIST);
+	cr_assert_eq(uffd_zeropage(fd, m + 2 * PAGE, PAGE), 0);
+	cr_assert_eq(m[2 * PAGE + 7], 0);
+	cr_assert_eq(uffd_zeropage(fd, m + 2 * PAGE, PAGE), -EEXIST);
+	cr_assert_eq(uffd_unregister(fd, m, 4 * PAGE), 0);
+	munmap(m, 4 * PAGE);
+	close(fd);
+}
+
+Test(uffd, read_returns_zero_when_nothing_is_pending)
+{
+	need_uffd(0, false);
+	int fd = uffd_open(0);
+	struct uffd_msg msg;
+
+	cr_assert_eq(uffd_read(fd, &msg, 1), 0);
+	close(fd);
+}
+
+static uint64_t runs[64][2];
+static int nruns;
+
+static void record(void *arg, uint64_t first, uint64_t end)
+{
+	(void)arg;
+	runs[nruns][0] = first;
+	runs[nruns][1] = end;
+	nruns++;
+}
+
+Test(uffd, pagemap_scan_finds_writes_and_rearms)
+{
+	need_uffd(UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED, true);
+	const size_t n = 2048; /* spans several page tables' worth of PTEs */
+	int fd = uffd_open(UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED);
+	int pm = open("/proc/self/pagemap", O_RDONLY);
+	uint8_t *m = map_pages(n);
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(uffd_register(fd, m, n * PAGE, UFFDIO_REGISTER_MODE_WP), 0);
+	cr_assert_eq(uffd_wp(fd, m, n * PAGE, true), 0);
+	nruns = 0;
+	cr_assert_eq(pagemap_scan_written(pm, m, n * PAGE, PAGE, record, NULL), 0);
+
+	m[3 * PAGE] = 1;
+	m[4 * PAGE + 9] = 1;
+	m[1500 * PAGE + 4095] = 1;
+	nruns = 0;
+	cr_assert_eq(pagemap_scan_written(pm, m, n * PAGE, PAGE, record, NULL), 3);
+	cr_assert_eq(nruns, 2);
+	cr_assert_eq(runs[0][0], 3);
+	cr_assert_eq(runs[0][1], 5);
+	cr_assert_eq(runs[1][0], 1500);
+	cr_assert_eq(runs[1][1], 1501);
+	nruns = 0;
+	cr_assert_eq(pagemap_scan_written(pm, m, n * PAGE, PAGE, record, NULL), 0,
+		     "the scan did not write-protect what it reported");
+	m[4 * PAGE] = 2;
+	cr_assert_eq(pagemap_scan_written(pm, m, n * PAGE, PAGE, record, NULL), 1);
+	munmap(m, n * PAGE);
+	close(pm);
+	close(fd);
+}
+
+static uint64_t counted_pages, counted_runs;
+
+static void count(void *arg, uint64_t first, uint64_t end)
+{
+	(void)arg;
+	cr_assert_eq(first % 2, 0, "page %lu was never written", (unsigned long)first);
+	counted_pages += end - first;
+	counted_runs++;
+}
+
+/* More written runs than one PAGEMAP_SCAN vector holds: the wrapper resumes
+ * from walk_end and still reports every page. */
+Test(uffd, pagemap_scan_resumes_past_a_full_vector)
+{
+	need_uffd(UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED, true);
+	const size_t n = 4096;
+	int fd = uffd_open(UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED);
+	int pm = open("/proc/self/pagemap", O_RDONLY);
+	uint8_t *m = map_pages(n);
+
+	cr_assert_eq(uffd_register(fd, m, n * PAGE, UFFDIO_REGISTER_MODE_WP), 0);
+	cr_assert_eq(uffd_wp(fd, m, n * PAGE, true), 0);
+	for (size_t i = 0; i < n; i += 2) /* 2048 separate runs */
+		m[i * PAGE] = 1;
+	counted_pages = counted_runs = 0;
+	cr_assert_eq(pagemap_scan_written(pm, m, n * PAGE, PAGE, count, NULL), 2048);
+	cr_assert_eq(counted_pages, 2048);
+	cr_assert_eq(counted_runs, 2048);
+	munmap(m, n * PAGE);
+	close(pm);
+	close(fd);
+}
