@@ -16,6 +16,9 @@ int cmd_guest(int argc, char **argv);
 void cmd_guest_usage(void);
 int cmd_demo(int argc, char **argv);
 void cmd_demo_usage(void);
+int cmd_bench(int argc, char **argv);
+void cmd_bench_usage(void);
+void cmd_demo_usage(void);
 
 /* Exit statuses: 0 ok, 1 the operation failed, 2 bad usage or bad value. */
 #define EXIT_USAGE 2

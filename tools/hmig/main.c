@@ -9,6 +9,8 @@ static const struct cmd commands[] = {
 	  cmd_guest, cmd_guest_usage },
 	{ "demo", "the README's demo (for now: the guest's dirty-rate report)",
 	  cmd_demo, cmd_demo_usage },
+	{ "bench", "run a benchmark and print its table (docs/benchmarks.md)",
+	  cmd_bench, cmd_bench_usage },
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
