@@ -1,0 +1,1056 @@
+/* Encoders and checking decoders for the records of docs/protocol.md.
+ *
+ * The rule every decoder follows: validate the whole record first, then fill
+ * the output.  A record that fails any check leaves the caller's state (the
+ * stale bitmap in particular) untouched, so an error never half-applies.
+ */
+#include "proto/proto.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/bitmap.h"
+#include "common/err.h"
+
+/* Largest errno the ERROR record may carry: Linux keeps errnos below 4096
+ * (MAX_ERRNO); anything above is garbage, not a code worth reporting. */
+#define MAX_ERRNO_CODE 4095u
+
+/* The synth guest's vCPU state: a 4-byte-per-page table, up to 1 MiB of
+ * workload state (key-value store index, RNG, cursors) and up to 4 KiB per
+ * vCPU.  A backend that needs more must grow this, with a protocol version. */
+#define VCPU_PER_PAGE 4u
+#define VCPU_FIXED (1u << 20)
+#define VCPU_PER_VCPU 4096u
+
+struct rec_info {
+	const char *name;
+	uint32_t flags;   /* flags the type may carry */
+	uint32_t min_len; /* smallest valid body */
+	bool needs_hello; /* only valid once the geometry is known */
+};
+
+static const struct rec_info rec_table[] = {
+	[PROTO_HELLO] = { "HELLO", 0, PROTO_HELLO_MIN, false },
+	[PROTO_PAGES] = { "PAGES", 0, sizeof(struct proto_wire_pfns), true },
+	[PROTO_ZERO] = { "ZERO", 0, sizeof(struct proto_wire_pfns), true },
+	[PROTO_PASS_END] = { "PASS_END", 0, sizeof(struct proto_wire_pass_end), true },
+	[PROTO_STALE] = { "STALE", PROTO_FLAG_LAST, sizeof(struct proto_wire_stale), true },
+	[PROTO_VCPU_STATE] = { "VCPU_STATE", PROTO_FLAG_POSTCOPY, 1, true },
+	[PROTO_RESUMED] = { "RESUMED", 0, sizeof(struct proto_wire_resumed), true },
+	[PROTO_REQUEST] = { "REQUEST", 0, sizeof(struct proto_wire_pfns), true },
+	[PROTO_DONE] = { "DONE", 0, sizeof(struct proto_wire_done), true },
+	[PROTO_ERROR] = { "ERROR", 0, sizeof(struct proto_wire_error), false },
+};
+
+#define NTYPES (sizeof(rec_table) / sizeof(rec_table[0]))
+
+static const struct rec_info *rec_lookup(uint32_t type)
+{
+	if (type == 0 || type >= NTYPES)
+		return NULL;
+	return &rec_table[type];
+}
+
+const char *proto_type_name(uint32_t type)
+{
+	const struct rec_info *ri = rec_lookup(type);
+
+	if (ri)
+		return ri->name;
+	return type & PROTO_TYPE_OPTIONAL ? "UNKNOWN-OPTIONAL" : "UNKNOWN";
+}
+
+uint32_t proto_pages_max_count(const struct hmig_guest_geometry *geo)
+{
+	uint64_t per_page = 8 + (uint64_t)geo->page_size;
+	uint64_t fit = (PROTO_MAX_BODY - sizeof(struct proto_wire_pfns)) / per_page;
+
+	return fit < PROTO_MAX_BATCH ? (uint32_t)fit : PROTO_MAX_BATCH;
+}
+
+static uint64_t vcpu_max(const struct hmig_guest_geometry *geo)
+{
+	/* npages <= 2^40 and nvcpus <= 1024 once HELLO is checked: no overflow. */
+	uint64_t n = geo->npages * VCPU_PER_PAGE + VCPU_FIXED +
+		     (uint64_t)geo->nvcpus * VCPU_PER_VCPU;
+
+	return n < PROTO_MAX_BODY ? n : PROTO_MAX_BODY;
+}
+
+uint32_t proto_body_max(uint32_t type, const struct hmig_guest_geometry *geo)
+{
+	const struct rec_info *ri = rec_lookup(type);
+
+	if (!ri || (ri->needs_hello && !geo))
+		return 0;
+	switch ((enum proto_type)type) {
+	case PROTO_HELLO:
+		return PROTO_HELLO_MAX;
+	case PROTO_PAGES:
+		return sizeof(struct proto_wire_pfns) +
+		       proto_pages_max_count(geo) * (8 + geo->page_size);
+	case PROTO_ZERO:
+	case PROTO_REQUEST:
+		return sizeof(struct proto_wire_pfns) + 8 * PROTO_MAX_BATCH;
+	case PROTO_PASS_END:
+		return sizeof(struct proto_wire_pass_end);
+	case PROTO_STALE:
+		return PROTO_STALE_MAX_BODY;
+	case PROTO_VCPU_STATE:
+		return (uint32_t)vcpu_max(geo);
+	case PROTO_RESUMED:
+		return sizeof(struct proto_wire_resumed);
+	case PROTO_DONE:
+		return sizeof(struct proto_wire_done);
+	case PROTO_ERROR:
+		return sizeof(struct proto_wire_error) + PROTO_ERROR_TEXT_MAX;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------ header */
+
+void proto_hdr_encode(void *buf, uint32_t type, uint32_t flags, uint32_t body_len)
+{
+	struct proto_wire_hdr *w = buf;
+
+	put_le32(w->type, type);
+	put_le32(w->flags, flags);
+	put_le32(w->body_len, body_len);
+	put_le32(w->reserved, 0);
+}
+
+int proto_hdr_decode(const void *buf, size_t len,
+		     const struct hmig_guest_geometry *geo,
+		     struct proto_hdr *out, char *err)
+{
+	const struct proto_wire_hdr *w = buf;
+	const struct rec_info *ri;
+	uint32_t type, flags, body_len, reserved, max;
+
+	if (len < PROTO_HDR_LEN)
+		return err_setf(err, -EPROTO,
+				"record header: truncated (%zu of %d bytes)",
+				len, PROTO_HDR_LEN);
+	type = get_le32(w->type);
+	flags = get_le32(w->flags);
+	body_len = get_le32(w->body_len);
+	reserved = get_le32(w->reserved);
+	ri = rec_lookup(type);
+
+	/* The reserved word is checked even for skippable records: nonzero
+	 * there means the stream is out of step, not that the peer is newer. */
+	if (reserved)
+		return err_setf(err, -EPROTO,
+				"%s record (type 0x%08x) header: reserved field is 0x%08x, must be 0 (stream corrupt or out of step)",
+				proto_type_name(type), type, reserved);
+	if (body_len > PROTO_MAX_BODY)
+		return err_setf(err, -EMSGSIZE,
+				"%s record (type 0x%08x): body_len %u over the absolute limit %u",
+				proto_type_name(type), type, body_len, PROTO_MAX_BODY);
+	if (!ri) {
+		if (type & PROTO_TYPE_OPTIONAL) {
+			*out = (struct proto_hdr){ type, flags, body_len, true };
+			return 0;
+		}
+		return err_setf(err, -EPROTO,
+				"UNKNOWN record: mandatory type 0x%08x is not part of protocol version %d (is the peer a newer hmig? run the same version on both hosts)",
+				type, PROTO_VERSION);
+	}
+	if (ri->needs_hello && !geo)
+		return err_setf(err, -EPROTO,
+				"%s record: arrived before HELLO (the peer must start with HELLO)",
+				ri->name);
+	if (flags & ~ri->flags)
+		return err_setf(err, -EPROTO,
+				"%s record: unknown flags 0x%08x", ri->name,
+				flags & ~ri->flags);
+	if (body_len < ri->min_len)
+		return err_setf(err, -EPROTO,
+				"%s record: body_len %u below the minimum %u",
+				ri->name, body_len, ri->min_len);
+	max = proto_body_max(type, geo);
+	if (body_len > max)
+		return err_setf(err, -EMSGSIZE,
+				"%s record: body_len %u over the limit %u for this geometry",
+				ri->name, body_len, max);
+	*out = (struct proto_hdr){ type, flags, body_len, false };
+	return 0;
+}
+
+/* Every type decoder starts here: a record of another type is a caller bug,
+ * and re-checking the length bounds keeps a decoder safe even when handed a
+ * header that did not come from proto_hdr_decode. */
+static int expect(const struct proto_hdr *h, uint32_t type, char *err)
+{
+	const struct rec_info *ri = rec_lookup(type);
+
+	if (h->type != type)
+		return err_setf(err, -EINVAL,
+				"%s decoder handed a %s record (caller bug)",
+				ri->name, proto_type_name(h->type));
+	if (h->body_len < ri->min_len)
+		return err_setf(err, -EPROTO,
+				"%s record: body_len %u below the minimum %u",
+				ri->name, h->body_len, ri->min_len);
+	return 0;
+}
+
+static int expect_fixed(const struct proto_hdr *h, uint32_t type, uint32_t size,
+			char *err)
+{
+	int rc = expect(h, type, err);
+
+	if (rc)
+		return rc;
+	if (h->body_len != size)
+		return err_setf(err, h->body_len > size ? -EMSGSIZE : -EPROTO,
+				"%s record: body_len %u, must be %u",
+				proto_type_name(type), h->body_len, size);
+	return 0;
+}
+
+static int room(size_t len, uint64_t need, uint32_t type, char *err)
+{
+	if (len < need)
+		return err_setf(err, -ENOSPC,
+				"%s record: encoder buffer of %zu bytes, needs %llu (caller bug)",
+				proto_type_name(type), len, (unsigned long long)need);
+	return 0;
+}
+
+/* ----------------------------------------------------------- preamble */
+
+void proto_preamble_encode(void *buf, const struct proto_preamble *p)
+{
+	struct proto_wire_preamble *w = buf;
+
+	memcpy(w->magic, PROTO_PREAMBLE_MAGIC, sizeof(w->magic));
+	put_le64(w->session_id, p->session_id);
+	put_le32(w->kind, p->kind);
+	put_le32(w->version, PROTO_PREAMBLE_VERSION);
+}
+
+int proto_preamble_decode(const void *buf, size_t len,
+			  struct proto_preamble *out, char *err)
+{
+	const struct proto_wire_preamble *w = buf;
+	uint32_t version, kind;
+
+	if (len < PROTO_PREAMBLE_LEN)
+		return err_setf(err, -EPROTO,
+				"channel preamble: truncated (%zu of %d bytes)",
+				len, PROTO_PREAMBLE_LEN);
+	if (memcmp(w->magic, PROTO_PREAMBLE_MAGIC, sizeof(w->magic)))
+		return err_setf(err, -EPROTO,
+				"channel preamble: bad magic (the peer is not hmig: check host and port)");
+	version = get_le32(w->version);
+	if (version != PROTO_PREAMBLE_VERSION)
+		return err_setf(err, -EPROTONOSUPPORT,
+				"channel preamble: peer sends version %u, this side speaks %d (run the same hmig version on both hosts)",
+				version, PROTO_PREAMBLE_VERSION);
+	kind = get_le32(w->kind);
+	if (kind != PROTO_CHAN_BULK && kind != PROTO_CHAN_URGENT)
+		return err_setf(err, -EPROTO,
+				"channel preamble: unknown channel kind %u (0 bulk, 1 urgent)",
+				kind);
+	out->session_id = get_le64(w->session_id);
+	out->kind = kind;
+	return 0;
+}
+
+/* -------------------------------------------------------------- HELLO */
+
+static int hello_check(const struct proto_hello *h, char *err)
+{
+	uint32_t ps = h->geo.page_size;
+	size_t n = strnlen(h->backend, PROTO_BACKEND_LEN);
+
+	if (h->mode > PROTO_MODE_HYBRID)
+		return err_setf(err, -EPROTO,
+				"HELLO record: unknown migration mode %u (0 precopy, 1 postcopy, 2 hybrid)",
+				h->mode);
+	if (ps < PROTO_MIN_PAGE_SIZE || ps > PROTO_MAX_PAGE_SIZE || (ps & (ps - 1)))
+		return err_setf(err, -EPROTO,
+				"HELLO record: page size %u is not a power of two in %u..%u",
+				ps, PROTO_MIN_PAGE_SIZE, PROTO_MAX_PAGE_SIZE);
+	if (h->geo.npages == 0 || h->geo.npages > PROTO_MAX_NPAGES)
+		return err_setf(err, -EPROTO,
+				"HELLO record: page count %llu not in 1..%llu",
+				(unsigned long long)h->geo.npages,
+				(unsigned long long)PROTO_MAX_NPAGES);
+	if (h->geo.nvcpus == 0 || h->geo.nvcpus > PROTO_MAX_VCPUS)
+		return err_setf(err, -EPROTO,
+				"HELLO record: vCPU count %u not in 1..%u",
+				h->geo.nvcpus, PROTO_MAX_VCPUS);
+	if (n == 0 || n == PROTO_BACKEND_LEN)
+		return err_setf(err, -EPROTO,
+				"HELLO record: backend name must be 1..%d characters",
+				PROTO_BACKEND_LEN - 1);
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)h->backend[i];
+
+		if (c < 0x21 || c > 0x7e)
+			return err_setf(err, -EPROTO,
+					"HELLO record: backend name has byte 0x%02x (printable ASCII only)",
+					c);
+	}
+	return 0;
+}
+
+int proto_hello_encode(void *buf, size_t len, const struct proto_hello *h,
+		       char *err)
+{
+	struct proto_wire_hello *w;
+	int rc;
+
+	rc = room(len, PROTO_HDR_LEN + PROTO_HELLO_LEN, PROTO_HELLO, err);
+	if (rc)
+		return rc;
+	/* A bad HELLO on the sending side is this side's bug, not the peer's. */
+	if (hello_check(h, err))
+		return -EINVAL;
+	proto_hdr_encode(buf, PROTO_HELLO, 0, PROTO_HELLO_LEN);
+	w = (struct proto_wire_hello *)((uint8_t *)buf + PROTO_HDR_LEN);
+	memcpy(w->magic, PROTO_HELLO_MAGIC, sizeof(w->magic));
+	put_le32(w->version, PROTO_VERSION);
+	put_le32(w->mode, h->mode);
+	put_le64(w->caps, h->caps);
+	put_le64(w->session_id, h->session_id);
+	put_le64(w->npages, h->geo.npages);
+	put_le32(w->page_size, h->geo.page_size);
+	put_le32(w->nvcpus, h->geo.nvcpus);
+	/* strncpy's NUL padding is exactly the wire rule: no stack bytes leak. */
+	strncpy((char *)w->backend, h->backend, PROTO_BACKEND_LEN);
+	return PROTO_HDR_LEN + PROTO_HELLO_LEN;
+}
+
+int proto_hello_decode(const struct proto_hdr *h, const void *body,
+		       struct proto_hello *out, char *err)
+{
+	const struct proto_wire_hello *w = body;
+	struct proto_hello hello;
+	uint32_t version;
+	int rc;
+
+	rc = expect(h, PROTO_HELLO, err);
+	if (rc)
+		return rc;
+	/* Magic and version first, at the offsets every version shares, so a
+	 * newer peer's longer HELLO is reported as a version mismatch. */
+	if (memcmp(w->magic, PROTO_HELLO_MAGIC, sizeof(w->magic)))
+		return err_setf(err, -EPROTO,
+				"HELLO record: bad magic (the peer is not hmig, or the stream is out of step)");
+	version = get_le32(w->version);
+	if (version != PROTO_VERSION)
+		return err_setf(err, -EPROTONOSUPPORT,
+				"HELLO record: peer speaks protocol version %u, this side speaks %d (run the same hmig version on both hosts)",
+				version, PROTO_VERSION);
+	if (h->body_len != PROTO_HELLO_LEN)
+		return err_setf(err, -EPROTO,
+				"HELLO record: body_len %u, version %d HELLO is %d bytes",
+				h->body_len, PROTO_VERSION, PROTO_HELLO_LEN);
+	if (!memchr(w->backend, 0, PROTO_BACKEND_LEN))
+		return err_setf(err, -EPROTO,
+				"HELLO record: backend name is not NUL-terminated");
+	for (size_t i = strnlen((const char *)w->backend, PROTO_BACKEND_LEN);
+	     i < PROTO_BACKEND_LEN; i++)
+		if (w->backend[i])
+			return err_setf(err, -EPROTO,
+					"HELLO record: backend name padding is not all NUL");
+	hello.mode = get_le32(w->mode);
+	hello.caps = get_le64(w->caps);
+	hello.session_id = get_le64(w->session_id);
+	hello.geo.npages = get_le64(w->npages);
+	hello.geo.page_size = get_le32(w->page_size);
+	hello.geo.nvcpus = get_le32(w->nvcpus);
+	memcpy(hello.backend, w->backend, PROTO_BACKEND_LEN);
+	rc = hello_check(&hello, err);
+	if (rc)
+		return rc;
+	*out = hello;
+	return 0;
+}
+
+int proto_hello_match(const struct proto_hello *ours,
+		      const struct proto_hello *peer, char *err)
+{
+	if (peer->session_id != ours->session_id)
+		return err_setf(err, -EPROTO,
+				"HELLO record: peer answers session %016llx, this migration is %016llx (another migration on the same port?)",
+				(unsigned long long)peer->session_id,
+				(unsigned long long)ours->session_id);
+	if (peer->mode != ours->mode)
+		return err_setf(err, -EPROTO,
+				"HELLO record: peer runs mode %u, this side %u",
+				peer->mode, ours->mode);
+	if (peer->geo.npages != ours->geo.npages ||
+	    peer->geo.page_size != ours->geo.page_size ||
+	    peer->geo.nvcpus != ours->geo.nvcpus)
+		return err_setf(err, -EPROTO,
+				"HELLO record: peer prepared %llu pages of %u bytes and %u vCPUs, this guest has %llu of %u and %u",
+				(unsigned long long)peer->geo.npages,
+				peer->geo.page_size, peer->geo.nvcpus,
+				(unsigned long long)ours->geo.npages,
+				ours->geo.page_size, ours->geo.nvcpus);
+	return 0;
+}
+
+/* ---------------------------------------------- PAGES, ZERO, REQUEST */
+
+static uint32_t pfns_limit(uint32_t type, const struct hmig_guest_geometry *geo)
+{
+	return type == PROTO_PAGES ? proto_pages_max_count(geo) : PROTO_MAX_BATCH;
+}
+
+static uint64_t pfns_body_len(uint32_t type, const struct hmig_guest_geometry *geo,
+			      uint32_t count)
+{
+	uint64_t per = 8 + (type == PROTO_PAGES ? (uint64_t)geo->page_size : 0);
+
+	return sizeof(struct proto_wire_pfns) + per * count;
+}
+
+static int pfns_encode(void *buf, size_t len, uint32_t type,
+		       const struct hmig_guest_geometry *geo,
+		       const uint64_t *pfns, uint32_t count, char *err)
+{
+	struct proto_wire_pfns *w;
+	uint8_t *p;
+	uint64_t prefix = PROTO_HDR_LEN + sizeof(*w) + 8 * (uint64_t)count;
+	uint32_t limit = pfns_limit(type, geo);
+	int rc;
+
+	if (count == 0 || count > limit)
+		return err_setf(err, -EINVAL,
+				"%s record: count %u not in 1..%u (caller bug)",
+				proto_type_name(type), count, limit);
+	rc = room(len, prefix, type, err);
+	if (rc)
+		return rc;
+	proto_hdr_encode(buf, type, 0, (uint32_t)pfns_body_len(type, geo, count));
+	w = (struct proto_wire_pfns *)((uint8_t *)buf + PROTO_HDR_LEN);
+	put_le32(w->count, count);
+	put_le32(w->pad, 0);
+	p = (uint8_t *)(w + 1);
+	for (uint32_t i = 0; i < count; i++) {
+		if (pfns[i] >= geo->npages)
+			return err_setf(err, -ERANGE,
+					"%s record: pfn %llu out of range (guest has %llu pages; caller bug)",
+					proto_type_name(type),
+					(unsigned long long)pfns[i],
+					(unsigned long long)geo->npages);
+		put_le64(p + 8 * (size_t)i, pfns[i]);
+	}
+	return (int)prefix;
+}
+
+int proto_pages_encode(void *buf, size_t len,
+		       const struct hmig_guest_geometry *geo,
+		       const uint64_t *pfns, uint32_t count, char *err)
+{
+	return pfns_encode(buf, len, PROTO_PAGES, geo, pfns, count, err);
+}
+
+int proto_zero_encode(void *buf, size_t len,
+		      const struct hmig_guest_geometry *geo,
+		      const uint64_t *pfns, uint32_t count, char *err)
+{
+	return pfns_encode(buf, len, PROTO_ZERO, geo, pfns, count, err);
+}
+
+int proto_request_encode(void *buf, size_t len,
+			 const struct hmig_guest_geometry *geo,
+			 const uint64_t *pfns, uint32_t count, char *err)
+{
+	return pfns_encode(buf, len, PROTO_REQUEST, geo, pfns, count, err);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* Range and duplicate check of a pfn list.  Our sender emits most batches in
+ * ascending order (a pass walks the dirty bitmap), so one pass proving the
+ * list strictly increasing settles both; only out-of-order lists (pull
+ * replies, the pusher's hot-first order) pay for a sorted copy. */
+static int pfns_check(uint32_t type, const uint8_t *wire, uint32_t count,
+		      uint64_t npages, char *err)
+{
+	uint64_t sorted[PROTO_MAX_BATCH]; /* 8 KiB of stack, no allocation */
+	uint64_t prev = 0;
+	bool increasing = true;
+
+	for (uint32_t i = 0; i < count; i++) {
+		uint64_t pfn = get_le64(wire + 8 * (size_t)i);
+
+		if (pfn >= npages)
+			return err_setf(err, -ERANGE,
+					"%s record: pfn %llu out of range (guest has %llu pages)",
+					proto_type_name(type),
+					(unsigned long long)pfn,
+					(unsigned long long)npages);
+		if (i && pfn <= prev)
+			increasing = false;
+		prev = pfn;
+		sorted[i] = pfn;
+	}
+	if (increasing)
+		return 0;
+	qsort(sorted, count, sizeof(sorted[0]), cmp_u64);
+	for (uint32_t i = 1; i < count; i++)
+		if (sorted[i] == sorted[i - 1])
+			return err_setf(err, -EPROTO,
+					"%s record: duplicate pfn %llu",
+					proto_type_name(type),
+					(unsigned long long)sorted[i]);
+	return 0;
+}
+
+int proto_pages_decode(const struct proto_hdr *h, const void *body,
+		       const struct hmig_guest_geometry *geo,
+		       struct proto_pages *out, char *err)
+{
+	const struct proto_wire_pfns *w = body;
+	uint32_t count, pad, limit;
+	uint64_t want;
+	int rc;
+
+	if (h->type != PROTO_PAGES && h->type != PROTO_ZERO &&
+	    h->type != PROTO_REQUEST)
+		return err_setf(err, -EINVAL,
+				"PAGES/ZERO/REQUEST decoder handed a %s record (caller bug)",
+				proto_type_name(h->type));
+	rc = expect(h, h->type, err);
+	if (rc)
+		return rc;
+	count = get_le32(w->count);
+	pad = get_le32(w->pad);
+	limit = pfns_limit(h->type, geo);
+	if (pad)
+		return err_setf(err, -EPROTO, "%s record: pad is 0x%08x, must be 0",
+				proto_type_name(h->type), pad);
+	if (count == 0 || count > limit)
+		return err_setf(err, -EPROTO, "%s record: count %u not in 1..%u",
+				proto_type_name(h->type), count, limit);
+	want = pfns_body_len(h->type, geo, count);
+	if (h->body_len != want)
+		return err_setf(err, -EPROTO,
+				"%s record: body_len %u does not match count %u (expected %llu)",
+				proto_type_name(h->type), h->body_len, count,
+				(unsigned long long)want);
+	rc = pfns_check(h->type, (const uint8_t *)(w + 1), count, geo->npages, err);
+	if (rc)
+		return rc;
+	out->count = count;
+	out->pfns = (const uint8_t *)(w + 1);
+	out->data = h->type == PROTO_PAGES ? out->pfns + 8 * (size_t)count : NULL;
+	return 0;
+}
+
+/* ----------------------------------------------------------- PASS_END */
+
+int proto_pass_end_encode(void *buf, size_t len,
+			  const struct proto_pass_end *pe, char *err)
+{
+	struct proto_wire_pass_end *w;
+	int rc = room(len, PROTO_HDR_LEN + sizeof(*w), PROTO_PASS_END, err);
+
+	if (rc)
+		return rc;
+	proto_hdr_encode(buf, PROTO_PASS_END, 0, sizeof(*w));
+	w = (struct proto_wire_pass_end *)((uint8_t *)buf + PROTO_HDR_LEN);
+	put_le64(w->pass, pe->pass);
+	put_le64(w->pages_sent, pe->pages_sent);
+	put_le64(w->pages_dirty, pe->pages_dirty);
+	return PROTO_HDR_LEN + sizeof(*w);
+}
+
+int proto_pass_end_decode(const struct proto_hdr *h, const void *body,
+			  const struct hmig_guest_geometry *geo,
+			  struct proto_pass_end *out, char *err)
+{
+	const struct proto_wire_pass_end *w = body;
+	struct proto_pass_end pe;
+	int rc = expect_fixed(h, PROTO_PASS_END, sizeof(*w), err);
+
+	if (rc)
+		return rc;
+	pe.pass = get_le64(w->pass);
+	pe.pages_sent = get_le64(w->pages_sent);
+	pe.pages_dirty = get_le64(w->pages_dirty);
+	if (pe.pages_sent > geo->npages || pe.pages_dirty > geo->npages)
+		return err_setf(err, -ERANGE,
+				"PASS_END record: pass %llu counts %llu sent and %llu dirty, guest has %llu pages",
+				(unsigned long long)pe.pass,
+				(unsigned long long)pe.pages_sent,
+				(unsigned long long)pe.pages_dirty,
+				(unsigned long long)geo->npages);
+	*out = pe;
+	return 0;
+}
+
+/* -------------------------------------------------------------- STALE */
+
+/* Bits [first, first + nbits) of b as word w of a segment, masked to nbits. */
+static uint64_t seg_word(const uint64_t *b, uint64_t first, uint64_t nbits,
+			 uint64_t w)
+{
+	uint64_t v = b[first / 64 + w];
+	uint64_t left = nbits - 64 * w;
+
+	return left >= 64 ? v : v & ((1ull << left) - 1);
+}
+
+/* Number of runs of set bits in a segment: a run starts at every set bit whose
+ * lower neighbour is clear.  The segment edge counts as clear, because the
+ * encoder clips ranges there. */
+static uint64_t seg_runs(const uint64_t *b, uint64_t first, uint64_t nbits)
+{
+	uint64_t runs = 0, carry = 0;
+
+	for (uint64_t w = 0; w < BITMAP_WORDS(nbits); w++) {
+		uint64_t v = seg_word(b, first, nbits, w);
+
+		runs += (uint64_t)__builtin_popcountll(v & ~((v << 1) | carry));
+		carry = v >> 63;
+	}
+	return runs;
+}
+
+/* First clear bit at or after i, or end. */
+static uint64_t next_clear(const uint64_t *b, uint64_t end, uint64_t i)
+{
+	while (i < end) {
+		uint64_t w = ~b[i / 64] >> (i % 64);
+
+		if (w) {
+			i += (uint64_t)__builtin_ctzll(w);
+			return i < end ? i : end;
+		}
+		i = (i / 64 + 1) * 64;
+	}
+	return end;
+}
+
+static uint64_t seg_start(uint64_t pfn)
+{
+	return pfn - pfn % PROTO_STALE_SEG_BITS;
+}
+
+int proto_stale_encode(void *buf, size_t len,
+		       const struct hmig_guest_geometry *geo,
+		       const uint64_t *stale, uint64_t *pos, char *err)
+{
+	uint8_t *body = (uint8_t *)buf + PROTO_HDR_LEN;
+	uint64_t npages = geo->npages, first, end, nbits, words, runs, next;
+	uint64_t ranges_len, bitmap_len;
+	uint32_t body_len;
+	int rc;
+
+	rc = room(len, PROTO_HDR_LEN + PROTO_STALE_MAX_BODY, PROTO_STALE, err);
+	if (rc)
+		return rc;
+	if (*pos >= npages || *pos % PROTO_STALE_SEG_BITS)
+		return err_setf(err, -EINVAL,
+				"STALE record: encoder position %llu is not a segment start below %llu (caller bug)",
+				(unsigned long long)*pos, (unsigned long long)npages);
+
+	first = bitmap_next(stale, npages, *pos);
+	if (first == npages) {
+		/* Nothing (more) is stale: the set still needs its LAST. */
+		struct proto_wire_stale *w = (struct proto_wire_stale *)body;
+
+		put_le32(w->kind, PROTO_STALE_RANGES);
+		put_le32(w->nranges, 0);
+		proto_hdr_encode(buf, PROTO_STALE, PROTO_FLAG_LAST, sizeof(*w));
+		*pos = npages;
+		return PROTO_HDR_LEN + sizeof(*w);
+	}
+	first = seg_start(first);
+	end = first + PROTO_STALE_SEG_BITS < npages ? first + PROTO_STALE_SEG_BITS : npages;
+	nbits = end - first;
+	words = BITMAP_WORDS(nbits);
+	runs = seg_runs(stale, first, nbits);
+	ranges_len = sizeof(struct proto_wire_stale) + runs * sizeof(struct proto_wire_range);
+	bitmap_len = sizeof(struct proto_wire_stale_bitmap) + 8 * words;
+
+	if (ranges_len <= bitmap_len) {
+		struct proto_wire_stale *w = (struct proto_wire_stale *)body;
+		struct proto_wire_range *r = (struct proto_wire_range *)(w + 1);
+		uint64_t i = bitmap_next(stale, end, first);
+
+		put_le32(w->kind, PROTO_STALE_RANGES);
+		put_le32(w->nranges, (uint32_t)runs);
+		while (i < end) {
+			uint64_t stop = next_clear(stale, end, i);
+
+			put_le64(r->start, i);
+			put_le64(r->count, stop - i);
+			r++;
+			i = bitmap_next(stale, end, stop);
+		}
+		body_len = (uint32_t)ranges_len;
+	} else {
+		struct proto_wire_stale_bitmap *w = (struct proto_wire_stale_bitmap *)body;
+		uint8_t *bits = (uint8_t *)(w + 1);
+
+		put_le32(w->kind, PROTO_STALE_BITMAP);
+		put_le32(w->pad, 0);
+		put_le64(w->first_pfn, first);
+		put_le64(w->nbits, nbits);
+		for (uint64_t k = 0; k < words; k++)
+			put_le64(bits + 8 * k, seg_word(stale, first, nbits, k));
+		body_len = (uint32_t)bitmap_len;
+	}
+
+	next = bitmap_next(stale, npages, end);
+	*pos = next == npages ? npages : seg_start(next);
+	proto_hdr_encode(buf, PROTO_STALE, *pos == npages ? PROTO_FLAG_LAST : 0,
+			 body_len);
+	return PROTO_HDR_LEN + (int)body_len;
+}
+
+/* Sets bits [start, start + count) a word at a time: a range may cover the
+ * whole guest, and one bit at a time would be 16M stores for 64 GiB. */
+static void set_range(uint64_t *b, uint64_t start, uint64_t count)
+{
+	uint64_t end = start + count;
+
+	while (start < end && start % 64) {
+		bitmap_set(b, start);
+		start++;
+	}
+	for (; start + 64 <= end; start += 64)
+		b[start / 64] = ~0ull;
+	for (; start < end; start++)
+		bitmap_set(b, start);
+}
+
+static int stale_ranges(const struct proto_hdr *h, const uint8_t *body,
+			uint64_t npages, uint64_t *stale, char *err)
+{
+	const struct proto_wire_stale *w = (const struct proto_wire_stale *)body;
+	const struct proto_wire_range *r = (const struct proto_wire_range *)(w + 1);
+	uint32_t n = get_le32(w->nranges);
+	uint64_t want = sizeof(*w) + (uint64_t)n * sizeof(*r), prev_end = 0;
+
+	if (n > PROTO_STALE_MAX_RANGES)
+		return err_setf(err, -EPROTO,
+				"STALE record: %u ranges, at most %u", n,
+				PROTO_STALE_MAX_RANGES);
+	if (h->body_len != want)
+		return err_setf(err, -EPROTO,
+				"STALE record: body_len %u does not match %u ranges (expected %llu)",
+				h->body_len, n, (unsigned long long)want);
+	/* Sorted and disjoint keeps the encoding canonical and the cost of
+	 * applying it bounded by npages, whatever the peer sends. */
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t start = get_le64(r[i].start), count = get_le64(r[i].count);
+
+		if (count == 0)
+			return err_setf(err, -EPROTO,
+					"STALE record: range %u at pfn %llu is empty",
+					i, (unsigned long long)start);
+		if (start >= npages || count > npages - start)
+			return err_setf(err, -ERANGE,
+					"STALE record: range %u (pfn %llu, %llu pages) crosses the end of the guest (%llu pages)",
+					i, (unsigned long long)start,
+					(unsigned long long)count,
+					(unsigned long long)npages);
+		if (i && start < prev_end)
+			return err_setf(err, -EPROTO,
+					"STALE record: range %u at pfn %llu overlaps or precedes the one before",
+					i, (unsigned long long)start);
+		prev_end = start + count;
+	}
+	for (uint32_t i = 0; i < n; i++)
+		set_range(stale, get_le64(r[i].start), get_le64(r[i].count));
+	return 0;
+}
+
+static int stale_bitmap(const struct proto_hdr *h, const uint8_t *body,
+			uint64_t npages, uint64_t *stale, char *err)
+{
+	const struct proto_wire_stale_bitmap *w =
+		(const struct proto_wire_stale_bitmap *)body;
+	const uint8_t *bits = (const uint8_t *)(w + 1);
+	uint64_t first, nbits, words, want, last;
+	uint32_t pad;
+
+	if (h->body_len < sizeof(*w))
+		return err_setf(err, -EPROTO,
+				"STALE record: bitmap body_len %u below the minimum %zu",
+				h->body_len, sizeof(*w));
+	pad = get_le32(w->pad);
+	first = get_le64(w->first_pfn);
+	nbits = get_le64(w->nbits);
+	if (pad)
+		return err_setf(err, -EPROTO,
+				"STALE record: pad is 0x%08x, must be 0", pad);
+	if (nbits == 0 || nbits > PROTO_STALE_SEG_BITS)
+		return err_setf(err, -EPROTO,
+				"STALE record: bitmap of %llu bits, must be 1..%u",
+				(unsigned long long)nbits, PROTO_STALE_SEG_BITS);
+	if (first % 64)
+		return err_setf(err, -EPROTO,
+				"STALE record: bitmap starts at pfn %llu, not a multiple of 64",
+				(unsigned long long)first);
+	if (first >= npages || nbits > npages - first)
+		return err_setf(err, -ERANGE,
+				"STALE record: bitmap pfn %llu + %llu bits crosses the end of the guest (%llu pages)",
+				(unsigned long long)first,
+				(unsigned long long)nbits,
+				(unsigned long long)npages);
+	words = BITMAP_WORDS(nbits);
+	want = sizeof(*w) + 8 * words;
+	if (h->body_len != want)
+		return err_setf(err, -EPROTO,
+				"STALE record: body_len %u does not match %llu bits (expected %llu)",
+				h->body_len, (unsigned long long)nbits,
+				(unsigned long long)want);
+	last = get_le64(bits + 8 * (words - 1));
+	if (nbits % 64 && last >> (nbits % 64))
+		return err_setf(err, -EPROTO,
+				"STALE record: bits set past the segment's %llu bits",
+				(unsigned long long)nbits);
+	for (uint64_t k = 0; k < words; k++)
+		stale[first / 64 + k] |= get_le64(bits + 8 * k);
+	return 0;
+}
+
+int proto_stale_decode(const struct proto_hdr *h, const void *body,
+		       const struct hmig_guest_geometry *geo,
+		       uint64_t *stale, char *err)
+{
+	const struct proto_wire_stale *w = body;
+	uint32_t kind;
+	int rc = expect(h, PROTO_STALE, err);
+
+	if (rc)
+		return rc;
+	kind = get_le32(w->kind);
+	switch (kind) {
+	case PROTO_STALE_RANGES:
+		return stale_ranges(h, body, geo->npages, stale, err);
+	case PROTO_STALE_BITMAP:
+		return stale_bitmap(h, body, geo->npages, stale, err);
+	}
+	return err_setf(err, -EPROTO,
+			"STALE record: unknown encoding %u (1 ranges, 2 bitmap)", kind);
+}
+
+/* --------------------------------------------------------- VCPU_STATE */
+
+int proto_vcpu_encode(void *buf, size_t len,
+		      const struct hmig_guest_geometry *geo, size_t blob_len,
+		      uint32_t flags, char *err)
+{
+	uint64_t max = vcpu_max(geo);
+	int rc = room(len, PROTO_HDR_LEN, PROTO_VCPU_STATE, err);
+
+	if (rc)
+		return rc;
+	if (blob_len == 0 || blob_len > max)
+		return err_setf(err, -EMSGSIZE,
+				"VCPU_STATE record: %zu bytes of vCPU state, the protocol allows 1..%llu for this guest",
+				blob_len, (unsigned long long)max);
+	proto_hdr_encode(buf, PROTO_VCPU_STATE, flags & PROTO_FLAG_POSTCOPY, (uint32_t)blob_len);
+	return PROTO_HDR_LEN;
+}
+
+int proto_vcpu_decode(const struct proto_hdr *h, const void *body,
+		      const void **blob, size_t *len, char *err)
+{
+	int rc = expect(h, PROTO_VCPU_STATE, err);
+
+	if (rc)
+		return rc;
+	*blob = body;
+	*len = h->body_len;
+	return 0;
+}
+
+/* ------------------------------------------------------ RESUMED, DONE */
+
+int proto_resumed_encode(void *buf, size_t len, const struct proto_resumed *r,
+			 char *err)
+{
+	struct proto_wire_resumed *w;
+	int rc = room(len, PROTO_HDR_LEN + sizeof(*w), PROTO_RESUMED, err);
+
+	if (rc)
+		return rc;
+	proto_hdr_encode(buf, PROTO_RESUMED, 0, sizeof(*w));
+	w = (struct proto_wire_resumed *)((uint8_t *)buf + PROTO_HDR_LEN);
+	put_le64(w->downtime_ns, r->downtime_ns);
+	put_le64(w->resume_wall_ns, r->resume_wall_ns);
+	return PROTO_HDR_LEN + sizeof(*w);
+}
+
+int proto_resumed_decode(const struct proto_hdr *h, const void *body,
+			 struct proto_resumed *out, char *err)
+{
+	const struct proto_wire_resumed *w = body;
+	int rc = expect_fixed(h, PROTO_RESUMED, sizeof(*w), err);
+
+	if (rc)
+		return rc;
+	out->downtime_ns = get_le64(w->downtime_ns);
+	out->resume_wall_ns = get_le64(w->resume_wall_ns);
+	return 0;
+}
+
+int proto_done_encode(void *buf, size_t len, const struct proto_done *d,
+		      char *err)
+{
+	struct proto_wire_done *w;
+	int rc = room(len, PROTO_HDR_LEN + sizeof(*w), PROTO_DONE, err);
+
+	if (rc)
+		return rc;
+	proto_hdr_encode(buf, PROTO_DONE, 0, sizeof(*w));
+	w = (struct proto_wire_done *)((uint8_t *)buf + PROTO_HDR_LEN);
+	put_le64(w->pages, d->pages);
+	put_le64(w->bytes, d->bytes);
+	put_le64(w->requests, d->requests);
+	return PROTO_HDR_LEN + sizeof(*w);
+}
+
+int proto_done_decode(const struct proto_hdr *h, const void *body,
+		      struct proto_done *out, char *err)
+{
+	const struct proto_wire_done *w = body;
+	int rc = expect_fixed(h, PROTO_DONE, sizeof(*w), err);
+
+	if (rc)
+		return rc;
+	out->pages = get_le64(w->pages);
+	out->bytes = get_le64(w->bytes);
+	out->requests = get_le64(w->requests);
+	return 0;
+}
+
+/* -------------------------------------------------------------- ERROR */
+
+/* Length of the well-formed UTF-8 sequence at s (n bytes left), or 0 when it
+ * is malformed, overlong, a surrogate or above U+10FFFF. */
+static size_t utf8_len(const uint8_t *s, size_t n)
+{
+	uint32_t cp;
+	size_t len;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		len = 2, cp = s[0] & 0x1f;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		len = 3, cp = s[0] & 0x0f;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		len = 4, cp = s[0] & 0x07;
+	else
+		return 0;
+	if (len > n)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3f);
+	}
+	if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+	    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+		return 0;
+	return len;
+}
+
+/* Control characters would let a peer rewrite the operator's terminal line
+ * when the text is printed; tab is the one worth keeping. */
+static bool is_control(uint8_t c)
+{
+	return (c < 0x20 && c != '\t') || c == 0x7f;
+}
+
+int proto_err_encode(void *buf, size_t len, int code, const char *text,
+		     char *err)
+{
+	const uint8_t *s = (const uint8_t *)text;
+	size_t n = strlen(text), in = 0, out = 0;
+	struct proto_wire_error *w;
+	uint8_t *dst;
+	int rc;
+
+	if (code <= 0 || (unsigned)code > MAX_ERRNO_CODE)
+		return err_setf(err, -EINVAL,
+				"ERROR record: code %d is not a positive errno (caller bug: pass -rc)",
+				code);
+	rc = room(len, PROTO_HDR_LEN + sizeof(*w) +
+		  (n < PROTO_ERROR_TEXT_MAX ? n : PROTO_ERROR_TEXT_MAX),
+		  PROTO_ERROR, err);
+	if (rc)
+		return rc;
+	w = (struct proto_wire_error *)((uint8_t *)buf + PROTO_HDR_LEN);
+	dst = (uint8_t *)(w + 1);
+	while (in < n) {
+		size_t l = utf8_len(s + in, n - in);
+
+		if (l == 0 || (l == 1 && is_control(s[in]))) {
+			if (out + 1 > PROTO_ERROR_TEXT_MAX)
+				break;
+			dst[out++] = '?';
+			in++;
+			continue;
+		}
+		if (out + l > PROTO_ERROR_TEXT_MAX)
+			break;
+		memcpy(dst + out, s + in, l);
+		out += l;
+		in += l;
+	}
+	put_le32(w->code, (uint32_t)code);
+	put_le32(w->text_len, (uint32_t)out);
+	proto_hdr_encode(buf, PROTO_ERROR, 0, (uint32_t)(sizeof(*w) + out));
+	return (int)(PROTO_HDR_LEN + sizeof(*w) + out);
+}
+
+int proto_err_decode(const struct proto_hdr *h, const void *body,
+		     struct proto_error *out, char *err)
+{
+	const struct proto_wire_error *w = body;
+	const uint8_t *text = (const uint8_t *)(w + 1);
+	uint32_t code, n;
+	int rc = expect(h, PROTO_ERROR, err);
+
+	if (rc)
+		return rc;
+	code = get_le32(w->code);
+	n = get_le32(w->text_len);
+	if (n > PROTO_ERROR_TEXT_MAX)
+		return err_setf(err, -EMSGSIZE,
+				"ERROR record: text of %u bytes, at most %u",
+				n, PROTO_ERROR_TEXT_MAX);
+	if (h->body_len != sizeof(*w) + n)
+		return err_setf(err, -EPROTO,
+				"ERROR record: body_len %u does not match text length %u",
+				h->body_len, n);
+	if (code == 0 || code > MAX_ERRNO_CODE)
+		return err_setf(err, -EPROTO,
+				"ERROR record: code %u is not an errno", code);
+	for (uint32_t i = 0; i < n;) {
+		size_t l = utf8_len(text + i, n - i);
+
+		if (l == 0 || (l == 1 && is_control(text[i])))
+			return err_setf(err, -EPROTO,
+					"ERROR record (peer errno %u): text byte %u is not printable UTF-8",
+					code, i);
+		i += (uint32_t)l;
+	}
+	out->code = code;
+	out->text_len = n;
+	out->text = (const char *)text;
+	return 0;
+}
