@@ -1,0 +1,1104 @@
+/* A channel: one connected stream socket driven by its own io_uring.
+ *
+ * Send side.  net_chan_sendv() copies the caller's iovec list into one of
+ * max_inflight slots and returns a sequence number.  The kernel sees ONE
+ * sendmsg at a time, built from every queued slot's unsent iovecs (up to
+ * NET_IOV_MAX, up to the bandwidth cap's tokens).  Two sends in flight on one
+ * stream socket may interleave their bytes when the first comes back short
+ * (its remainder is resubmitted after the second started), and linked sends
+ * break their chain on a short send; one in flight is the simple way to keep
+ * the stream in order, and coalescing makes it no slower: while one request
+ * drains, later sends queue up and all go in the next request.  A slot
+ * completes when all its bytes were sent and no request still references its
+ * memory (a zero-copy request does until its notification completion).
+ *
+ * Receive side.  Data lands in nbufs buffers of buf_size bytes: a provided
+ * buffer ring the kernel picks from, filled by one multishot recv when the
+ * kernel has them, else by one single-shot recv at a time.  Completed buffers
+ * queue up in order as segments; reads copy out of them, peek/consume read
+ * them in place, and a buffer goes back to the kernel once fully consumed.
+ * When all buffers hold unconsumed data the recv stops (-ENOBUFS) and TCP
+ * flow control pushes back on the sender until the consumer catches up.
+ *
+ * Every wait goes through chan_wait(): submit, wait for a completion or a
+ * deadline (the caller's, or the bandwidth cap's next refill), reap, resubmit.
+ */
+#include "net/net.h"
+
+#include <poll.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+
+#include "net/sys.h"
+
+/* Queued sends per channel.  Eight batches of a few hundred KiB keep the
+ * socket busy while the engine prepares the next one, and bound the guest
+ * memory the kernel may still be reading (which the engine must not reuse)
+ * to a few MiB. */
+#define DEF_INFLIGHT 8
+#define MAX_INFLIGHT 4096
+
+/* Bulk receive buffers: 32 x 128 KiB = 4 MiB, the bulk socket buffer, so the
+ * socket can hand over all it holds without waiting for the consumer; 128 KiB
+ * holds a 32-page batch, so net_chan_peek often finds one in a single buffer. */
+#define BULK_NBUFS 32
+#define BULK_BUF_SIZE (128u << 10)
+
+/* Urgent receive buffers: a request or a reply is a header plus at most a
+ * page; 16 KiB holds a few, 16 of them absorb a burst of faults. */
+#define URGENT_NBUFS 16
+#define URGENT_BUF_SIZE (16u << 10)
+
+/* Buffer ids are 16 bits, and ring sizes powers of two. */
+#define MAX_NBUFS 32768
+
+/* Zero-copy only from this size: Linux's MSG_ZEROCOPY documentation puts
+ * the break-even at about 10 KB (pinning pages and a notification cost more
+ * than a memcpy below that); 32 KiB leaves room for the extra completion
+ * io_uring adds.  Loopback copies anyway, so tests see no difference. */
+#define ZC_MIN (32u << 10)
+
+/* Bandwidth cap.  The bucket holds at most 50 ms worth of bytes (at least
+ * 64 KiB): enough to keep the link busy across our own wake-up latency,
+ * small enough that the average over any window above ~100 ms stays near
+ * the cap.  A send request waits for at least RATE_QUANTUM tokens (or what
+ * is left to send), or a cap would become a flood of tiny requests. */
+#define RATE_BURST_MIN (64u << 10)
+#define RATE_BURST_DIV 20
+#define RATE_QUANTUM (64u << 10)
+
+/* 32 SQEs: at most one send, one recv, one wake poll and a cancel are
+ * prepared between two submits.  The CQ is sized for a multishot recv that
+ * fills every buffer before we reap; the kernel keeps overflowing CQEs
+ * (IORING_FEAT_NODROP) anyway. */
+#define RING_ENTRIES 32
+
+/* How long close waits for the kernel to let go of our receive buffers. */
+#define CLOSE_DRAIN_MS 1000
+
+#define BGID 0
+
+struct net_send {
+	struct iovec *iov;      /* the caller's list, zero-length entries dropped */
+	int iovcnt;
+	int idx;                /* first iovec not fully sent */
+	size_t off;             /* bytes of iov[idx] sent */
+	size_t len, done;
+	unsigned refs;          /* requests still referencing this memory */
+};
+
+struct net_seg {
+	uint32_t bid, off, len;
+};
+
+/* user_data: operation in the top byte, then two 24-bit operands.  For a
+ * send: the number of slots it covers and the first slot's index; for a
+ * recv into our own buffer: the buffer id. */
+enum { OP_SEND = 1, OP_RECV, OP_WAKE, OP_CANCEL };
+#define UD(op, hi, lo) (((uint64_t)(op) << 56) | ((uint64_t)(hi) << 24) | (uint64_t)(lo))
+#define UD_OP(u) ((unsigned)((u) >> 56))
+#define UD_HI(u) ((unsigned)(((u) >> 24) & 0xffffff))
+#define UD_LO(u) ((unsigned)((u) & 0xffffff))
+
+/* Counters have one writer, the owning thread, and any reader (stats
+ * sampling from another thread).  A relaxed load and store is then exact
+ * and cheaper than a locked read-modify-write; relaxed is enough because a
+ * reader wants each number, not an ordering between them. */
+#define STAT_ADD(ch, f, n) \
+	atomic_store_explicit(&(ch)->st.f, atomic_load_explicit(&(ch)->st.f, memory_order_relaxed) + (n), \
+			      memory_order_relaxed)
+
+const char *net_kind_name(enum net_kind kind)
+{
+	return kind == NET_URGENT ? "urgent" : "bulk";
+}
+
+static const char *name(const struct net_chan *ch)
+{
+	return net_kind_name(ch->kind);
+}
+
+static struct io_uring_sqe *chan_sqe(struct net_chan *ch)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&ch->ring);
+
+	if (!sqe) {
+		io_uring_submit(&ch->ring);
+		sqe = io_uring_get_sqe(&ch->ring);
+	}
+	return sqe;
+}
+
+/* ---- errors --------------------------------------------------------------- */
+
+static int peer_error(struct net_chan *ch, int rc, bool eof, const char *dir)
+{
+	switch (-rc) {
+	case EPIPE:
+	case ECONNRESET:
+		if (eof)
+			return err_setf(ch->err, rc, "%s channel: peer closed the connection (did %s exit?)",
+					name(ch), ch->peer);
+		return err_setf(ch->err, rc, "%s channel: peer closed the connection (reset; did %s exit or crash?)",
+				name(ch), ch->peer);
+	case ETIMEDOUT:
+		return err_setf(ch->err, rc, "%s channel: connection timed out (is %s still reachable?)",
+				name(ch), ch->peer);
+	case ECANCELED:
+		return err_setf(ch->err, rc, "%s channel: %s cancelled by the kernel (the thread that queued it exited; flush before handing a channel to another thread)",
+				name(ch), dir);
+	default:
+		return err_setf(ch->err, rc, "%s channel: %s failed: %s", name(ch), dir, strerror(-rc));
+	}
+}
+
+static int tx_error(struct net_chan *ch)
+{
+	return peer_error(ch, ch->tx_err, false, "send");
+}
+
+static int rx_error(struct net_chan *ch)
+{
+	if (ch->rx_desync)
+		return err_setf(ch->err, ch->rx_err, "%s channel: an earlier read was cut short, the stream is out of sync (close the channel)",
+				name(ch));
+	return peer_error(ch, ch->rx_err, ch->rx_eof, "receive");
+}
+
+static int wait_error(struct net_chan *ch, int rc, int timeout_ms, const char *what)
+{
+	if (rc == -ETIMEDOUT)
+		return err_setf(ch->err, rc, "%s channel: %s for %d ms (is %s stuck?)", name(ch), what,
+				timeout_ms, ch->peer);
+	if (rc == -EINTR)
+		return err_setf(ch->err, rc, "%s channel: wait interrupted by net_chan_wake", name(ch));
+	return rc;  /* the message is already there */
+}
+
+static int closed_error(struct net_chan *ch)
+{
+	return err_setf(ch->err, -EBADF, "%s channel: used after close", name(ch));
+}
+
+/* ---- bandwidth cap -------------------------------------------------------- */
+
+static void rate_refill(struct net_chan *ch, uint64_t now)
+{
+	ch->tokens += (double)(now - ch->tokens_ns) * (double)ch->rate / 1e9;
+	if (ch->tokens > ch->burst)
+		ch->tokens = ch->burst;
+	ch->tokens_ns = now;
+}
+
+void net_chan_set_rate(struct net_chan *ch, uint64_t bytes_per_s)
+{
+	ch->rate = bytes_per_s;
+	ch->burst = (double)(bytes_per_s / RATE_BURST_DIV > RATE_BURST_MIN ?
+			     bytes_per_s / RATE_BURST_DIV : RATE_BURST_MIN);
+	ch->tokens = ch->burst;
+	ch->tokens_ns = clock_now_ns();
+	ch->throttled_until = 0;
+}
+
+/* How many bytes the next request may carry; 0 = wait (throttled_until set). */
+static uint64_t rate_allow(struct net_chan *ch, uint64_t unsent)
+{
+	uint64_t now = clock_now_ns();
+	double need;
+
+	if (!ch->rate)
+		return UINT64_MAX;
+	rate_refill(ch, now);
+	need = (double)(unsent < RATE_QUANTUM ? unsent : RATE_QUANTUM);
+	if (ch->tokens < need) {
+		ch->throttled_until = now + (uint64_t)((need - ch->tokens) * 1e9 / (double)ch->rate) + 1;
+		if (!ch->throttle_since)
+			ch->throttle_since = now;
+		return 0;
+	}
+	if (ch->throttle_since) {
+		STAT_ADD(ch, throttle_ns, now - ch->throttle_since);
+		ch->throttle_since = 0;
+	}
+	ch->throttled_until = 0;
+	return (uint64_t)ch->tokens;
+}
+
+/* ---- send side ------------------------------------------------------------ */
+
+static struct net_send *slot(struct net_chan *ch, uint64_t seq)
+{
+	return &ch->sends[seq % ch->cap];
+}
+
+/* Past sends with nothing left to submit (zero-length ones included). */
+static void tx_advance_cursor(struct net_chan *ch)
+{
+	while (ch->seq_cursor < ch->seq_next) {
+		struct net_send *s = slot(ch, ch->seq_cursor);
+
+		if (s->done < s->len)
+			break;
+		ch->seq_cursor++;
+	}
+}
+
+static void tx_retire(struct net_chan *ch)
+{
+	while (ch->seq_done + 1 < ch->seq_next) {
+		struct net_send *s = slot(ch, ch->seq_done + 1);
+
+		if (s->done < s->len || s->refs)
+			break;
+		ch->seq_done++;
+	}
+}
+
+static void tx_unref(struct net_chan *ch, unsigned first, unsigned count)
+{
+	for (unsigned k = 0; k < count; k++)
+		ch->sends[(first + k) % ch->cap].refs--;
+}
+
+/* The kernel took n more bytes: move them from unsent to sent, in order. */
+static void tx_progress(struct net_chan *ch, size_t n)
+{
+	ch->tx_queued -= n;
+	while (n && ch->seq_cursor < ch->seq_next) {
+		struct net_send *s = slot(ch, ch->seq_cursor);
+
+		while (n && s->idx < s->iovcnt) {
+			size_t l = s->iov[s->idx].iov_len - s->off;
+
+			if (l > n) {
+				s->off += n;
+				s->done += n;
+				n = 0;
+				break;
+			}
+			s->done += l;
+			n -= l;
+			s->idx++;
+			s->off = 0;
+		}
+		if (s->done < s->len)
+			break;
+		ch->seq_cursor++;
+	}
+	tx_advance_cursor(ch);
+}
+
+static void tx_submit(struct net_chan *ch)
+{
+	uint64_t limit, total = 0;
+	unsigned first, count = 0;
+	struct io_uring_sqe *sqe;
+	int n = 0, flags;
+	bool zc;
+
+	if (ch->tx_busy || ch->tx_err || ch->closing || ch->seq_cursor >= ch->seq_next)
+		return;
+	limit = rate_allow(ch, ch->tx_queued);
+	if (!limit)
+		return;
+	first = (unsigned)(ch->seq_cursor % ch->cap);
+	for (uint64_t seq = ch->seq_cursor;
+	     seq < ch->seq_next && n < NET_IOV_MAX && total < limit; seq++) {
+		struct net_send *s = slot(ch, seq);
+		size_t off = s->off;
+
+		count++;
+		for (int i = s->idx; i < s->iovcnt && n < NET_IOV_MAX && total < limit; i++, off = 0) {
+			size_t l = s->iov[i].iov_len - off;
+
+			if (l > limit - total)
+				l = (size_t)(limit - total);
+			ch->tx_iov[n++] = (struct iovec){ (char *)s->iov[i].iov_base + off, l };
+			total += l;
+		}
+	}
+	if (!total)
+		return;
+	sqe = chan_sqe(ch);
+	if (!sqe)
+		return;     /* the SQ is full of requests; retried after the next reap */
+	ch->tx_msg = (struct msghdr){ .msg_iov = ch->tx_iov, .msg_iovlen = (size_t)n };
+	/* MSG_NOSIGNAL: a send to a closed peer must fail with -EPIPE, not kill
+	 * the process with SIGPIPE. */
+	flags = MSG_NOSIGNAL | (ch->features & NET_F_SEND_WAITALL ? MSG_WAITALL : 0);
+	zc = (ch->features & NET_F_SEND_ZC) && total >= ZC_MIN;
+	if (zc)
+		io_uring_prep_sendmsg_zc(sqe, ch->fd, &ch->tx_msg, (unsigned)flags);
+	else
+		io_uring_prep_sendmsg(sqe, ch->fd, &ch->tx_msg, (unsigned)flags);
+	io_uring_sqe_set_data64(sqe, UD(OP_SEND, count, first));
+	for (unsigned k = 0; k < count; k++)
+		ch->sends[(first + k) % ch->cap].refs++;
+	ch->tx_busy = true;
+	ch->tx_zc = zc;
+	ch->tx_len = (size_t)total;
+	ch->ops++;
+	if (ch->rate)
+		ch->tokens -= (double)total;
+	STAT_ADD(ch, submits, 1);
+	if (zc)
+		STAT_ADD(ch, zc_submits, 1);
+}
+
+static void tx_complete(struct net_chan *ch, const struct io_uring_cqe *cqe)
+{
+	uint64_t ud = io_uring_cqe_get_data64(cqe);
+	int res = cqe->res;
+
+	/* A zero-copy request completes twice: first the result (with F_MORE),
+	 * later the notification that the kernel let go of the pages. */
+	if (!(cqe->flags & IORING_CQE_F_MORE)) {
+		tx_unref(ch, UD_LO(ud), UD_HI(ud));
+		ch->ops--;
+	}
+	if (cqe->flags & IORING_CQE_F_NOTIF)
+		return;
+	ch->tx_busy = false;
+	if (res >= 0 && (size_t)res < ch->tx_len && ch->rate)
+		ch->tokens += (double)(ch->tx_len - (size_t)res);  /* unsent bytes cost nothing */
+	if (res > 0) {
+		tx_progress(ch, (size_t)res);
+		STAT_ADD(ch, bytes_sent, (uint64_t)res);
+		if ((size_t)res < ch->tx_len)
+			STAT_ADD(ch, short_sends, 1);
+		return;
+	}
+	if (ch->tx_zc && (res == -EOPNOTSUPP || res == -EINVAL)) {
+		/* This socket cannot do zero-copy: copy from now on.  The next
+		 * pump resubmits the same bytes. */
+		ch->features &= ~NET_F_SEND_ZC;
+		return;
+	}
+	if (res == 0 || res == -EAGAIN || res == -EINTR)
+		return;     /* nothing sent, resubmitted by the next pump */
+	ch->tx_err = res;
+}
+
+/* ---- receive side --------------------------------------------------------- */
+
+static unsigned char *buf_of(struct net_chan *ch, unsigned bid)
+{
+	return ch->bufs + (size_t)bid * ch->buf_size;
+}
+
+static void buf_release(struct net_chan *ch, unsigned bid)
+{
+	if (ch->features & NET_F_BUF_RING) {
+		io_uring_buf_ring_add(ch->br, buf_of(ch, bid), ch->buf_size, (unsigned short)bid,
+				      io_uring_buf_ring_mask(ch->nbufs), 0);
+		io_uring_buf_ring_advance(ch->br, 1);
+	} else {
+		ch->free_bids[ch->nfree++] = (uint16_t)bid;
+	}
+}
+
+static void rx_arm(struct net_chan *ch)
+{
+	struct io_uring_sqe *sqe;
+
+	if (!ch->rx_started || ch->rx_armed || ch->rx_err || ch->closing)
+		return;
+	/* Every buffer holds unconsumed data: arming now would only fail with
+	 * -ENOBUFS.  Consuming re-arms. */
+	if ((ch->features & NET_F_BUF_RING) ? ch->seg_count == ch->nbufs : ch->nfree == 0)
+		return;
+	sqe = chan_sqe(ch);
+	if (!sqe)
+		return;
+	if (ch->features & NET_F_BUF_RING) {
+		if (ch->features & NET_F_RECV_MULTISHOT)
+			io_uring_prep_recv_multishot(sqe, ch->fd, NULL, 0, 0);
+		else
+			io_uring_prep_recv(sqe, ch->fd, NULL, ch->buf_size, 0);
+		sqe->flags |= IOSQE_BUFFER_SELECT;
+		sqe->buf_group = BGID;
+		io_uring_sqe_set_data64(sqe, UD(OP_RECV, 0, 0));
+	} else {
+		unsigned bid = ch->free_bids[--ch->nfree];
+
+		io_uring_prep_recv(sqe, ch->fd, buf_of(ch, bid), ch->buf_size, 0);
+		io_uring_sqe_set_data64(sqe, UD(OP_RECV, 0, bid));
+	}
+	ch->rx_armed = true;
+	ch->ops++;
+}
+
+static void rx_complete(struct net_chan *ch, const struct io_uring_cqe *cqe)
+{
+	bool ring = ch->features & NET_F_BUF_RING;
+	bool has_buf = ring ? (cqe->flags & IORING_CQE_F_BUFFER) : true;
+	unsigned bid = ring ? cqe->flags >> IORING_CQE_BUFFER_SHIFT
+			    : UD_LO(io_uring_cqe_get_data64(cqe));
+	int res = cqe->res;
+
+	if (!(cqe->flags & IORING_CQE_F_MORE)) {
+		ch->rx_armed = false;
+		ch->ops--;
+	}
+	if (res > 0) {
+		struct net_seg *s = &ch->segs[(ch->seg_head + ch->seg_count++) % ch->nbufs];
+
+		*s = (struct net_seg){ .bid = bid, .off = 0, .len = (uint32_t)res };
+		ch->rx_avail += (size_t)res;
+		ch->rx_ok = true;
+		STAT_ADD(ch, bytes_recv, (uint64_t)res);
+		STAT_ADD(ch, recv_cqes, 1);
+		return;
+	}
+	if (has_buf)
+		buf_release(ch, bid);
+	if (ch->closing || ch->rx_err)
+		return;
+	switch (-res) {
+	case 0:
+		ch->rx_err = -ECONNRESET;
+		ch->rx_eof = true;
+		break;
+	case ENOBUFS:   /* all buffers full: rx_arm once one is consumed */
+	case ECANCELED: /* the arming thread exited: the next receiver re-arms */
+	case EAGAIN:
+	case EINTR:
+		break;
+	case EINVAL:
+		if ((ch->features & NET_F_RECV_MULTISHOT) && !ch->rx_ok) {
+			/* The probe: this kernel has no multishot recv. */
+			ch->features &= ~NET_F_RECV_MULTISHOT;
+			break;
+		}
+		ch->rx_err = res;
+		break;
+	default:
+		ch->rx_err = res;
+		break;
+	}
+}
+
+static void rx_consume(struct net_chan *ch, size_t n)
+{
+	while (n) {
+		struct net_seg *s = &ch->segs[ch->seg_head];
+		size_t l = n < s->len ? n : s->len;
+
+		s->off += (uint32_t)l;
+		s->len -= (uint32_t)l;
+		ch->rx_avail -= l;
+		n -= l;
+		if (!s->len) {
+			buf_release(ch, s->bid);
+			ch->seg_head = (ch->seg_head + 1) % ch->nbufs;
+			ch->seg_count--;
+		}
+	}
+}
+
+/* ---- wake-up -------------------------------------------------------------- */
+
+/* A poll on the channel's eventfd lives in the ring, so a wake ends any wait
+ * on the ring (and makes the ring fd readable for net_chan_wait_any):
+ *
+ *   waker                         owner
+ *                                 wake_arm: poll(eventfd) in the ring
+ *   write(eventfd, 1) ----------> poll completes -> read(eventfd) -> woken
+ *                                 the wait returns -EINTR
+ *
+ * A write before the poll is armed is not lost: the eventfd stays readable
+ * and the poll completes as soon as it is armed. */
+static void wake_arm(struct net_chan *ch)
+{
+	struct io_uring_sqe *sqe;
+
+	if (ch->wake_armed || ch->closing)
+		return;
+	sqe = chan_sqe(ch);
+	if (!sqe)
+		return;
+	if (ch->wake_oneshot)
+		io_uring_prep_poll_add(sqe, ch->wake_fd, POLLIN);
+	else
+		io_uring_prep_poll_multishot(sqe, ch->wake_fd, POLLIN);
+	io_uring_sqe_set_data64(sqe, UD(OP_WAKE, 0, 0));
+	ch->wake_armed = true;
+	ch->ops++;
+}
+
+static void wake_complete(struct net_chan *ch, const struct io_uring_cqe *cqe)
+{
+	uint64_t v;
+
+	if (!(cqe->flags & IORING_CQE_F_MORE)) {
+		ch->wake_armed = false;
+		ch->ops--;
+	}
+	if (cqe->res == -EINVAL && !ch->wake_oneshot) {
+		ch->wake_oneshot = true;    /* no multishot poll (before 5.13) */
+		return;
+	}
+	if (cqe->res > 0) {
+		/* Reset the counter so the next wake is a new event. */
+		if (read(ch->wake_fd, &v, sizeof(v)) == (ssize_t)sizeof(v))
+			ch->woken = true;
+	}
+}
+
+int net_chan_wake(struct net_chan *ch)
+{
+	uint64_t one = 1;
+
+	if (write(ch->wake_fd, &one, sizeof(one)) < 0)
+		return errno == EAGAIN ? 0 : -errno;    /* EAGAIN: counter full, a wake is pending */
+	return 0;
+}
+
+/* ---- the loop ------------------------------------------------------------- */
+
+static void chan_reap(struct net_chan *ch)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head, n = 0;
+
+	io_uring_for_each_cqe(&ch->ring, head, cqe) {
+		uint64_t ud = io_uring_cqe_get_data64(cqe);
+
+		n++;
+		if (ud == LIBURING_UDATA_TIMEOUT)
+			continue;   /* liburing's own, on kernels without IORING_FEAT_EXT_ARG */
+		switch (UD_OP(ud)) {
+		case OP_SEND:
+			tx_complete(ch, cqe);
+			break;
+		case OP_RECV:
+			rx_complete(ch, cqe);
+			break;
+		case OP_WAKE:
+			wake_complete(ch, cqe);
+			break;
+		case OP_CANCEL:
+			ch->ops--;
+			break;
+		}
+	}
+	io_uring_cq_advance(&ch->ring, n);
+	tx_retire(ch);
+}
+
+/* Queue what can go now, and hand it to the kernel. */
+static void chan_pump(struct net_chan *ch)
+{
+	tx_submit(ch);
+	rx_arm(ch);
+	if (io_uring_sq_ready(&ch->ring))
+		io_uring_submit(&ch->ring);
+}
+
+/* Non-blocking: reap what completed, resubmit. */
+static void chan_poll(struct net_chan *ch)
+{
+	chan_reap(ch);
+	chan_pump(ch);
+}
+
+/* One wait: returns 0 after something completed or the bandwidth cap's timer
+ * ran out (the caller re-checks its condition), -ETIMEDOUT if the deadline
+ * had already passed, -EINTR after a wake. */
+static int chan_wait(struct net_chan *ch, uint64_t deadline)
+{
+	struct io_uring_cqe *cqe;
+	struct __kernel_timespec ts;
+	uint64_t until = deadline, now = clock_now_ns();
+	int rc;
+
+	wake_arm(ch);
+	chan_pump(ch);
+	if (ch->woken) {
+		ch->woken = false;
+		return -EINTR;
+	}
+	if (deadline != NET_NEVER && now >= deadline)
+		return -ETIMEDOUT;
+	if (ch->throttled_until && ch->throttled_until < until)
+		until = ch->throttled_until;
+	if (until == NET_NEVER) {
+		rc = io_uring_submit_and_wait(&ch->ring, 1);
+	} else {
+		uint64_t d = until > now ? until - now : 0;
+
+		ts.tv_sec = (long long)(d / 1000000000ull);
+		ts.tv_nsec = (long long)(d % 1000000000ull);
+		rc = io_uring_submit_and_wait_timeout(&ch->ring, &cqe, 1, &ts, NULL);
+	}
+	if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN)
+		return err_setf(ch->err, rc, "%s channel: io_uring wait failed: %s", name(ch),
+				strerror(-rc));
+	chan_poll(ch);
+	if (ch->woken) {
+		ch->woken = false;
+		return -EINTR;
+	}
+	return 0;
+}
+
+/* ---- open / close ---------------------------------------------------------- */
+
+static unsigned pow2_at_least(unsigned v)
+{
+	unsigned p = 1;
+
+	while (p < v)
+		p <<= 1;
+	return p;
+}
+
+static int uring_error(struct net_chan *ch, int rc)
+{
+	switch (-rc) {
+	case ENOSYS:
+		return err_setf(ch->err, rc, "cannot create an io_uring: this kernel has none (hmig needs Linux 5.6 or later built with CONFIG_IO_URING)");
+	case EPERM:
+	case EACCES:
+		return err_setf(ch->err, rc, "cannot create an io_uring: not permitted (check sysctl kernel.io_uring_disabled, or the container's seccomp policy)");
+	case ENOMEM:
+		return err_setf(ch->err, rc, "cannot create an io_uring: out of locked memory (raise 'ulimit -l')");
+	default:
+		return err_setf(ch->err, rc, "cannot create an io_uring: %s", strerror(-rc));
+	}
+}
+
+static int setup_bufs(struct net_chan *ch, const struct net_opts *o)
+{
+	struct io_uring_buf_reg reg = { 0 };
+	int rc;
+
+	ch->bufs_len = (size_t)ch->nbufs * ch->buf_size;
+	ch->bufs = mmap(NULL, ch->bufs_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (ch->bufs == MAP_FAILED) {
+		ch->bufs = NULL;
+		return err_setf(ch->err, -ENOMEM, "%s channel: cannot map %zu bytes of receive buffers",
+				name(ch), ch->bufs_len);
+	}
+	ch->segs = calloc(ch->nbufs, sizeof(*ch->segs));
+	if (!ch->segs)
+		return err_setf(ch->err, -ENOMEM, "%s channel: out of memory", name(ch));
+
+	if (!(o->disable & NET_F_BUF_RING)) {
+		/* The ring must be page aligned: mmap gives that. */
+		ch->br_len = (size_t)ch->nbufs * sizeof(struct io_uring_buf);
+		ch->br = mmap(NULL, ch->br_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (ch->br == MAP_FAILED) {
+			ch->br = NULL;
+			return err_setf(ch->err, -ENOMEM, "%s channel: cannot map the buffer ring", name(ch));
+		}
+		reg.ring_addr = (uint64_t)(uintptr_t)ch->br;
+		reg.ring_entries = ch->nbufs;
+		reg.bgid = BGID;
+		rc = io_uring_register_buf_ring(&ch->ring, &reg, 0);
+		if (rc == 0) {
+			io_uring_buf_ring_init(ch->br);
+			for (unsigned b = 0; b < ch->nbufs; b++)
+				io_uring_buf_ring_add(ch->br, buf_of(ch, b), ch->buf_size, (unsigned short)b,
+						      io_uring_buf_ring_mask(ch->nbufs), (int)b);
+			io_uring_buf_ring_advance(ch->br, (int)ch->nbufs);
+			ch->features |= NET_F_BUF_RING;
+			/* Multishot recv came after buffer rings (6.0 vs 5.19) and
+			 * has no probe: the first recv tells (-EINVAL). */
+			if (!(o->disable & NET_F_RECV_MULTISHOT))
+				ch->features |= NET_F_RECV_MULTISHOT;
+			return 0;
+		}
+		/* -EINVAL: no buffer rings in this kernel; fall back. */
+		munmap(ch->br, ch->br_len);
+		ch->br = NULL;
+	}
+	ch->free_bids = calloc(ch->nbufs, sizeof(*ch->free_bids));
+	if (!ch->free_bids)
+		return err_setf(ch->err, -ENOMEM, "%s channel: out of memory", name(ch));
+	for (unsigned b = ch->nbufs; b-- > 0;)
+		ch->free_bids[ch->nfree++] = (uint16_t)b;
+	return 0;
+}
+
+static void chan_free(struct net_chan *ch, bool ring, bool leak_bufs)
+{
+	if (ring)
+		io_uring_queue_exit(&ch->ring);
+	/* After a failed drain a recv may still be in the kernel: better to leak
+	 * its buffers than let it write into memory that is reused. */
+	if (!leak_bufs) {
+		if (ch->bufs)
+			munmap(ch->bufs, ch->bufs_len);
+		if (ch->br)
+			munmap(ch->br, ch->br_len);
+	}
+	ch->bufs = NULL;
+	ch->br = NULL;
+	free(ch->sends);
+	free(ch->iov_pool);
+	free(ch->tx_iov);
+	free(ch->segs);
+	free(ch->free_bids);
+	ch->sends = NULL;
+	ch->iov_pool = ch->tx_iov = NULL;
+	ch->segs = NULL;
+	ch->free_bids = NULL;
+	sys_close(ch->wake_fd);
+	sys_close(ch->fd);
+	ch->wake_fd = ch->fd = -1;
+}
+
+int net_chan_open(struct net_chan *ch, int fd, enum net_kind kind, const struct net_opts *opts)
+{
+	struct net_opts o = opts ? *opts : (struct net_opts){ 0 };
+	struct io_uring_params p = { 0 };
+	struct io_uring_probe *probe;
+	struct sockaddr_storage ss;
+	socklen_t sslen = sizeof(ss);
+	int rc;
+
+	memset(ch, 0, sizeof(*ch));
+	ch->fd = fd;
+	ch->wake_fd = -1;
+	ch->kind = kind;
+	ch->peer = o.peer ? o.peer : "the peer";
+	ch->cap = o.max_inflight ? o.max_inflight : DEF_INFLIGHT;
+	if (ch->cap > MAX_INFLIGHT)
+		ch->cap = MAX_INFLIGHT;
+	ch->nbufs = pow2_at_least(o.nbufs ? o.nbufs : kind == NET_BULK ? BULK_NBUFS : URGENT_NBUFS);
+	if (ch->nbufs > MAX_NBUFS)
+		ch->nbufs = MAX_NBUFS;
+	ch->buf_size = o.buf_size ? o.buf_size : kind == NET_BULK ? BULK_BUF_SIZE : URGENT_BUF_SIZE;
+	ch->seq_next = ch->seq_cursor = 1;
+
+	p.flags = IORING_SETUP_CQSIZE;
+	p.cq_entries = pow2_at_least(2 * ch->nbufs + 2 * RING_ENTRIES);
+	rc = io_uring_queue_init_params(RING_ENTRIES, &ch->ring, &p);
+	if (rc < 0) {
+		uring_error(ch, rc);
+		chan_free(ch, false, false);
+		return rc;
+	}
+
+	ch->sends = calloc(ch->cap, sizeof(*ch->sends));
+	ch->iov_pool = calloc((size_t)ch->cap * NET_IOV_MAX, sizeof(*ch->iov_pool));
+	ch->tx_iov = calloc(NET_IOV_MAX, sizeof(*ch->tx_iov));
+	if (!ch->sends || !ch->iov_pool || !ch->tx_iov) {
+		rc = err_setf(ch->err, -ENOMEM, "%s channel: out of memory", name(ch));
+		goto fail;
+	}
+	for (unsigned i = 0; i < ch->cap; i++)
+		ch->sends[i].iov = ch->iov_pool + (size_t)i * NET_IOV_MAX;
+
+	rc = setup_bufs(ch, &o);
+	if (rc < 0)
+		goto fail;
+
+	ch->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (ch->wake_fd < 0) {
+		rc = err_setf(ch->err, -errno, "%s channel: cannot create an eventfd: %s", name(ch),
+			      strerror(errno));
+		goto fail;
+	}
+
+	/* Zero-copy send needs the opcode (6.1) and a socket family that does
+	 * it: TCP does, AF_UNIX does not (it would fail every request). */
+	probe = io_uring_get_probe_ring(&ch->ring);
+	if (probe && io_uring_opcode_supported(probe, IORING_OP_SENDMSG_ZC) &&
+	    !(o.disable & NET_F_SEND_ZC) &&
+	    getsockname(fd, (struct sockaddr *)&ss, &sslen) == 0 && ss.ss_family != AF_UNIX)
+		ch->features |= NET_F_SEND_ZC;
+	if (probe)
+		io_uring_free_probe(probe);
+	if (!(o.disable & NET_F_SEND_WAITALL))
+		ch->features |= NET_F_SEND_WAITALL;
+
+	ch->open = true;
+	return 0;
+fail:
+	chan_free(ch, true, false);
+	return rc;
+}
+
+void net_chan_close(struct net_chan *ch)
+{
+	struct io_uring_sqe *sqe;
+	uint64_t deadline;
+
+	if (!ch->open)
+		return;
+	ch->open = false;
+	ch->closing = true;
+	if (ch->ops) {
+		/* shutdown() ends a recv or send waiting on the socket on every
+		 * kernel; the cancel catches the rest (the wake poll). */
+		shutdown(ch->fd, SHUT_RDWR);
+		sqe = chan_sqe(ch);
+		if (sqe) {
+			io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
+			io_uring_sqe_set_data64(sqe, UD(OP_CANCEL, 0, 0));
+			ch->ops++;
+		}
+		io_uring_submit(&ch->ring);
+		deadline = net_deadline(CLOSE_DRAIN_MS);
+		while ((ch->rx_armed || ch->tx_busy) && clock_now_ns() < deadline) {
+			struct io_uring_cqe *cqe;
+			struct __kernel_timespec ts = { .tv_nsec = 10 * 1000000 };
+
+			io_uring_submit_and_wait_timeout(&ch->ring, &cqe, 1, &ts, NULL);
+			chan_reap(ch);
+		}
+	}
+	chan_free(ch, true, ch->rx_armed);
+}
+
+/* ---- sending ---------------------------------------------------------------- */
+
+int64_t net_chan_sendv(struct net_chan *ch, const struct iovec *iov, int iovcnt)
+{
+	struct net_send *s;
+	uint64_t seq;
+	int rc;
+
+	if (!ch->open)
+		return closed_error(ch);
+	if (iovcnt < 0 || iovcnt > NET_IOV_MAX)
+		return err_setf(ch->err, -EINVAL, "%s channel: %d iovecs in one send, at most %d",
+				name(ch), iovcnt, NET_IOV_MAX);
+	chan_poll(ch);
+	/* Backpressure: the queue is full until the oldest send completes. */
+	while (!ch->tx_err && ch->seq_next - 1 - ch->seq_done >= ch->cap) {
+		rc = chan_wait(ch, NET_NEVER);
+		if (rc < 0)
+			return wait_error(ch, rc, -1, "sending");
+	}
+	if (ch->tx_err)
+		return tx_error(ch);
+
+	seq = ch->seq_next++;
+	s = slot(ch, seq);
+	*s = (struct net_send){ .iov = s->iov };
+	for (int i = 0; i < iovcnt; i++) {
+		if (!iov[i].iov_len)
+			continue;
+		s->iov[s->iovcnt++] = iov[i];
+		s->len += iov[i].iov_len;
+	}
+	ch->tx_queued += s->len;
+	STAT_ADD(ch, sends, 1);
+	tx_advance_cursor(ch);
+	tx_retire(ch);
+	chan_pump(ch);
+	return (int64_t)seq;
+}
+
+int net_chan_send_wait(struct net_chan *ch, int64_t seq, int timeout_ms)
+{
+	uint64_t deadline = net_deadline(timeout_ms);
+	int rc;
+
+	if (!ch->open)
+		return closed_error(ch);
+	if (seq <= 0 || (uint64_t)seq >= ch->seq_next)
+		return err_setf(ch->err, -EINVAL, "%s channel: no send %lld queued", name(ch),
+				(long long)seq);
+	chan_poll(ch);
+	while ((uint64_t)seq > ch->seq_done) {
+		if (ch->tx_err)
+			return tx_error(ch);
+		rc = chan_wait(ch, deadline);
+		if (rc < 0)
+			return wait_error(ch, rc, timeout_ms, "sends not drained");
+	}
+	return 0;
+}
+
+int net_chan_flush(struct net_chan *ch, int timeout_ms)
+{
+	if (!ch->open)
+		return closed_error(ch);
+	if (ch->seq_next == 1)
+		return 0;
+	return net_chan_send_wait(ch, (int64_t)(ch->seq_next - 1), timeout_ms);
+}
+
+/* ---- receiving -------------------------------------------------------------- */
+
+static int rx_begin(struct net_chan *ch)
+{
+	if (!ch->open)
+		return closed_error(ch);
+	ch->rx_started = true;
+	chan_poll(ch);
+	return 0;
+}
+
+int net_chan_read(struct net_chan *ch, void *dst, size_t len, int timeout_ms)
+{
+	uint64_t deadline = net_deadline(timeout_ms);
+	size_t got = 0;
+	int rc;
+
+	rc = rx_begin(ch);
+	if (rc < 0)
+		return rc;
+	/* Not blocking means all or nothing: never leave half a record read. */
+	if (timeout_ms == 0 && ch->rx_avail < len) {
+		if (ch->rx_err)
+			return rx_error(ch);
+		return err_setf(ch->err, -ETIMEDOUT, "%s channel: %zu of %zu bytes received so far (non-blocking read)",
+				name(ch), ch->rx_avail, len);
+	}
+	while (got < len) {
+		if (ch->rx_avail) {
+			struct net_seg *s = &ch->segs[ch->seg_head];
+			size_t l = len - got < s->len ? len - got : s->len;
+
+			memcpy((char *)dst + got, buf_of(ch, s->bid) + s->off, l);
+			rx_consume(ch, l);
+			got += l;
+			deadline = net_deadline(timeout_ms);
+			continue;
+		}
+		if (ch->rx_err)
+			return rx_error(ch);
+		rc = chan_wait(ch, deadline);
+		if (rc < 0 && got) {
+			ch->rx_err = rc;
+			ch->rx_desync = true;
+			return err_setf(ch->err, rc, "%s channel: %s after %zu of %zu bytes; the stream is out of sync (close the channel)",
+					name(ch), rc == -EINTR ? "woken" : "stalled", got, len);
+		}
+		if (rc < 0)
+			return wait_error(ch, rc, timeout_ms, "nothing received");
+	}
+	chan_pump(ch);  /* consumed buffers may let the recv re-arm */
+	return 0;
+}
+
+int net_chan_peek(struct net_chan *ch, size_t want, int timeout_ms, const void **ptr, size_t *avail)
+{
+	uint64_t deadline = net_deadline(timeout_ms);
+	int rc;
+
+	*ptr = NULL;
+	*avail = 0;
+	rc = rx_begin(ch);
+	if (rc < 0)
+		return rc;
+	while (!ch->rx_avail) {
+		if (ch->rx_err)
+			return rx_error(ch);
+		rc = chan_wait(ch, deadline);
+		if (rc < 0)
+			return wait_error(ch, rc, timeout_ms, "nothing received");
+	}
+	struct net_seg *s = &ch->segs[ch->seg_head];
+
+	*ptr = buf_of(ch, s->bid) + s->off;
+	*avail = want < s->len ? want : s->len;
+	return 0;
+}
+
+int net_chan_consume(struct net_chan *ch, size_t n)
+{
+	if (!ch->open)
+		return closed_error(ch);
+	if (n > ch->rx_avail)
+		return err_setf(ch->err, -EINVAL, "%s channel: consuming %zu bytes, only %zu received",
+				name(ch), n, ch->rx_avail);
+	rx_consume(ch, n);
+	chan_pump(ch);
+	return 0;
+}
+
+int net_chan_readable(struct net_chan *ch)
+{
+	int rc = rx_begin(ch);
+
+	if (rc < 0)
+		return rc;
+	return ch->rx_avail || ch->rx_err;
+}
+
+/* Waiting on several rings at once: an io_uring fd is readable when its
+ * completion queue is not empty, so poll() on the ring fds. */
+#define WAIT_ANY_MAX 8
+
+int net_chan_wait_any(struct net_chan *const *chs, int n, int timeout_ms)
+{
+	struct pollfd pfd[WAIT_ANY_MAX];
+	uint64_t deadline = net_deadline(timeout_ms);
+	int i, rc;
+
+	if (n <= 0 || n > WAIT_ANY_MAX)
+		return n > 0 ? err_setf(chs[0]->err, -EINVAL, "net_chan_wait_any: %d channels, at most %d",
+					n, WAIT_ANY_MAX) : -EINVAL;
+	for (;;) {
+		uint64_t until = deadline;
+
+		for (i = 0; i < n; i++) {
+			rc = rx_begin(chs[i]);
+			if (rc < 0)
+				return rc;
+			wake_arm(chs[i]);
+			chan_pump(chs[i]);
+		}
+		for (i = 0; i < n; i++) {
+			if (chs[i]->woken) {
+				chs[i]->woken = false;
+				return wait_error(chs[i], -EINTR, timeout_ms, "");
+			}
+		}
+		for (i = 0; i < n; i++)
+			if (chs[i]->rx_avail || chs[i]->rx_err)
+				return i;
+		for (i = 0; i < n; i++) {
+			if (chs[i]->throttled_until && chs[i]->throttled_until < until)
+				until = chs[i]->throttled_until;
+			pfd[i] = (struct pollfd){ .fd = chs[i]->ring.ring_fd, .events = POLLIN };
+		}
+		if (net_ms_left(deadline) == 0)
+			return err_setf(chs[0]->err, -ETIMEDOUT, "no data on %d channel(s) within %d ms (is %s stuck?)",
+					n, timeout_ms, chs[0]->peer);
+		rc = sys_poll(pfd, (nfds_t)n, net_ms_left(until));
+		if (rc < 0 && rc != -EINTR)
+			return err_setf(chs[0]->err, rc, "waiting on %d channels: %s", n, strerror(-rc));
+	}
+}
+
+/* ---- introspection ------------------------------------------------------------ */
+
+void net_chan_stats(const struct net_chan *ch, struct net_chan_stats *out)
+{
+#define LOAD(f) out->f = atomic_load_explicit(&ch->st.f, memory_order_relaxed)
+	LOAD(bytes_sent);
+	LOAD(bytes_recv);
+	LOAD(sends);
+	LOAD(submits);
+	LOAD(short_sends);
+	LOAD(zc_submits);
+	LOAD(recv_cqes);
+	LOAD(throttle_ns);
+#undef LOAD
+}
+
+unsigned net_chan_features(const struct net_chan *ch)
+{
+	return ch->features;
+}
+
+void net_chan_describe(const struct net_chan *ch, char *buf, size_t len)
+{
+	unsigned f = ch->features;
+
+	snprintf(buf, len, "send=%s%s recv=%s%s", f & NET_F_SEND_ZC ? "sendmsg_zc" : "sendmsg",
+		 f & NET_F_SEND_WAITALL ? "+waitall" : "",
+		 f & NET_F_RECV_MULTISHOT ? "multishot+" : "",
+		 f & NET_F_BUF_RING ? "buf_ring" : "own_buffers");
+}

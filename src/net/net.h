@@ -1,0 +1,316 @@
+/* io_uring channels: the two byte streams between source and destination.
+ *
+ * A migration uses two connections (DESIGN.md, "The channels"):
+ *   bulk    pre-copy passes and the post-copy pusher: big batches;
+ *   urgent  pull requests and their replies: small and first in line, so a
+ *           fault never waits behind megabytes of pushed pages.
+ * This layer moves bytes and knows nothing of records (src/proto does).
+ *
+ * Every connection starts with a 24-byte channel preamble, sent by the
+ * connecting side and read by the listener before anything else:
+ *
+ *   off  size  field
+ *     0     8  magic "HMIGCHAN"
+ *     8     8  session id, le64   (pairs bulk with urgent of one migration)
+ *    16     4  channel kind, le32 (0 bulk, 1 urgent)
+ *    20     4  preamble version, le32 (1)
+ *
+ * Conventions: every int-returning function returns 0 (or a count / sequence
+ * number) on success and -errno on failure, with one line naming the problem
+ * and its remedy written into the err buffer of the object it acted on
+ * (net_listener.err, net_pair.err, net_chan.err).  Timeouts are in
+ * milliseconds: < 0 waits forever, 0 does not block.
+ *
+ * Threading: a net_chan (its socket and its own io_uring) is used by ONE
+ * thread at a time.  Two exceptions: net_chan_wake() and net_chan_stats() may
+ * be called from any thread while the channel is open.  Handing a channel to
+ * another thread is allowed once its sends are flushed: io_uring runs a
+ * request's completion work in the thread that submitted it, and cancels the
+ * request when that thread exits.  The receive side is therefore armed lazily
+ * by the first thread that receives; if that thread exits, the next receiving
+ * thread re-arms it (the -ECANCELED completion says so), but a thread must
+ * not exit with sends in flight (their partial progress is lost with them).
+ */
+#ifndef HMIG_NET_NET_H
+#define HMIG_NET_NET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <liburing.h>
+
+#include "common/err.h"
+
+#define NET_PREAMBLE_LEN 24
+#define NET_PREAMBLE_MAGIC "HMIGCHAN"
+#define NET_PREAMBLE_VERSION 1
+
+/* Longest text form: "unix:" + a 107-byte socket path + NUL fits. */
+#define NET_ADDR_TEXT 128
+
+/* At most this many iovecs per net_chan_sendv(): the kernel's UIO_MAXIOV,
+ * because a send's iovecs go to sendmsg() as one list. */
+#define NET_IOV_MAX 1024
+
+/* Connections the listener holds while waiting for their partner (or their
+ * preamble).  A migration needs two; 16 lets a few retrying or interleaved
+ * senders pair up while a port scanner cannot make it hold many fds. */
+#define NET_PENDING_MAX 16
+
+enum net_kind { NET_BULK = 0, NET_URGENT = 1 };
+
+/* Kernel features a channel can use.  net_opts.disable turns one off even
+ * when the kernel has it (experiments, and tests of the fallbacks);
+ * net_chan_features() says which are in use. */
+enum {
+	NET_F_SEND_ZC = 1u << 0,        /* IORING_OP_SENDMSG_ZC for big sends (6.1) */
+	NET_F_BUF_RING = 1u << 1,       /* receive into a provided buffer ring (5.19) */
+	NET_F_RECV_MULTISHOT = 1u << 2, /* one recv request, many completions (6.0) */
+	NET_F_SEND_WAITALL = 1u << 3,   /* MSG_WAITALL: the kernel resubmits short sends (5.19) */
+};
+
+/* A parsed address: HOST:PORT, [V6]:PORT, tcp:HOST:PORT, unix:/path,
+ * unix:@abstract.  An empty HOST (":PORT") means every IPv4 interface. */
+struct net_addr {
+	struct sockaddr_storage ss;
+	socklen_t len;
+	char text[NET_ADDR_TEXT];   /* canonical, numeric: "[::1]:4444" */
+};
+
+/* Knobs shared by both channels of a pair; a zeroed struct (or NULL) means
+ * the defaults.  Copied by the functions that take it, except `peer`, which
+ * must outlive the channels (a string literal, normally). */
+struct net_opts {
+	unsigned max_inflight;  /* sends queued per channel; 0 = 8 (chan.c says why) */
+	unsigned nbufs;         /* receive buffers per channel, rounded up to a power
+	                         * of two; 0 = per-kind default */
+	unsigned buf_size;      /* bytes per receive buffer; 0 = per-kind default */
+	unsigned disable;       /* NET_F_* bits not to use */
+	int sndbuf, rcvbuf;     /* force SO_SNDBUF / SO_RCVBUF; 0 = policy (sock.c) */
+	const char *peer;       /* the other end in messages ("the destination");
+	                         * NULL = by role: connector says destination,
+	                         * listener says source */
+};
+
+/* Per-channel counters.  Single writer (the owning thread), relaxed atomics:
+ * any thread may read them; each field is exact, but two fields of one
+ * snapshot may come from slightly different instants. */
+struct net_chan_stats {
+	uint64_t bytes_sent;    /* confirmed by the kernel */
+	uint64_t bytes_recv;
+	uint64_t sends;         /* net_chan_sendv() calls */
+	uint64_t submits;       /* sendmsg requests (several sends coalesce into one) */
+	uint64_t short_sends;   /* requests that sent less than asked, resubmitted */
+	uint64_t zc_submits;    /* of submits, zero-copy */
+	uint64_t recv_cqes;     /* receive completions with data */
+	uint64_t throttle_ns;   /* time sends waited for the bandwidth cap */
+};
+
+struct net_stat_cells {
+	_Atomic uint64_t bytes_sent, bytes_recv, sends, submits, short_sends,
+		zc_submits, recv_cqes, throttle_ns;
+};
+
+struct net_send;    /* chan.c */
+struct net_seg;     /* chan.c */
+
+struct net_chan {
+	bool open;              /* false in a zeroed struct: close is then a no-op */
+	int fd;
+	enum net_kind kind;
+	const char *peer;
+	unsigned features;      /* NET_F_* in use */
+	struct io_uring ring;
+	unsigned ops;           /* requests whose last completion is still due */
+
+	/* send side: a circular queue of max_inflight sends, seq % cap */
+	struct net_send *sends;
+	struct iovec *iov_pool; /* cap * NET_IOV_MAX, copies of callers' lists */
+	struct iovec *tx_iov;   /* the one sendmsg in flight */
+	struct msghdr tx_msg;
+	unsigned cap;
+	uint64_t seq_next;      /* next sequence number to hand out */
+	uint64_t seq_done;      /* every send <= this completed */
+	uint64_t seq_cursor;    /* first send with bytes not yet submitted */
+	uint64_t tx_queued;     /* bytes queued, not yet confirmed */
+	bool tx_busy;           /* a sendmsg is in flight (chan.c: why only one) */
+	bool tx_zc;             /* ... and it is zero-copy */
+	size_t tx_len;          /* ... of this many bytes */
+	int tx_err;             /* sticky: once a send failed, all do */
+
+	/* bandwidth cap (token bucket, bytes) */
+	uint64_t rate;          /* bytes/s, 0 = unlimited */
+	double tokens, burst;
+	uint64_t tokens_ns;     /* when tokens was last refilled */
+	uint64_t throttled_until; /* 0, or when enough tokens will be there */
+	uint64_t throttle_since;
+
+	/* receive side */
+	unsigned char *bufs;    /* nbufs * buf_size */
+	size_t bufs_len;
+	struct io_uring_buf_ring *br;
+	size_t br_len;
+	unsigned nbufs, buf_size;
+	struct net_seg *segs;   /* received data in order, a FIFO of nbufs */
+	unsigned seg_head, seg_count;
+	uint16_t *free_bids;    /* without a buffer ring: buffers we hand out */
+	unsigned nfree;
+	size_t rx_avail;        /* bytes in segs */
+	bool rx_started;        /* a thread has received: keep a recv armed */
+	bool rx_armed;          /* a recv request is in the kernel */
+	bool rx_ok;             /* a recv has completed with data (probe result) */
+	bool rx_eof;            /* rx_err came from an orderly close */
+	bool rx_desync;         /* rx_err came from a read cut short */
+	int rx_err;             /* sticky, reported once rx_avail is drained */
+
+	/* wake-up from another thread */
+	int wake_fd;            /* eventfd */
+	bool wake_armed, wake_oneshot, woken;
+	bool closing;
+
+	struct net_stat_cells st;
+	char err[ERR_LEN];
+};
+
+struct net_pair {
+	struct net_chan bulk, urgent;
+	uint64_t session_id;
+	char err[ERR_LEN];
+};
+
+struct net_pending {
+	int fd;
+	unsigned got;           /* preamble bytes read */
+	bool ready;             /* preamble read and valid */
+	uint64_t session_id;
+	enum net_kind kind;
+	uint64_t since_ns;
+	uint8_t pre[NET_PREAMBLE_LEN];
+	char from[NET_ADDR_TEXT];
+};
+
+struct net_listener {
+	bool open;
+	int fd;
+	struct net_addr addr;   /* what we are bound to (the real port when 0 was asked) */
+	struct net_opts opts;
+	struct net_pending pend[NET_PENDING_MAX];
+	unsigned npend;
+	unsigned rejected;      /* connections closed for a bad or missing preamble */
+	char err[ERR_LEN];      /* the last rejection, or the failure of net_listen */
+};
+
+/* ---- addresses ---------------------------------------------------------- */
+
+/* Parses s into *a (host names are resolved).  Returns 0 or -EINVAL (malformed;
+ * err says which form was expected), -EADDRNOTAVAIL (name does not resolve). */
+int net_addr_parse(struct net_addr *a, const char *s, char *err);
+
+/* Fills *a from a socket address (getsockname/accept), with its text. */
+void net_addr_set(struct net_addr *a, const struct sockaddr_storage *ss, socklen_t len);
+
+/* ---- listener and connector --------------------------------------------- */
+
+/* Binds and listens on addr (SO_REUSEADDR; a stale unix socket file is
+ * replaced).  Port 0 picks a free port: l->addr.text then names it. */
+int net_listen(struct net_listener *l, const char *addr, const struct net_opts *opts);
+
+/* Accepts connections until a bulk and an urgent one carrying the same
+ * session id have sent valid preambles; opens *pair from them.  Bad
+ * preambles are closed and counted (l->err keeps the last reason).  Unpaired
+ * connections stay in l for the next call.  -ETIMEDOUT when none paired in
+ * time; the message goes to pair->err. */
+int net_accept_pair(struct net_listener *l, int timeout_ms, struct net_pair *pair);
+
+/* Closes the listener and every connection it still holds; removes the unix
+ * socket file.  Safe on a zeroed struct and when called twice. */
+void net_listener_close(struct net_listener *l);
+
+/* Connects bulk then urgent to addr, retrying refused connections until the
+ * timeout (the listener may start a moment later), sends the preambles and
+ * opens *pair.  Errors go to pair->err. */
+int net_connect_pair(const char *addr, uint64_t session_id, int timeout_ms,
+		     const struct net_opts *opts, struct net_pair *pair);
+
+/* Closes both channels (net_chan_close).  Safe on a zeroed struct, twice. */
+void net_pair_close(struct net_pair *pair);
+
+/* ---- channels ----------------------------------------------------------- */
+
+/* Makes a channel of a connected stream socket; takes ownership of fd (closed
+ * on failure too).  Probes the kernel's io_uring features.  -ENOSYS/-EPERM
+ * when io_uring is unavailable. */
+int net_chan_open(struct net_chan *ch, int fd, enum net_kind kind, const struct net_opts *opts);
+
+/* Cancels what is in flight, closes the socket, frees everything.  Safe on a
+ * zeroed struct and when called twice; must not race with net_chan_wake. */
+void net_chan_close(struct net_chan *ch);
+
+/* Queues a send of iov[0..iovcnt) (at most NET_IOV_MAX).  The iovec array is
+ * copied; the memory it points at is read by the kernel until the send
+ * completes (net_chan_send_wait), with zero-copy sends as late as a TCP
+ * retransmission: what goes out is its content at some moment before the
+ * completion, so a page written meanwhile must count as dirty (dirty logging
+ * armed before the send does that).  Blocks while max_inflight sends are
+ * queued.  Returns the send's sequence number (> 0, increasing by 1) or
+ * -errno: -ECONNRESET/-EPIPE when the peer went away, -EINTR after a wake. */
+int64_t net_chan_sendv(struct net_chan *ch, const struct iovec *iov, int iovcnt);
+
+/* Waits until send seq and every earlier one completed (the kernel no longer
+ * reads their memory).  0, -ETIMEDOUT, -EINTR, or the send's error. */
+int net_chan_send_wait(struct net_chan *ch, int64_t seq, int timeout_ms);
+
+/* net_chan_send_wait for everything queued so far. */
+int net_chan_flush(struct net_chan *ch, int timeout_ms);
+
+/* Fills exactly len bytes.  Returns 0; -ETIMEDOUT or -EINTR (woken) when
+ * nothing of it arrived in time (nothing consumed); -ECONNRESET when the peer
+ * closed or reset the connection.  Once part of len was consumed the timeout
+ * restarts with each arrival, and a timeout or wake mid-way leaves the stream
+ * out of sync: the channel then fails every later read.  With timeout 0 it
+ * is all or nothing: -ETIMEDOUT unless len bytes are already buffered. */
+int net_chan_read(struct net_chan *ch, void *dst, size_t len, int timeout_ms);
+
+/* Zero-copy view: waits for at least one received byte, then points *ptr at
+ * min(want, contiguous bytes) of the oldest data.  *avail may be less than
+ * want although more is buffered (the rest is in the next buffer): read it
+ * with net_chan_read.  The view stays valid until those bytes are consumed
+ * (net_chan_consume, net_chan_read) or the channel is closed. */
+int net_chan_peek(struct net_chan *ch, size_t want, int timeout_ms,
+		  const void **ptr, size_t *avail);
+
+/* Drops n received bytes (after a peek); -EINVAL if fewer are buffered. */
+int net_chan_consume(struct net_chan *ch, size_t n);
+
+/* After a non-blocking reap: 1 if a read would not block (bytes buffered, or
+ * the connection ended), 0 if not, -errno if the channel is closed. */
+int net_chan_readable(struct net_chan *ch);
+
+/* Waits until one of chs[0..n) is readable; returns the lowest such index
+ * (put the urgent channel first), -ETIMEDOUT, or -EINTR after a wake of any
+ * of them.  All chs must belong to the calling thread.  Keeps their queued
+ * sends moving meanwhile. */
+int net_chan_wait_any(struct net_chan *const *chs, int n, int timeout_ms);
+
+/* Any thread: the owner's current or next blocking wait on ch (read, peek,
+ * send backpressure, send_wait, wait_any) returns -EINTR.  Wakes do not
+ * queue up: several close together end one wait. */
+int net_chan_wake(struct net_chan *ch);
+
+/* Caps the send bandwidth (bytes/s; 0 removes the cap). */
+void net_chan_set_rate(struct net_chan *ch, uint64_t bytes_per_s);
+
+/* Any thread: a snapshot of the counters. */
+void net_chan_stats(const struct net_chan *ch, struct net_chan_stats *out);
+
+/* NET_F_* in use, and the same as text: "send=sendmsg_zc recv=multishot+buf_ring". */
+unsigned net_chan_features(const struct net_chan *ch);
+void net_chan_describe(const struct net_chan *ch, char *buf, size_t len);
+
+/* "bulk" or "urgent". */
+const char *net_kind_name(enum net_kind kind);
+
+#endif
