@@ -40,6 +40,7 @@ struct hmig_guest_stats {
 	/* kv workload: per-op latency in ns, (ops are client requests) */
 	uint64_t lat_count;
 	double lat_p50_ns, lat_p99_ns, lat_max_ns;
+	char workload[128];    /* what runs, for reports ("uniform:rate=20000") */
 };
 
 /* How a backend tracks writes on the source. */
@@ -130,13 +131,15 @@ struct hmig_guest_ops {
 	 * cannot hold. */
 	int (*dest_prepare)(struct hmig_guest *g, const struct hmig_guest_geometry *geo);
 
-	/* Places one page: `data` is page_size bytes, or NULL for a zero page.
-	 * Before start: may be called again for the same pfn and overwrites it
-	 * (a later pre-copy pass).  After start: returns -EEXIST, leaving the page
-	 * untouched, when the page is already present (the other of push and pull
-	 * got there first: both carry the same final content).  Wakes any vCPU
-	 * blocked on the page.  Called from one thread at a time. */
-	int (*page_install)(struct hmig_guest *g, uint64_t pfn, const void *data);
+	/* Places `n` contiguous pages from pfn on: `data` is n * page_size bytes,
+	 * or NULL for zero pages.  Before start: pages already present are
+	 * overwritten (a later pre-copy pass).  After start: pages already
+	 * present are left untouched (the other of push and pull got there
+	 * first: both carry the same final content).  Returns how many pages it
+	 * newly made present (0..n), or -errno.  Wakes any vCPU blocked on them.
+	 * Called from one thread at a time.  One call per run is much cheaper
+	 * than one per page (a single UFFDIO_COPY for the run). */
+	int (*page_install)(struct hmig_guest *g, uint64_t pfn, uint32_t n, const void *data);
 
 	/* Makes pages missing again (the stale set at switchover).  `bitmap` has
 	 * npages bits.  Called once, before start.  Returns the number dropped. */

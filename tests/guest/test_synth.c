@@ -197,7 +197,7 @@ static struct hmig_guest *clone_to_dest(struct hmig_guest *src, void *blob, size
 	cr_assert_eq(hmig_guest_open("synth", NULL, &d, err), 0, "%s", err);
 	cr_assert_eq(d->ops->dest_prepare(d, &geo), 0, "%s", hmig_guest_error(d));
 	for (uint64_t p = 0; p < geo.npages; p++)
-		cr_assert_eq(d->ops->page_install(d, p, page_of(src, p)), 0, "%s",
+		cr_assert_eq(d->ops->page_install(d, p, 1, page_of(src, p)), 1, "%s",
 			     hmig_guest_error(d));
 	cr_assert_eq(d->ops->vcpu_restore(d, blob, len), 0, "%s", hmig_guest_error(d));
 	return d;
@@ -438,16 +438,16 @@ Test(guest, missing_page_blocks_until_installed, .timeout = 30)
 
 	for (size_t i = 0; i < PAGE / 8; i++)
 		data[i] = 0xabcd0000 + i;
-	cr_assert_eq(d->ops->page_install(d, 5, data), 0, "%s", hmig_guest_error(d));
+	cr_assert_eq(d->ops->page_install(d, 5, 1, data), 1, "%s", hmig_guest_error(d));
 	pthread_join(th, NULL);
 	cr_assert_eq(t.value, 0xabcd0003);
 
 	/* Installing twice before start overwrites (a later pre-copy pass). */
 	data[3] = 42;
-	cr_assert_eq(d->ops->page_install(d, 5, data), 0);
+	cr_assert_eq(d->ops->page_install(d, 5, 1, data), 0, "already present: none new");
 	cr_assert_eq(((const uint64_t *)page_of(d, 5))[3], 42);
 	/* A zero page is installed without data. */
-	cr_assert_eq(d->ops->page_install(d, 6, NULL), 0);
+	cr_assert_eq(d->ops->page_install(d, 6, 1, NULL), 1);
 	cr_assert_eq(((const uint64_t *)page_of(d, 6))[9], 0);
 
 	/* Dropped pages fault again. */
@@ -460,7 +460,7 @@ Test(guest, missing_page_blocks_until_installed, .timeout = 30)
 	cr_assert_eq(d->ops->faults_read(d, pfns, 8), 1);
 	cr_assert_eq(pfns[0], 5);
 	data[3] = 7;
-	cr_assert_eq(d->ops->page_install(d, 5, data), 0);
+	cr_assert_eq(d->ops->page_install(d, 5, 1, data), 1);
 	pthread_join(th, NULL);
 	cr_assert_eq(t.value, 7);
 	free(drop);

@@ -3,6 +3,7 @@
 #define HMIG_TOOLS_CMD_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct cmd {
@@ -17,6 +18,18 @@ void cmd_guest_usage(void);
 int cmd_demo(int argc, char **argv);
 void cmd_demo_usage(void);
 int cmd_bench(int argc, char **argv);
+int cmd_send(int argc, char **argv);
+void cmd_send_usage(void);
+int cmd_recv(int argc, char **argv);
+void cmd_recv_usage(void);
+int cmd_report(int argc, char **argv);
+void cmd_report_usage(void);
+
+struct mig_opts;
+/* Runs the source side of a migration to `to` (cmd_send.c); exit status. */
+int run_source(const struct mig_opts *o, const char *to);
+/* Writes len bytes to path, or prints why not and returns -1. */
+int write_text_file(const char *path, const char *text, size_t len);
 void cmd_bench_usage(void);
 void cmd_demo_usage(void);
 

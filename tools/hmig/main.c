@@ -1,4 +1,5 @@
 /* hmig: live-migrate a running guest's memory (pre-copy + post-copy). */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -7,8 +8,11 @@
 static const struct cmd commands[] = {
 	{ "guest", "run the built-in guest with dirty logging and report dirty rates",
 	  cmd_guest, cmd_guest_usage },
-	{ "demo", "the README's demo (for now: the guest's dirty-rate report)",
+	{ "send", "migrate a running guest to 'hmig recv'", cmd_send, cmd_send_usage },
+	{ "recv", "receive a migration and run the guest", cmd_recv, cmd_recv_usage },
+	{ "demo", "migrate a guest between two local processes (the README's demo)",
 	  cmd_demo, cmd_demo_usage },
+	{ "report", "print the summary of a JSON report", cmd_report, cmd_report_usage },
 	{ "bench", "run a benchmark and print its table (docs/benchmarks.md)",
 	  cmd_bench, cmd_bench_usage },
 };
@@ -25,6 +29,8 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+	/* A dead peer must be an error from send(), not a silent death. */
+	signal(SIGPIPE, SIG_IGN);
 	if (argc < 2) {
 		usage(stderr);
 		return EXIT_USAGE;

@@ -389,6 +389,7 @@ static int synth_stats(struct hmig_guest *g, struct hmig_guest_stats *st)
 	struct stats_hist lat;
 
 	memset(st, 0, sizeof(*st));
+	snprintf(st->workload, sizeof(st->workload), "%s", s->wl.spec);
 	stats_hist_init(&lat);
 	for (uint32_t i = 0; s->vcpus && i < s->nvcpus; i++) {
 		struct vcpu *v = &s->vcpus[i];
@@ -868,43 +869,77 @@ static int synth_dest_prepare(struct hmig_guest *g, const struct hmig_guest_geom
 	return 0;
 }
 
-static int synth_page_install(struct hmig_guest *g, uint64_t pfn, const void *data)
+/* Overwrites present pages in place: only before start, when no vCPU runs
+ * here to see a half-written page. */
+static void overwrite(struct synth *s, uint64_t pfn, uint64_t n, const uint8_t *data)
+{
+	if (data)
+		memcpy(page_ptr(s, pfn), data, n * s->page_size);
+	else
+		memset(page_ptr(s, pfn), 0, n * s->page_size);
+}
+
+/* UFFDIO_COPY / ZEROPAGE of a run of missing pages.  -EEXIST means a page
+ * in it became present meanwhile (only the other install path can do that). */
+static int place(struct synth *s, uint64_t pfn, uint64_t n, const uint8_t *data)
+{
+	size_t len = n * s->page_size;
+
+	return data ? uffd_copy(s->uffd, page_ptr(s, pfn), data, len)
+		    : uffd_zeropage(s->uffd, page_ptr(s, pfn), len);
+}
+
+static int synth_page_install(struct hmig_guest *g, uint64_t pfn, uint32_t n,
+			      const void *data)
 {
 	struct synth *s = to_synth(g);
-	uint8_t *dst;
-	int rc;
+	const uint8_t *d = data;
+	int installed = 0, rc;
 
-	if (pfn >= s->npages)
-		return err_setf(s->base.err, -ERANGE, "install: pfn %lu out of range",
-				(unsigned long)pfn);
+	if (pfn >= s->npages || n > s->npages - pfn)
+		return err_setf(s->base.err, -ERANGE, "install: pfns %lu..%lu out of range",
+				(unsigned long)pfn, (unsigned long)(pfn + n));
 	if (s->faults_over)
 		return err_setf(s->base.err, -EINVAL, "install after faults_done");
-	dst = page_ptr(s, pfn);
-	if (bitmap_test(s->present, pfn)) {
-		if (s->started)
-			return -EEXIST;
-		/* A later pre-copy pass: the guest is not running here yet. */
-		if (data)
-			memcpy(dst, data, s->page_size);
-		else
-			memset(dst, 0, s->page_size);
-		return 0;
+	/* Split the run into sub-runs of present and of missing pages. */
+	for (uint64_t i = 0; i < n;) {
+		bool present = bitmap_test(s->present, pfn + i);
+		uint64_t j = i + 1;
+
+		while (j < n && bitmap_test(s->present, pfn + j) == present)
+			j++;
+		const uint8_t *src = d ? d + i * s->page_size : NULL;
+		if (present) {
+			if (!s->started)
+				overwrite(s, pfn + i, j - i, src);
+		} else {
+			rc = place(s, pfn + i, j - i, src);
+			if (rc == -EEXIST) {
+				/* Page by page, to find which one is there already. */
+				for (uint64_t k = i; k < j; k++) {
+					const uint8_t *ks = d ? d + k * s->page_size : NULL;
+
+					rc = place(s, pfn + k, 1, ks);
+					if (rc == -EEXIST && !s->started)
+						overwrite(s, pfn + k, 1, ks);
+					else if (rc && rc != -EEXIST)
+						break;
+					if (!rc)
+						installed++;
+					bitmap_set(s->present, pfn + k);
+					rc = 0;
+				}
+			} else if (!rc) {
+				installed += (int)(j - i);
+				bitmap_set_range(s->present, pfn + i, pfn + j);
+			}
+			if (rc)
+				return err_setf(s->base.err, rc, "UFFDIO_COPY at pfn %lu failed: %s",
+						(unsigned long)(pfn + i), strerror(-rc));
+		}
+		i = j;
 	}
-	rc = data ? uffd_copy(s->uffd, dst, data, s->page_size)
-		  : uffd_zeropage(s->uffd, dst, s->page_size);
-	if (rc == -EEXIST && !s->started) {
-		/* Present without our knowing (the guest cannot have run): overwrite. */
-		if (data)
-			memcpy(dst, data, s->page_size);
-		else
-			memset(dst, 0, s->page_size);
-		rc = 0;
-	}
-	if (rc && rc != -EEXIST)
-		return err_setf(s->base.err, rc, "UFFDIO_COPY of pfn %lu failed: %s",
-				(unsigned long)pfn, strerror(-rc));
-	bitmap_set(s->present, pfn);
-	return rc;
+	return installed;
 }
 
 static int64_t synth_pages_drop(struct hmig_guest *g, const uint64_t *bitmap)

@@ -1,0 +1,128 @@
+/* hmig: live migration of a running guest's memory, pre-copy then post-copy.
+ *
+ * A migration is a source context (hmig_source) on the host the guest runs on
+ * and a destination context (hmig_dest) where it will run.  Both take a
+ * guest (include/hmig/guest.h) and a config of policy knobs; the source
+ * connects, the destination listens.  Every function returns 0 (or a count)
+ * or -errno, with a one-line message naming the problem and its remedy in the
+ * context (hmig_source_error / hmig_dest_error).  The library never exits,
+ * aborts or prints.
+ */
+#ifndef HMIG_HMIG_H
+#define HMIG_HMIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <hmig/guest.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum hmig_mode {
+	HMIG_MODE_PRECOPY,  /* passes, then stop-and-copy; never post-copy */
+	HMIG_MODE_POSTCOPY, /* precopy_passes passes (0 by default), then post-copy */
+	HMIG_MODE_HYBRID,   /* bounded passes; post-copy unless they converge */
+};
+
+/* Why pre-copy stopped (the report's switchover.reason). */
+enum hmig_reason {
+	HMIG_REASON_NONE,
+	HMIG_REASON_CONVERGED,   /* the dirty set fits the downtime target */
+	HMIG_REASON_MAX_PASSES,  /* passes exhausted */
+	HMIG_REASON_NO_PROGRESS, /* the dirty set did not shrink by min_progress */
+	HMIG_REASON_BYTE_BUDGET, /* byte_budget spent */
+	HMIG_REASON_FORCED,      /* operator, or switch_after_ms */
+};
+
+/* The knobs.  hmig_config_init sets the defaults; hmig_config_set takes
+ * "-o key=value" strings (keys as the member names). */
+struct hmig_config {
+	enum hmig_mode mode;
+	/* pre-copy stop rule (src/policy) */
+	uint32_t max_passes;            /* passes including pass 0 (5, as Xen) */
+	uint64_t dirty_threshold_pages; /* stop when at most this many are dirty (50, as Xen) */
+	double downtime_target_ms;      /* stop when the rest fits this (300, as QEMU) */
+	double byte_budget;             /* give up after sending this many guest sizes; 0 = none */
+	double min_progress;            /* give up when a pass shrinks the dirty set by less; 0 = off */
+	uint32_t precopy_passes;        /* postcopy mode: passes before the switch (0) */
+	double switch_after_ms;         /* force the switch after this long; 0 = never */
+	/* transfer */
+	uint32_t batch_pages;           /* pages per PAGES record on the bulk channel */
+	uint64_t rate_limit_bps;        /* bulk bandwidth cap, bytes/s; 0 = none */
+	int connect_timeout_ms;         /* how long the source retries connecting */
+	int accept_timeout_ms;          /* how long the destination waits; 0 = forever */
+	int io_timeout_ms;              /* a peer silent this long is dead */
+	enum hmig_dirty_mode dirty;     /* dirty logging mode to ask the backend for */
+};
+
+void hmig_config_init(struct hmig_config *cfg);
+
+/* Sets one knob from text.  -EINVAL with a message in errbuf (256 bytes)
+ * naming the key or the bad value. */
+int hmig_config_set(struct hmig_config *cfg, const char *key, const char *value,
+		    char *errbuf);
+
+const char *hmig_mode_name(enum hmig_mode m);
+int hmig_mode_parse(const char *s, enum hmig_mode *m);
+const char *hmig_reason_name(enum hmig_reason r);
+
+/* ------------------------------------------------------------ source */
+
+struct hmig_source;
+
+/* The guest must be running (ops->run called).  The source does not own it:
+ * the caller destroys it after hmig_source_free. */
+int hmig_source_new(const struct hmig_config *cfg, struct hmig_guest *guest,
+		    struct hmig_source **out, char *errbuf);
+
+/* Migrates the guest to the destination listening at addr ("HOST:PORT",
+ * "[V6]:PORT", "unix:PATH").  Returns when the destination has resumed the
+ * guest and holds every page (0), or on failure (-errno).  A failure before
+ * the destination confirmed the resume leaves the source guest running:
+ * nothing is lost. */
+int hmig_source_run(struct hmig_source *src, const char *addr);
+
+/* Asks a running migration to switch to post-copy (stop-and-copy in precopy
+ * mode) after the current pass.  Safe from any thread or a signal handler. */
+void hmig_source_force_switch(struct hmig_source *src);
+
+/* Writes the report (DESIGN.md "The report") as JSON. */
+int hmig_source_report(struct hmig_source *src, FILE *f);
+const char *hmig_source_error(const struct hmig_source *src);
+void hmig_source_free(struct hmig_source *src);
+
+/* ------------------------------------------------------- destination */
+
+struct hmig_dest;
+
+/* The guest must be a fresh destination guest (hmig_guest_open with NULL
+ * params).  Binds the address at once so the caller learns of "address in
+ * use" before anything else. */
+int hmig_dest_new(const struct hmig_config *cfg, struct hmig_guest *guest,
+		  const char *listen_addr, struct hmig_dest **out, char *errbuf);
+
+/* Accepts one migration and runs it to the end: returns 0 when the guest
+ * runs here with every page present, -errno on failure. */
+int hmig_dest_run(struct hmig_dest *dst);
+
+/* The address actually bound ("127.0.0.1:4444"; names the port picked for :0). */
+const char *hmig_dest_address(const struct hmig_dest *dst);
+
+int hmig_dest_report(struct hmig_dest *dst, FILE *f);
+/* Records the guest's ops/s after the resume, measured by the caller. */
+void hmig_dest_set_ops_after(struct hmig_dest *dst, double ops_per_s);
+/* Records the oracle's verdict in the report ("ok", "mismatch", "skipped"). */
+void hmig_dest_set_integrity(struct hmig_dest *dst, const char *integrity,
+			     const char *detail);
+const char *hmig_dest_error(const struct hmig_dest *dst);
+void hmig_dest_free(struct hmig_dest *dst);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

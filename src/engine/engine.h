@@ -1,0 +1,46 @@
+/* Internals shared by the source and destination state machines. */
+#ifndef HMIG_ENGINE_ENGINE_H
+#define HMIG_ENGINE_ENGINE_H
+
+#include <stdint.h>
+
+#include <hmig/hmig.h>
+
+#include "net/net.h"
+#include "proto/proto.h"
+#include "stats/report.h"
+
+/* A growable receive buffer for record bodies.  It only grows after the
+ * header's length passed proto_hdr_decode's per-type limit. */
+struct rec_buf {
+	uint8_t *p;
+	size_t cap;
+};
+
+/* Reads one record (header, then body into rb) from ch.  Optional records of
+ * unknown type are skipped.  An ERROR record from the peer becomes
+ * -ECONNABORTED with "<peer> failed: <its text>" in err.  geo is NULL before
+ * HELLO. */
+int eng_rec_read(struct net_chan *ch, const struct hmig_guest_geometry *geo,
+		 int timeout_ms, const char *peer, struct proto_hdr *h,
+		 struct rec_buf *rb, char *err);
+
+/* Sends len bytes of a small record and waits until the kernel has them. */
+int eng_rec_send(struct net_chan *ch, const void *buf, size_t len, int timeout_ms,
+		 char *err);
+
+/* Tells the peer why we give up (best effort: the channel may be dead). */
+void eng_send_error(struct net_chan *ch, int rc, const char *text);
+
+/* A failed read or send names the channel, the record and the peer. */
+int eng_io_error(char *err, int rc, const char *peer, const char *what, const char *detail);
+
+void rec_buf_free(struct rec_buf *rb);
+
+/* Random, never 0. */
+uint64_t eng_session_id(void);
+
+enum stats_mode eng_stats_mode(enum hmig_mode m);
+enum stats_reason eng_stats_reason(enum hmig_reason r);
+
+#endif

@@ -1,0 +1,582 @@
+/* The source: SETUP -> PRECOPY(pass 0..n) -> SWITCHOVER -> STOPCOPY -> DONE,
+ * and FAILED from anywhere before the destination confirmed the resume, in
+ * which case the source guest runs on: nothing is lost.
+ *
+ * One thread drives it.  Pages go out on the bulk channel as PAGES records
+ * whose page data are iovecs pointing straight into guest memory (no bounce
+ * copy); zero pages go as ZERO pfn lists.  A page that changes after it was
+ * queued is fine: dirty logging saw the write, and a later pass or the
+ * stop-and-copy sends it again.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hmig/hmig.h>
+
+#include "common/bitmap.h"
+#include "common/clock.h"
+#include "common/err.h"
+#include "engine/engine.h"
+#include "policy/policy.h"
+
+enum src_state { S_SETUP, S_PRECOPY, S_SWITCHOVER, S_STOPCOPY, S_POSTCOPY, S_DONE, S_FAILED };
+
+static const char *const state_names[] = {
+	"setup", "precopy", "switchover", "stopcopy", "postcopy", "done", "failed",
+};
+
+/* Send slots: one per send the channel may have in flight, plus the one
+ * being filled.  A slot's prefixes and page pointers must outlive its send. */
+#define NSLOTS 9
+#define PREFIX_MAX (PROTO_HDR_LEN + 8 + 8 * PROTO_MAX_BATCH)
+
+struct send_slot {
+	int64_t seq;                      /* last send using this slot, 0 = none */
+	uint32_t n;                       /* pages mapped */
+	uint64_t pfns[PROTO_MAX_BATCH];   /* the batch, as given */
+	const void *ptrs[PROTO_MAX_BATCH];
+	uint64_t data_pfns[PROTO_MAX_BATCH], zero_pfns[PROTO_MAX_BATCH];
+	uint8_t pages_prefix[PREFIX_MAX], zero_prefix[PREFIX_MAX];
+	struct iovec iov[PROTO_MAX_BATCH + 1];
+};
+
+struct hmig_source {
+	struct hmig_config cfg;
+	struct hmig_guest *g;
+	struct hmig_guest_geometry geo;
+	enum src_state state;
+	struct net_pair net;
+	struct rec_buf rx;
+	struct send_slot *slots;
+	unsigned slot_next;
+	uint64_t *dirty;       /* pages to send next: dirtied since their last send */
+	uint64_t *todo;        /* the pass being sent (a copy of dirty) */
+	uint64_t batch[PROTO_MAX_BATCH];
+	uint32_t batch_n;
+	uint32_t batch_max;
+	_Atomic bool force;
+	bool paused;           /* we paused the guest: resume it on failure */
+	bool resumed_remote;   /* the destination runs the guest: never resume here */
+	uint64_t t0, t_pause;
+	uint64_t tl_ns, tl_ops;  /* the last timeline row, for guest ops/s */
+	/* counters for the report */
+	uint64_t pages_sent, pages_zero, pages_resent;
+	uint64_t *ever_sent;   /* pages sent at least once, for "duplicate" */
+	struct stats_report rep;
+	char err[ERR_LEN];
+};
+
+
+static uint64_t bulk_bytes(struct hmig_source *s)
+{
+	struct net_chan_stats st;
+
+	net_chan_stats(&s->net.bulk, &st);
+	return st.bytes_sent;
+}
+
+static void timeline(struct hmig_source *s, const char *phase)
+{
+	struct stats_timeline_row row = { .t_ms = clock_ms(clock_now_ns() - s->t0) };
+	struct net_chan_stats u;
+	struct hmig_guest_stats gs;
+	uint64_t now = clock_now_ns();
+
+	snprintf(row.phase, sizeof(row.phase), "%s", phase);
+	row.bytes_bulk = bulk_bytes(s);
+	net_chan_stats(&s->net.urgent, &u);
+	row.bytes_urgent = u.bytes_sent;
+	s->g->ops->stats(s->g, &gs);
+	row.guest_ops_per_s = now > s->tl_ns ? (double)(gs.ops - s->tl_ops) / ((double)(now - s->tl_ns) / 1e9) : 0;
+	s->tl_ns = now;
+	s->tl_ops = gs.ops;
+	stats_report_add_timeline(&s->rep, &row);
+}
+
+/* States change here only, and each change is a timeline row. */
+static void set_state(struct hmig_source *s, enum src_state st)
+{
+	s->state = st;
+	timeline(s, state_names[st]);
+}
+
+/* ----------------------------------------------------------------- setup */
+
+int hmig_source_new(const struct hmig_config *cfg, struct hmig_guest *guest,
+		    struct hmig_source **out, char *errbuf)
+{
+	struct hmig_source *s = calloc(1, sizeof(*s));
+
+	*out = NULL;
+	if (!s)
+		return err_setf(errbuf, -ENOMEM, "out of memory");
+	s->cfg = *cfg;
+	s->g = guest;
+	s->slots = calloc(NSLOTS, sizeof(*s->slots));
+	guest->ops->geometry(guest, &s->geo);
+	s->dirty = bitmap_new(s->geo.npages);
+	s->todo = bitmap_new(s->geo.npages);
+	s->ever_sent = bitmap_new(s->geo.npages);
+	stats_report_init(&s->rep, STATS_SIDE_SOURCE);
+	if (!s->slots || !s->dirty || !s->todo || !s->ever_sent) {
+		hmig_source_free(s);
+		return err_setf(errbuf, -ENOMEM, "out of memory for %lu pages of bookkeeping",
+				(unsigned long)s->geo.npages);
+	}
+	s->batch_max = cfg->batch_pages;
+	uint32_t proto_max = proto_pages_max_count(&s->geo);
+	if (s->batch_max > proto_max)
+		s->batch_max = proto_max;
+	*out = s;
+	return 0;
+}
+
+static int connect_and_hello(struct hmig_source *s, const char *addr)
+{
+	struct proto_hello ours = {
+		.mode = s->cfg.mode == HMIG_MODE_PRECOPY ? PROTO_MODE_PRECOPY
+		      : s->cfg.mode == HMIG_MODE_POSTCOPY ? PROTO_MODE_POSTCOPY
+							  : PROTO_MODE_HYBRID,
+		.caps = 0,
+		.session_id = eng_session_id(),
+		.geo = s->geo,
+	};
+	struct net_opts opts = { .peer = "destination", .disable = NET_F_SEND_ZC };
+	uint8_t buf[PROTO_HDR_LEN + PROTO_HELLO_LEN];
+	struct proto_hello peer;
+	struct proto_hdr h;
+	int rc, n;
+
+	snprintf(ours.backend, sizeof(ours.backend), "%s", s->g->ops->name);
+	rc = net_connect_pair(addr, ours.session_id, s->cfg.connect_timeout_ms, &opts, &s->net);
+	if (rc)
+		return err_setf(s->err, rc, "%s", s->net.err);
+	if (s->cfg.rate_limit_bps)
+		net_chan_set_rate(&s->net.bulk, s->cfg.rate_limit_bps);
+
+	n = proto_hello_encode(buf, sizeof(buf), &ours, s->err);
+	if (n < 0)
+		return n;
+	if ((rc = eng_rec_send(&s->net.bulk, buf, (size_t)n, s->cfg.io_timeout_ms, s->err)))
+		return rc;
+	rc = eng_rec_read(&s->net.bulk, NULL, s->cfg.io_timeout_ms, "destination", &h, &s->rx,
+			  s->err);
+	if (rc)
+		return rc;
+	if (h.type != PROTO_HELLO)
+		return err_setf(s->err, -EPROTO, "the destination answered HELLO with %s",
+				proto_type_name(h.type));
+	if ((rc = proto_hello_decode(&h, s->rx.p, &peer, s->err)))
+		return rc;
+	return proto_hello_match(&ours, &peer, s->err);
+}
+
+/* ------------------------------------------------------------ sending pages */
+
+static bool page_is_zero(const void *p, size_t len)
+{
+	const uint64_t *w = p;
+
+	for (size_t i = 0; i < len / 8; i++)
+		if (w[i])
+			return false;
+	return true;
+}
+
+/* Waits for the slot's previous send, then releases its page mappings. */
+static int slot_reclaim(struct hmig_source *s, struct send_slot *sl)
+{
+	if (sl->seq) {
+		int rc = net_chan_send_wait(&s->net.bulk, sl->seq, s->cfg.io_timeout_ms);
+
+		if (rc)
+			return eng_io_error(s->err, rc, "destination", "sending pages", s->net.bulk.err);
+		sl->seq = 0;
+	}
+	if (sl->n) {
+		s->g->ops->pages_unmap(s->g, sl->pfns, sl->n, sl->ptrs);
+		sl->n = 0;
+	}
+	return 0;
+}
+
+static int slot_send(struct hmig_source *s, struct send_slot *sl, int iovcnt)
+{
+	int64_t seq = net_chan_sendv(&s->net.bulk, sl->iov, iovcnt);
+
+	if (seq < 0)
+		return eng_io_error(s->err, (int)seq, "destination", "sending pages", s->net.bulk.err);
+	sl->seq = seq;
+	return 0;
+}
+
+/* Sends the batched pfns: zero pages as one ZERO record, the rest as one
+ * PAGES record whose data iovecs point into guest memory (runs of adjacent
+ * pages merged into one iovec). */
+static int flush_batch(struct hmig_source *s)
+{
+	struct send_slot *sl = &s->slots[s->slot_next];
+	uint32_t n = s->batch_n, nd = 0, nz = 0;
+	size_t ps = s->geo.page_size;
+	int rc;
+
+	if (!n)
+		return 0;
+	s->batch_n = 0;
+	s->slot_next = (s->slot_next + 1) % NSLOTS;
+	if ((rc = slot_reclaim(s, sl)))
+		return rc;
+	memcpy(sl->pfns, s->batch, n * sizeof(uint64_t));
+	rc = s->g->ops->pages_map(s->g, sl->pfns, n, sl->ptrs);
+	if (rc)
+		return err_setf(s->err, rc, "reading guest pages: %s", hmig_guest_error(s->g));
+	sl->n = n;
+
+	int niov = 1;
+	for (uint32_t i = 0; i < n; i++) {
+		if (page_is_zero(sl->ptrs[i], ps)) {
+			sl->zero_pfns[nz++] = sl->pfns[i];
+			continue;
+		}
+		struct iovec *last = &sl->iov[niov - 1];
+		if (nd && (const uint8_t *)last->iov_base + last->iov_len == sl->ptrs[i]) {
+			last->iov_len += ps;
+		} else {
+			sl->iov[niov].iov_base = (void *)sl->ptrs[i];
+			sl->iov[niov].iov_len = ps;
+			niov++;
+		}
+		sl->data_pfns[nd++] = sl->pfns[i];
+	}
+	if (nz) {
+		int len = proto_zero_encode(sl->zero_prefix, PREFIX_MAX, &s->geo, sl->zero_pfns, nz,
+					    s->err);
+		if (len < 0)
+			return len;
+		struct iovec z = { .iov_base = sl->zero_prefix, .iov_len = (size_t)len };
+		int64_t seq = net_chan_sendv(&s->net.bulk, &z, 1);
+		if (seq < 0)
+			return eng_io_error(s->err, (int)seq, "destination", "sending pages",
+					    s->net.bulk.err);
+		sl->seq = seq;
+	}
+	if (nd) {
+		int len = proto_pages_encode(sl->pages_prefix, PREFIX_MAX, &s->geo, sl->data_pfns,
+					     nd, s->err);
+		if (len < 0)
+			return len;
+		sl->iov[0].iov_base = sl->pages_prefix;
+		sl->iov[0].iov_len = (size_t)len;
+		if ((rc = slot_send(s, sl, niov)))
+			return rc;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		if (bitmap_test(s->ever_sent, sl->pfns[i]))
+			s->pages_resent++;
+		bitmap_set(s->ever_sent, sl->pfns[i]);
+	}
+	s->pages_sent += nd;
+	s->pages_zero += nz;
+	return 0;
+}
+
+static int queue_page(struct hmig_source *s, uint64_t pfn)
+{
+	s->batch[s->batch_n++] = pfn;
+	return s->batch_n == s->batch_max ? flush_batch(s) : 0;
+}
+
+/* Sends every page in `set` (npages bits), or every page when set is NULL,
+ * and waits until the kernel has taken them all.  Returns the page count. */
+static int64_t send_set(struct hmig_source *s, const uint64_t *set)
+{
+	uint64_t n = 0;
+	int rc;
+
+	for (uint64_t p = set ? bitmap_next(set, s->geo.npages, 0) : 0; p < s->geo.npages;
+	     p = set ? bitmap_next(set, s->geo.npages, p + 1) : p + 1) {
+		if ((rc = queue_page(s, p)))
+			return rc;
+		n++;
+	}
+	if ((rc = flush_batch(s)))
+		return rc;
+	for (unsigned i = 0; i < NSLOTS; i++)
+		if ((rc = slot_reclaim(s, &s->slots[i])))
+			return rc;
+	return (int64_t)n;
+}
+
+static int send_small(struct hmig_source *s, const void *buf, int len)
+{
+	if (len < 0)
+		return len;
+	return eng_rec_send(&s->net.bulk, buf, (size_t)len, s->cfg.io_timeout_ms, s->err);
+}
+
+/* ---------------------------------------------------------------- passes */
+
+/* One pass: sends `todo` (NULL: every page), then collects what the guest
+ * dirtied meanwhile into s->dirty, the next pass's work. */
+static int run_pass(struct hmig_source *s, uint32_t pass, const uint64_t *todo,
+		    struct policy_pass *pp)
+{
+	uint64_t t = clock_now_ns(), b = bulk_bytes(s);
+	uint8_t pe[PROTO_HDR_LEN + 24];
+	int rc;
+
+	int64_t sent = send_set(s, todo);
+	if (sent < 0)
+		return (int)sent;
+	int64_t found = s->g->ops->dirty_collect(s->g, s->dirty);
+	if (found < 0)
+		return err_setf(s->err, (int)found, "%s", hmig_guest_error(s->g));
+	uint64_t dirty = bitmap_count(s->dirty, s->geo.npages);
+	double ms = clock_ms(clock_now_ns() - t);
+	uint64_t bytes = bulk_bytes(s) - b;
+
+	struct proto_pass_end pend = { .pass = pass, .pages_sent = (uint64_t)sent,
+				       .pages_dirty = dirty };
+	if ((rc = send_small(s, pe, proto_pass_end_encode(pe, sizeof(pe), &pend, s->err))))
+		return rc;
+	struct stats_pass_row row = {
+		.pass = pass, .pages_sent = (uint64_t)sent, .pages_dirtied = dirty, .ms = ms,
+		.mbps = ms > 0 ? (double)bytes * 8 / 1e6 / (ms / 1e3) : 0,
+		.dirty_rate_pps = ms > 0 ? (double)dirty / (ms / 1e3) : 0,
+	};
+	stats_report_add_pass(&s->rep, &row);
+	char phase[32];
+	snprintf(phase, sizeof(phase), "pass %u", pass);
+	timeline(s, phase);
+
+	pp->pass = pass;
+	pp->prev_dirty = pass ? pp->dirty_pages : (uint64_t)sent;
+	pp->dirty_pages = dirty;
+	pp->bytes_sent = bulk_bytes(s);
+	pp->bandwidth_bps = ms > 0 ? (double)bytes / (ms / 1e3) : 0;
+	pp->elapsed_ms = clock_ms(clock_now_ns() - s->t0);
+	return 0;
+}
+
+/* Runs passes until the policy stops them; returns its decision. */
+static int precopy(struct hmig_source *s, enum policy_decision *decision)
+{
+	struct policy_pass pp = {
+		.guest_bytes = s->geo.npages * s->geo.page_size,
+		.page_size = s->geo.page_size,
+	};
+	size_t words = BITMAP_WORDS(s->geo.npages);
+	int rc;
+
+	set_state(s, S_PRECOPY);
+	rc = s->g->ops->dirty_start(s->g, s->cfg.dirty);
+	if (rc < 0)
+		return err_setf(s->err, rc, "%s", hmig_guest_error(s->g));
+	snprintf(s->rep.dirty_logging, sizeof(s->rep.dirty_logging), "%s",
+		 hmig_dirty_mode_name(rc));
+
+	/* Pass 0 sends every page; pass n the pages pass n-1 saw dirtied. */
+	for (uint32_t pass = 0;; pass++) {
+		if (pass) {
+			memcpy(s->todo, s->dirty, words * 8);
+			memset(s->dirty, 0, words * 8);
+		}
+		if ((rc = run_pass(s, pass, pass ? s->todo : NULL, &pp)))
+			return rc;
+		pp.operator_forced = atomic_load(&s->force);
+		enum hmig_reason why = HMIG_REASON_NONE;
+		*decision = policy_decide(&s->cfg, &pp, &why);
+		if (*decision != POLICY_PASS) {
+			s->rep.switchover.reason = eng_stats_reason(why);
+			return 0;
+		}
+	}
+}
+
+/* ------------------------------------------------------------- switchover */
+
+static int send_stale_and_vcpus(struct hmig_source *s, uint32_t vcpu_flags)
+{
+	uint8_t stale[PROTO_HDR_LEN + PROTO_STALE_MAX_BODY];
+	uint8_t hdr[PROTO_HDR_LEN];
+	uint64_t pos = 0;
+	void *blob;
+	size_t len;
+	int rc, n;
+
+	do {
+		n = proto_stale_encode(stale, sizeof(stale), &s->geo, s->dirty, &pos, s->err);
+		if ((rc = send_small(s, stale, n)))
+			return rc;
+	} while (pos < s->geo.npages);
+
+	rc = s->g->ops->vcpu_save(s->g, &blob, &len);
+	if (rc)
+		return err_setf(s->err, rc, "saving vCPU state: %s", hmig_guest_error(s->g));
+	n = proto_vcpu_encode(hdr, sizeof(hdr), &s->geo, len, vcpu_flags, s->err);
+	if (n < 0) {
+		free(blob);
+		return n;
+	}
+	struct iovec iov[2] = { { hdr, (size_t)n }, { blob, len } };
+	int64_t seq = net_chan_sendv(&s->net.bulk, iov, 2);
+	rc = seq < 0 ? (int)seq : net_chan_send_wait(&s->net.bulk, seq, s->cfg.io_timeout_ms);
+	free(blob);
+	if (rc)
+		return eng_io_error(s->err, rc, "destination", "sending vCPU state", s->net.bulk.err);
+	return 0;
+}
+
+/* Pause, take the last dirty pages: from here the guest may only run on the
+ * destination, or here again if the destination never confirms. */
+static int switchover(struct hmig_source *s)
+{
+	int rc;
+
+	set_state(s, S_SWITCHOVER);
+	s->t_pause = clock_now_ns();
+	if ((rc = s->g->ops->pause(s->g)))
+		return err_setf(s->err, rc, "pausing the guest: %s", hmig_guest_error(s->g));
+	s->paused = true;
+	int64_t found = s->g->ops->dirty_collect(s->g, s->dirty);
+	if (found < 0)
+		return err_setf(s->err, (int)found, "%s", hmig_guest_error(s->g));
+	s->rep.switchover.stale_pages = bitmap_count(s->dirty, s->geo.npages);
+	return 0;
+}
+
+static int wait_record(struct hmig_source *s, uint32_t type)
+{
+	struct proto_hdr h;
+	int rc = eng_rec_read(&s->net.bulk, &s->geo, s->cfg.io_timeout_ms, "destination", &h,
+			      &s->rx, s->err);
+
+	if (rc)
+		return rc;
+	if (h.type != type)
+		return err_setf(s->err, -EPROTO, "expected %s from the destination, got %s",
+				proto_type_name(type), proto_type_name(h.type));
+	return 0;
+}
+
+static int stopcopy(struct hmig_source *s)
+{
+	uint64_t b = bulk_bytes(s);
+	uint8_t done[PROTO_HDR_LEN + 24];
+	int rc;
+
+	set_state(s, S_STOPCOPY);
+	if ((rc = send_stale_and_vcpus(s, 0)))
+		return rc;
+	int64_t n = send_set(s, s->dirty);
+	if (n < 0)
+		return (int)n;
+	struct proto_done d = { .pages = s->pages_sent + s->pages_zero, .bytes = bulk_bytes(s) };
+	if ((rc = send_small(s, done, proto_done_encode(done, sizeof(done), &d, s->err))))
+		return rc;
+	s->rep.bytes.stopcopy = bulk_bytes(s) - b;
+	if ((rc = wait_record(s, PROTO_RESUMED)))
+		return rc;
+	/* The destination runs the guest now. */
+	s->resumed_remote = true;
+	s->rep.downtime_ms = clock_ms(clock_now_ns() - s->t_pause);
+	timeline(s, "resumed");
+	return wait_record(s, PROTO_DONE);
+}
+
+/* -------------------------------------------------------------- the whole */
+
+static void finish_report(struct hmig_source *s, int rc)
+{
+	struct hmig_guest_stats gs;
+	struct net_chan_stats u;
+
+	s->g->ops->stats(s->g, &gs);
+	s->rep.mode = eng_stats_mode(s->cfg.mode);
+	snprintf(s->rep.guest.backend, sizeof(s->rep.guest.backend), "%s", s->g->ops->name);
+	snprintf(s->rep.guest.workload, sizeof(s->rep.guest.workload), "%s", gs.workload);
+	s->rep.guest.pages = s->geo.npages;
+	s->rep.guest.page_size = s->geo.page_size;
+	s->rep.guest.vcpus = s->geo.nvcpus;
+	s->rep.total_ms = clock_ms(clock_now_ns() - s->t0);
+	net_chan_stats(&s->net.urgent, &u);
+	s->rep.bytes.total = bulk_bytes(s) + u.bytes_sent;
+	s->rep.bytes.precopy = s->rep.bytes.total - s->rep.bytes.stopcopy - s->rep.bytes.push -
+			       s->rep.bytes.pull;
+	s->rep.pages.sent = s->pages_sent;
+	s->rep.pages.zero = s->pages_zero;
+	s->rep.pages.duplicate = s->pages_resent;
+	if (rc)
+		stats_report_set_result(&s->rep, STATS_RESULT_FAILED, "%s", s->err);
+	else
+		stats_report_set_result(&s->rep, STATS_RESULT_OK, NULL);
+}
+
+int hmig_source_run(struct hmig_source *s, const char *addr)
+{
+	enum policy_decision decision = POLICY_STOPCOPY;
+	int rc;
+
+	s->t0 = clock_now_ns();
+	set_state(s, S_SETUP);
+	rc = connect_and_hello(s, addr);
+	if (!rc)
+		rc = precopy(s, &decision);
+	if (!rc)
+		rc = switchover(s);
+	if (!rc) {
+		if (decision == POLICY_POSTCOPY)
+			rc = err_setf(s->err, -EOPNOTSUPP,
+				      "post-copy is not built yet: use --mode precopy");
+		else
+			rc = stopcopy(s);
+	}
+	if (rc) {
+		set_state(s, S_FAILED);
+		eng_send_error(&s->net.bulk, rc, s->err);
+		if (s->paused && !s->resumed_remote) {
+			/* Nothing reached a running destination: go on here. */
+			s->g->ops->resume(s->g);
+			s->paused = false;
+		}
+	} else {
+		set_state(s, S_DONE);
+	}
+	if (s->g->ops->dirty_stop(s->g) < 0 && !rc)
+		rc = err_setf(s->err, -EIO, "%s", hmig_guest_error(s->g));
+	finish_report(s, rc);
+	net_pair_close(&s->net);
+	return rc;
+}
+
+void hmig_source_force_switch(struct hmig_source *s)
+{
+	atomic_store(&s->force, true);
+}
+
+int hmig_source_report(struct hmig_source *s, FILE *f)
+{
+	return stats_report_write_json(&s->rep, f);
+}
+
+const char *hmig_source_error(const struct hmig_source *s)
+{
+	return s->err;
+}
+
+void hmig_source_free(struct hmig_source *s)
+{
+	if (!s)
+		return;
+	net_pair_close(&s->net);
+	rec_buf_free(&s->rx);
+	stats_report_free(&s->rep);
+	free(s->slots);
+	free(s->dirty);
+	free(s->todo);
+	free(s->ever_sent);
+	free(s);
+}

@@ -1,0 +1,64 @@
+#include <math.h>
+
+#include "policy/policy.h"
+
+double policy_downtime_ms(const struct policy_pass *p)
+{
+	if (p->bandwidth_bps <= 0)
+		return INFINITY;
+	return (double)p->dirty_pages * p->page_size / p->bandwidth_bps * 1000.0;
+}
+
+/* Where a bounded pre-copy goes when it gives up: precopy pauses and copies
+ * whatever is left (long downtime, but nothing else is allowed); postcopy and
+ * hybrid resume on the destination at once and pull the rest. */
+static enum policy_decision give_up(const struct hmig_config *cfg)
+{
+	return cfg->mode == HMIG_MODE_PRECOPY ? POLICY_STOPCOPY : POLICY_POSTCOPY;
+}
+
+enum policy_decision policy_decide(const struct hmig_config *cfg,
+				   const struct policy_pass *p,
+				   enum hmig_reason *reason)
+{
+	/* Converged: the rest fits the downtime target, whatever the mode.
+	 * Stop-and-copy then costs less than any fault would. */
+	if (p->dirty_pages <= cfg->dirty_threshold_pages ||
+	    policy_downtime_ms(p) <= cfg->downtime_target_ms) {
+		*reason = HMIG_REASON_CONVERGED;
+		return POLICY_STOPCOPY;
+	}
+	if (p->operator_forced ||
+	    (cfg->switch_after_ms > 0 && p->elapsed_ms >= cfg->switch_after_ms)) {
+		*reason = HMIG_REASON_FORCED;
+		return give_up(cfg);
+	}
+	/* Passes after pass 0 that are allowed: max_passes counts pass 0. */
+	uint32_t max = cfg->mode == HMIG_MODE_POSTCOPY ? cfg->precopy_passes : cfg->max_passes;
+	if (p->pass + 1 >= max) {
+		*reason = HMIG_REASON_MAX_PASSES;
+		return give_up(cfg);
+	}
+	if (cfg->byte_budget > 0 &&
+	    (double)p->bytes_sent >= cfg->byte_budget * (double)p->guest_bytes) {
+		*reason = HMIG_REASON_BYTE_BUDGET;
+		return give_up(cfg);
+	}
+	/* Not shrinking by min_progress: another pass would only resend. */
+	if (cfg->min_progress > 0 && p->pass > 0 &&
+	    (double)p->dirty_pages > (1.0 - cfg->min_progress) * (double)p->prev_dirty) {
+		*reason = HMIG_REASON_NO_PROGRESS;
+		return give_up(cfg);
+	}
+	return POLICY_PASS;
+}
+
+const char *policy_decision_name(enum policy_decision d)
+{
+	switch (d) {
+	case POLICY_PASS: return "pass";
+	case POLICY_STOPCOPY: return "stopcopy";
+	case POLICY_POSTCOPY: return "postcopy";
+	}
+	return "?";
+}

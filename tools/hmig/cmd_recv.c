@@ -1,0 +1,94 @@
+/* hmig recv: receive one migration, run the guest, check it with the oracle. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cmd.h"
+#include "common/clock.h"
+#include "migopts.h"
+#include "summary.h"
+
+static int write_dest_report(void *ctx, FILE *f)
+{
+	return hmig_dest_report(ctx, f);
+}
+
+/* Lets the migrated guest run, then pauses it and asks the oracle. */
+static int run_and_verify(struct hmig_dest *d, struct hmig_guest *g, double seconds)
+{
+	struct hmig_guest_stats a, b;
+	struct timespec w = { .tv_sec = (time_t)seconds,
+			      .tv_nsec = (long)((seconds - (double)(time_t)seconds) * 1e9) };
+	uint64_t t0 = clock_now_ns();
+
+	g->ops->stats(g, &a);
+	nanosleep(&w, NULL);
+	g->ops->pause(g);
+	g->ops->stats(g, &b);
+	if (seconds > 0)
+		hmig_dest_set_ops_after(d, (double)(b.ops - a.ops) /
+					       ((double)(clock_now_ns() - t0) / 1e9));
+	int rc = g->ops->verify(g);
+	if (rc == -EOPNOTSUPP) {
+		hmig_dest_set_integrity(d, "skipped", NULL);
+		return 0;
+	}
+	hmig_dest_set_integrity(d, rc ? "mismatch" : "ok", rc ? hmig_guest_error(g) : NULL);
+	if (rc)
+		die_msg("%s", hmig_guest_error(g));
+	return rc;
+}
+
+void cmd_recv_usage(void)
+{
+	mig_usage(ROLE_RECV);
+}
+
+int cmd_recv(int argc, char **argv)
+{
+	struct mig_opts o;
+	struct hmig_guest *g;
+	struct hmig_dest *d;
+	struct json_val rep;
+	char err[256], *text = NULL;
+	size_t len = 0;
+	int rc, status = 1;
+
+	if (mig_parse(argc, argv, ROLE_RECV, &o))
+		return EXIT_USAGE;
+	if ((rc = hmig_guest_open(o.backend, NULL, &g, err))) {
+		die_msg("%s", err);
+		return 1;
+	}
+	if ((rc = hmig_dest_new(&o.cfg, g, o.listen, &d, err))) {
+		die_msg("%s", err);
+		g->ops->destroy(g);
+		return rc == -EINVAL ? EXIT_USAGE : 1;
+	}
+	if (o.ready_fd >= 0) {
+		dprintf(o.ready_fd, "%s\n", hmig_dest_address(d));
+		close(o.ready_fd);
+	} else if (!o.quiet) {
+		printf("hmig recv: listening on %s\n", hmig_dest_address(d));
+		fflush(stdout);
+	}
+	rc = hmig_dest_run(d);
+	if (rc)
+		die_msg("%s", hmig_dest_error(d));
+	else if (run_and_verify(d, g, o.run_after) == 0)
+		status = 0;
+	if (summary_capture(write_dest_report, d, &rep, &text, &len) == 0) {
+		if (!o.quiet)
+			summary_print(&rep, stdout);
+		json_val_free(&rep);
+	}
+	if (o.json && text && write_text_file(o.json, text, len))
+		status = 1;
+	free(text);
+	hmig_dest_free(d);
+	g->ops->destroy(g);
+	return status;
+}

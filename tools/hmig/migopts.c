@@ -1,0 +1,174 @@
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd.h"
+#include "migopts.h"
+
+struct mig_opt {
+	const char *name;
+	int has_arg;
+	int roles;
+	const char *arg, *help;
+};
+
+static const struct mig_opt table[] = {
+	{ "to", 1, ROLE_SEND, "ADDR", "destination address: HOST:PORT, [V6]:PORT or unix:PATH" },
+	{ "listen", 1, ROLE_RECV, "ADDR", "address to listen on (HOST:PORT, :PORT, unix:PATH)" },
+	{ "guest", 1, ROLE_SEND | ROLE_DEMO, "BACKEND", "guest backend (synth)" },
+	{ "mem", 1, ROLE_SEND | ROLE_DEMO, "SIZE", "guest memory (default 1G)" },
+	{ "vcpus", 1, ROLE_SEND | ROLE_DEMO, "N", "vCPUs (default 2)" },
+	{ "workload", 1, ROLE_SEND | ROLE_DEMO, "SPEC", "workload (see 'hmig guest --help'; default uniform:rate=20000)" },
+	{ "fill", 1, ROLE_SEND | ROLE_DEMO, "F", "fraction of pages written before the workload (default 1)" },
+	{ "seed", 1, ROLE_SEND | ROLE_DEMO, "N", "workload seed" },
+	{ "warmup", 1, ROLE_SEND | ROLE_DEMO, "S", "seconds the guest runs before the migration (default 1)" },
+	{ "mode", 1, ROLE_SEND | ROLE_DEMO, "MODE", "precopy (default; postcopy and hybrid come next)" },
+	{ "run-after", 1, ROLE_RECV | ROLE_DEMO, "S", "seconds the migrated guest runs before the oracle (default 1)" },
+	{ "json", 1, ROLE_SEND | ROLE_RECV | ROLE_DEMO, "FILE", "write the report (demo: both sides merged)" },
+	{ "ready-fd", 1, ROLE_RECV, "FD", "write the bound address to FD once listening" },
+	{ "quiet", 0, ROLE_SEND | ROLE_RECV | ROLE_DEMO, NULL, "no summary" },
+	{ "o", 1, ROLE_SEND | ROLE_RECV | ROLE_DEMO, "KEY=VALUE", "set a knob (repeatable): max_passes, dirty_threshold_pages, downtime_target_ms, byte_budget, min_progress, rate_limit_bps, io_timeout_ms, ..." },
+};
+
+#define NOPTS (sizeof(table) / sizeof(table[0]))
+
+void mig_usage(enum mig_role role)
+{
+	static const char *const what[] = {
+		[ROLE_SEND] = "send [options]\nMigrates a running built-in guest to 'hmig recv'.",
+		[ROLE_RECV] = "recv [options]\nReceives one migration, runs the guest, checks it with the oracle.",
+		[ROLE_DEMO] = "demo [options]\nMigrates a guest between two local processes over loopback TCP.",
+	};
+
+	printf("usage: hmig %s\n\n", what[role]);
+	for (size_t i = 0; i < NOPTS; i++) {
+		if (!(table[i].roles & (int)role))
+			continue;
+		char left[40];
+		snprintf(left, sizeof(left), "%s%s %s", strlen(table[i].name) > 1 ? "--" : "-",
+			 table[i].name, table[i].arg ? table[i].arg : "");
+		printf("  %-22s %s\n", left, table[i].help);
+	}
+	printf("\nExit status: 0 migrated with integrity ok, 1 failed, 2 bad usage.\n"
+	       "SIGUSR1 to the source forces the switch after the current pass.\n");
+}
+
+static int set_knob(struct mig_opts *o, const char *kv)
+{
+	char key[64], err[256];
+	const char *eq = strchr(kv, '=');
+
+	if (!eq || eq == kv || (size_t)(eq - kv) >= sizeof(key)) {
+		die_msg("bad -o '%s': use -o key=value", kv);
+		return -1;
+	}
+	memcpy(key, kv, (size_t)(eq - kv));
+	key[eq - kv] = '\0';
+	if (hmig_config_set(&o->cfg, key, eq + 1, err)) {
+		die_msg("%s", err);
+		return -1;
+	}
+	return 0;
+}
+
+static int apply(struct mig_opts *o, const char *name, const char *arg)
+{
+	uint64_t u;
+	char err[256];
+
+	if (!strcmp(name, "to"))
+		o->to = arg;
+	else if (!strcmp(name, "listen"))
+		o->listen = arg;
+	else if (!strcmp(name, "guest"))
+		o->backend = arg;
+	else if (!strcmp(name, "mem"))
+		return opt_size("--mem", arg, &o->p.mem_bytes);
+	else if (!strcmp(name, "vcpus")) {
+		if (opt_u64("--vcpus", arg, 1, 64, &u))
+			return -1;
+		o->p.vcpus = (uint32_t)u;
+	} else if (!strcmp(name, "workload")) {
+		if (hmig_synth_workload_check(arg, err)) {
+			die_msg("%s", err);
+			return -1;
+		}
+		o->p.workload = arg;
+	} else if (!strcmp(name, "fill"))
+		return opt_double("--fill", arg, 0, 1, &o->p.fill);
+	else if (!strcmp(name, "seed"))
+		return opt_u64("--seed", arg, 1, UINT64_MAX, &o->p.seed);
+	else if (!strcmp(name, "warmup"))
+		return opt_double("--warmup", arg, 0, 3600, &o->warmup);
+	else if (!strcmp(name, "run-after"))
+		return opt_double("--run-after", arg, 0, 3600, &o->run_after);
+	else if (!strcmp(name, "mode")) {
+		if (hmig_mode_parse(arg, &o->cfg.mode)) {
+			die_msg("bad value for --mode: '%s' (use precopy, postcopy or hybrid)", arg);
+			return -1;
+		}
+	} else if (!strcmp(name, "json"))
+		o->json = arg;
+	else if (!strcmp(name, "ready-fd")) {
+		if (opt_u64("--ready-fd", arg, 3, 1 << 20, &u))
+			return -1;
+		o->ready_fd = (int)u;
+	} else if (!strcmp(name, "quiet"))
+		o->quiet = true;
+	else if (!strcmp(name, "o"))
+		return set_knob(o, arg);
+	return 0;
+}
+
+int mig_parse(int argc, char **argv, enum mig_role role, struct mig_opts *o)
+{
+	struct option longopts[NOPTS + 1];
+	int n = 0, c, idx;
+
+	memset(o, 0, sizeof(*o));
+	o->p = (struct hmig_synth_params){ .mem_bytes = 1ull << 30, .vcpus = 2,
+					   .workload = "uniform:rate=20000", .fill = 1.0 };
+	hmig_config_init(&o->cfg);
+	o->backend = "synth";
+	o->warmup = 1;
+	o->run_after = 1;
+	o->ready_fd = -1;
+	for (size_t i = 0; i < NOPTS; i++) {
+		if (!(table[i].roles & (int)role))
+			continue;
+		longopts[n++] = (struct option){ table[i].name, table[i].has_arg, NULL,
+						 (int)i + 256 };
+	}
+	longopts[n] = (struct option){ 0 };
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, role == ROLE_RECV ? "o:" : "o:", longopts, &idx)) != -1) {
+		const char *name;
+
+		if (c == 'o')
+			name = "o";
+		else if (c >= 256 && c < 256 + (int)NOPTS)
+			name = table[c - 256].name;
+		else {
+			die_msg("unknown or incomplete option '%s': run 'hmig %s --help'",
+				argv[optind - 1], argv[0]);
+			return -1;
+		}
+		if (apply(o, name, optarg))
+			return -1;
+	}
+	if (optind < argc) {
+		die_msg("unexpected argument '%s': run 'hmig %s --help'", argv[optind], argv[0]);
+		return -1;
+	}
+	if (role == ROLE_SEND && !o->to) {
+		die_msg("send needs --to ADDR (where 'hmig recv --listen ADDR' runs)");
+		return -1;
+	}
+	if (role == ROLE_RECV && !o->listen) {
+		die_msg("recv needs --listen ADDR (e.g. --listen :4444)");
+		return -1;
+	}
+	return 0;
+}

@@ -1,0 +1,28 @@
+/* Options shared by 'send', 'recv' and 'demo', declared once. */
+#ifndef HMIG_TOOLS_MIGOPTS_H
+#define HMIG_TOOLS_MIGOPTS_H
+
+#include <stdbool.h>
+
+#include <hmig/hmig.h>
+
+enum mig_role { ROLE_SEND = 1, ROLE_RECV = 2, ROLE_DEMO = 4 };
+
+struct mig_opts {
+	struct hmig_synth_params p;
+	struct hmig_config cfg;
+	const char *backend;
+	double warmup;     /* seconds the source guest runs before the migration */
+	double run_after;  /* seconds the destination guest runs before the oracle */
+	const char *json;
+	const char *to;
+	const char *listen;
+	int ready_fd;      /* recv: write the bound address here, then close it */
+	bool quiet;
+};
+
+/* Parses argv for `role`; prints one line and returns -1 on a bad option. */
+int mig_parse(int argc, char **argv, enum mig_role role, struct mig_opts *o);
+void mig_usage(enum mig_role role);
+
+#endif
