@@ -1,0 +1,182 @@
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static void sleep_s(double s)
+{
+	struct timespec ts = { .tv_sec = (time_t)s, .tv_nsec = (long)((s - (double)(time_t)s) * 1e9) };
+
+	nanosleep(&ts, NULL);
+}
+
+void mig_case_init(struct mig_case *c, const char *workload, uint64_t mem)
+{
+	memset(c, 0, sizeof(*c));
+	c->guest = (struct hmig_synth_params){ .mem_bytes = mem, .vcpus = 2, .workload = workload,
+					       .seed = 11, .fill = 1.0 };
+	hmig_config_init(&c->cfg);
+	c->cfg.mode = HMIG_MODE_PRECOPY;
+	c->cfg.connect_timeout_ms = 5000;
+	c->cfg.accept_timeout_ms = 20000;
+	c->cfg.io_timeout_ms = 10000;
+	c->warmup_s = 0.2;
+	c->run_after_s = 0.3;
+}
+
+static int dump(void *ctx, FILE *f, int (*report)(void *, FILE *))
+{
+	return report(ctx, f);
+}
+
+static int dest_report(void *d, FILE *f)
+{
+	return hmig_dest_report(d, f);
+}
+
+static int src_report(void *s, FILE *f)
+{
+	return hmig_source_report(s, f);
+}
+
+static bool parse_file(const char *path, struct json_val *out)
+{
+	char err[256], *buf = NULL;
+	size_t cap = 0;
+	FILE *f = fopen(path, "r");
+
+	if (!f)
+		return false;
+	ssize_t n = getdelim(&buf, &cap, '\0', f);
+	fclose(f);
+	bool ok = n > 0 && json_parse(buf, (size_t)n, NULL, out, err) == 0;
+	free(buf);
+	return ok;
+}
+
+/* The child: a destination that reports to `json` and exits 0 (ok), 1
+ * (migration failed), 3 (integrity mismatch). */
+static void dest_main(const struct mig_case *c, int ready_fd, const char *json)
+{
+	struct hmig_guest *g;
+	struct hmig_dest *d;
+	char err[256];
+
+	if (hmig_guest_open("synth", NULL, &g, err) ||
+	    hmig_dest_new(&c->cfg, g, "127.0.0.1:0", &d, err)) {
+		fprintf(stderr, "dest setup: %s\n", err);
+		_exit(1);
+	}
+	dprintf(ready_fd, "%s\n", hmig_dest_address(d));
+	close(ready_fd);
+	int rc = hmig_dest_run(d), status = rc ? 1 : 0;
+	if (!rc) {
+		sleep_s(c->run_after_s);
+		g->ops->pause(g);
+		int v = g->ops->verify(g);
+		hmig_dest_set_integrity(d, v ? "mismatch" : "ok", v ? hmig_guest_error(g) : NULL);
+		if (v) {
+			fprintf(stderr, "dest oracle: %s\n", hmig_guest_error(g));
+			status = 3;
+		}
+	} else {
+		fprintf(stderr, "dest: %s\n", hmig_dest_error(d));
+	}
+	FILE *f = fopen(json, "w");
+	if (f) {
+		dump(d, f, dest_report);
+		fclose(f);
+	}
+	hmig_dest_free(d);
+	g->ops->destroy(g);
+	_exit(status);
+}
+
+void mig_run(const struct mig_case *c, struct mig_result *r)
+{
+	char json[] = "/tmp/hmig-test-XXXXXX", addr[128] = "";
+	int pfd[2];
+	struct hmig_guest *g;
+	struct hmig_source *src;
+	char err[256];
+
+	memset(r, 0, sizeof(*r));
+	int tfd = mkstemp(json);
+	cr_assert_geq(tfd, 0);
+	close(tfd);
+	cr_assert_eq(pipe(pfd), 0);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		close(pfd[0]);
+		dest_main(c, pfd[1], json);
+	}
+	close(pfd[1]);
+	struct pollfd p = { .fd = pfd[0], .events = POLLIN };
+	if (poll(&p, 1, 10000) == 1) {
+		ssize_t n = read(pfd[0], addr, sizeof(addr) - 1);
+		addr[n > 0 ? n : 0] = '\0';
+		addr[strcspn(addr, "\n")] = '\0';
+	}
+	close(pfd[0]);
+	cr_assert(addr[0], "the destination never listened");
+
+	cr_assert_eq(hmig_guest_open("synth", &c->guest, &g, err), 0, "%s", err);
+	cr_assert_eq(g->ops->run(g), 0);
+	sleep_s(c->warmup_s);
+	cr_assert_eq(hmig_source_new(&c->cfg, g, &src, err), 0, "%s", err);
+
+	pid_t killer = 0;
+	if (c->kill_dest_after_s > 0) {
+		killer = fork();
+		if (killer == 0) {
+			sleep_s(c->kill_dest_after_s);
+			kill(pid, SIGKILL);
+			_exit(0);
+		}
+	}
+	r->src_rc = hmig_source_run(src, addr);
+	snprintf(r->src_err, sizeof(r->src_err), "%s", hmig_source_error(src));
+	if (killer > 0)
+		waitpid(killer, NULL, 0);
+
+	/* Does the source guest still run?  (It must after a failure.) */
+	struct hmig_guest_stats a, b;
+	g->ops->stats(g, &a);
+	sleep_s(0.2);
+	g->ops->stats(g, &b);
+	r->src_ops_after = b.ops - a.ops;
+
+	char *text = NULL;
+	size_t len = 0;
+	FILE *m = open_memstream(&text, &len);
+	dump(src, m, src_report);
+	fclose(m);
+	r->have_src = json_parse(text, len, NULL, &r->src, err) == 0;
+	free(text);
+	hmig_source_free(src);
+	g->ops->destroy(g);
+
+	int st = 0;
+	waitpid(pid, &st, 0);
+	r->dst_status = WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
+	r->have_dst = parse_file(json, &r->dst);
+	unlink(json);
+}
+
+void mig_result_free(struct mig_result *r)
+{
+	if (r->have_src)
+		json_val_free(&r->src);
+	if (r->have_dst)
+		json_val_free(&r->dst);
+}

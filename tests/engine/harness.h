@@ -1,0 +1,35 @@
+/* Two-process migrations for the engine tests: the destination runs in a
+ * forked child (its own address space, its own userfaultfd), the source in
+ * the test process, over loopback TCP.  Both reports come back parsed. */
+#ifndef HMIG_TESTS_ENGINE_HARNESS_H
+#define HMIG_TESTS_ENGINE_HARNESS_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include <hmig/hmig.h>
+
+#include "stats/json.h"
+
+struct mig_case {
+	struct hmig_synth_params guest;
+	struct hmig_config cfg;
+	double warmup_s;      /* source guest runs this long first */
+	double run_after_s;   /* destination guest runs this long before the oracle */
+	double kill_dest_after_s; /* > 0: SIGKILL the destination this long after connect */
+};
+
+struct mig_result {
+	int src_rc;               /* hmig_source_run */
+	char src_err[256];
+	int dst_status;           /* child exit status; -signal if killed */
+	struct json_val src, dst; /* reports (dst empty when the child died) */
+	bool have_src, have_dst;
+	uint64_t src_ops_after;   /* source guest ops in 200 ms after the run */
+};
+
+void mig_case_init(struct mig_case *c, const char *workload, uint64_t mem);
+void mig_run(const struct mig_case *c, struct mig_result *r);
+void mig_result_free(struct mig_result *r);
+
+#endif

@@ -1,0 +1,201 @@
+/* Pre-copy migrations between two processes over loopback, each checked byte
+ * for byte by the oracle on the destination. */
+#include <criterion/criterion.h>
+#include <criterion/parameterized.h>
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+
+#include "harness.h"
+#include "uffd/uffd.h"
+
+#define MIB (1ull << 20)
+
+static void need_uffd(void)
+{
+	struct uffd_probe p;
+	int rc = uffd_probe(&p);
+
+	if (rc)
+		cr_skip_test("userfaultfd unavailable: %s", strerror(-rc));
+	if (!(p.features & UFFD_FEATURE_WP_UNPOPULATED) && !(p.features & UFFD_FEATURE_WP_ASYNC))
+		cr_log_info("no async write-protect: the sync dirty log runs");
+}
+
+static uint64_t rep_u64(const struct json_val *r, const char *path)
+{
+	uint64_t v = 0;
+
+	cr_assert_eq(json_path_u64(r, path, &v), 0, "report has no %s", path);
+	return v;
+}
+
+static const char *rep_str(const struct json_val *r, const char *path)
+{
+	const char *s = json_path_str(r, path);
+
+	cr_assert_not_null(s, "report has no %s", path);
+	return s;
+}
+
+/* Both sides say ok and the destination's oracle agrees. */
+static void assert_migrated(struct mig_result *r, const char *what)
+{
+	cr_assert_eq(r->src_rc, 0, "%s: source failed: %s", what, r->src_err);
+	cr_assert_eq(r->dst_status, 0, "%s: destination exited %d", what, r->dst_status);
+	cr_assert(r->have_src && r->have_dst, "%s: a report is missing", what);
+	cr_assert_str_eq(rep_str(&r->src, "result"), "ok");
+	cr_assert_str_eq(rep_str(&r->dst, "result"), "ok");
+	cr_assert_str_eq(rep_str(&r->dst, "integrity"), "ok", "%s", what);
+}
+
+static const char *workloads[] = {
+	"idle", "uniform:rate=20000", "zipf:rate=50000", "seq:rate=20000",
+	"read:rate=50000,write_pct=20", "kv:rate=100000,set_pct=20",
+};
+
+static int workload_idx[] = { 0, 1, 2, 3, 4, 5 };
+
+ParameterizedTestParameters(engine, precopy_every_workload)
+{
+	return cr_make_param_array(int, workload_idx,
+				   sizeof(workload_idx) / sizeof(workload_idx[0]));
+}
+
+ParameterizedTest(int *i, engine, precopy_every_workload, .timeout = 120)
+{
+	struct mig_case c;
+	struct mig_result r;
+
+	need_uffd();
+	mig_case_init(&c, workloads[*i], 64 * MIB);
+	mig_run(&c, &r);
+	assert_migrated(&r, workloads[*i]);
+	cr_assert_geq(rep_u64(&r.src, "pages.sent") + rep_u64(&r.src, "pages.zero"),
+		      64 * MIB / 4096, "pass 0 must send every page");
+	mig_result_free(&r);
+}
+
+Test(engine, max_passes_1_is_one_pass_then_stopcopy, .timeout = 120)
+{
+	struct mig_case c;
+	struct mig_result r;
+
+	need_uffd();
+	mig_case_init(&c, "uniform", 64 * MIB); /* unthrottled: never converges in one pass */
+	c.cfg.max_passes = 1;
+	c.cfg.dirty_threshold_pages = 0;
+	c.cfg.downtime_target_ms = 0;
+	mig_run(&c, &r);
+	assert_migrated(&r, "max_passes=1");
+	cr_assert_eq(json_len(json_get(&r.src, "passes")), 1);
+	cr_assert_str_eq(rep_str(&r.src, "switchover.reason"), "max_passes");
+	cr_assert_gt(rep_u64(&r.src, "bytes.stopcopy"), 0);
+	mig_result_free(&r);
+}
+
+Test(engine, idle_guest_converges_and_zero_pages_carry_no_data, .timeout = 120)
+{
+	struct mig_case c;
+	struct mig_result r;
+
+	need_uffd();
+	mig_case_init(&c, "idle", 64 * MIB);
+	c.guest.fill = 0.25;
+	mig_run(&c, &r);
+	assert_migrated(&r, "idle");
+	size_t passes = json_len(json_get(&r.src, "passes"));
+	cr_assert_leq(passes, 2, "an idle guest took %zu passes", passes);
+	cr_assert_str_eq(rep_str(&r.src, "switchover.reason"), "converged");
+	uint64_t sent = rep_u64(&r.src, "pages.sent"), zero = rep_u64(&r.src, "pages.zero");
+	uint64_t npages = 64 * MIB / 4096;
+	cr_assert_eq(sent + zero, npages);
+	/* A quarter of the pages hold data; the zero pages travel as pfns only. */
+	cr_assert_lt(sent, npages / 3, "%lu pages sent with data", (unsigned long)sent);
+	cr_assert_gt(zero, npages / 2);
+	uint64_t bytes = rep_u64(&r.src, "bytes.total");
+	/* data + pfn lists + the vCPU state (4 bytes a page) + record headers */
+	uint64_t most = sent * 4096 + zero * 8 + npages * 4 + 64 * 1024;
+	cr_assert_leq(bytes, most, "%lu bytes for %lu data pages", (unsigned long)bytes,
+		      (unsigned long)sent);
+	mig_result_free(&r);
+}
+
+Test(engine, high_dirty_rate_hits_max_passes, .timeout = 120)
+{
+	struct mig_case c;
+	struct mig_result r;
+
+	need_uffd();
+	mig_case_init(&c, "uniform", 64 * MIB);
+	c.cfg.max_passes = 3;
+	c.cfg.min_progress = 0;
+	c.cfg.dirty_threshold_pages = 0;
+	c.cfg.downtime_target_ms = 0;
+	mig_run(&c, &r);
+	assert_migrated(&r, "high dirty rate");
+	cr_assert_eq(json_len(json_get(&r.src, "passes")), 3);
+	cr_assert_str_eq(rep_str(&r.src, "switchover.reason"), "max_passes");
+	cr_assert_gt(rep_u64(&r.src, "switchover.stale_pages"), 0);
+	mig_result_free(&r);
+}
+
+Test(engine, destination_killed_mid_pass_leaves_source_running, .timeout = 120)
+{
+	struct mig_case c;
+	struct mig_result r;
+
+	need_uffd();
+	mig_case_init(&c, "uniform:rate=20000", 64 * MIB);
+	c.cfg.rate_limit_bps = 16 * MIB; /* pass 0 takes ~4 s: time to kill it */
+	c.kill_dest_after_s = 0.8;
+	mig_run(&c, &r);
+	cr_assert_lt(r.src_rc, 0, "the source claims success with a dead destination");
+	cr_assert(strstr(r.src_err, "destination"), "error does not name the peer: %s", r.src_err);
+	cr_assert_eq(r.dst_status, -SIGKILL);
+	cr_assert_gt(r.src_ops_after, 0, "the source guest stopped running after the failure");
+	cr_assert_str_eq(rep_str(&r.src, "result"), "failed");
+	mig_result_free(&r);
+}
+
+Test(engine, unreachable_destination_is_one_clear_error, .timeout = 60)
+{
+	struct hmig_synth_params p = { .mem_bytes = 4 * MIB, .vcpus = 1, .workload = "idle",
+				       .fill = 1 };
+	struct hmig_config cfg;
+	struct hmig_guest *g;
+	struct hmig_source *s;
+	char err[256];
+
+	hmig_config_init(&cfg);
+	cfg.connect_timeout_ms = 300;
+	cr_assert_eq(hmig_guest_open("synth", &p, &g, err), 0, "%s", err);
+	cr_assert_eq(g->ops->run(g), 0);
+	cr_assert_eq(hmig_source_new(&cfg, g, &s, err), 0);
+	/* Port 1 on loopback: nothing listens there. */
+	int rc = hmig_source_run(s, "127.0.0.1:1");
+	cr_assert_lt(rc, 0);
+	cr_assert(strstr(hmig_source_error(s), "127.0.0.1:1"), "%s", hmig_source_error(s));
+	cr_assert_null(strchr(hmig_source_error(s), '\n'), "more than one line");
+	hmig_source_free(s);
+	g->ops->destroy(g);
+}
+
+Test(engine, address_in_use_is_refused_at_once, .timeout = 30)
+{
+	struct hmig_config cfg;
+	struct hmig_guest *g1, *g2;
+	struct hmig_dest *d1, *d2;
+	char err[256];
+
+	hmig_config_init(&cfg);
+	cr_assert_eq(hmig_guest_open("synth", NULL, &g1, err), 0);
+	cr_assert_eq(hmig_guest_open("synth", NULL, &g2, err), 0);
+	cr_assert_eq(hmig_dest_new(&cfg, g1, "127.0.0.1:0", &d1, err), 0, "%s", err);
+	int rc = hmig_dest_new(&cfg, g2, hmig_dest_address(d1), &d2, err);
+	cr_assert_eq(rc, -EADDRINUSE, "%d: %s", rc, err);
+	cr_assert(strstr(err, "in use"), "%s", err);
+	hmig_dest_free(d1);
+	g1->ops->destroy(g1);
+	g2->ops->destroy(g2);
+}
