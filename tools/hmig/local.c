@@ -1,0 +1,148 @@
+/* A migration between two local processes: 'hmig recv' as a child on a
+ * loopback port, the source in this process.  Used by demo and bench. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cmd.h"
+#include "local.h"
+
+static char *slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "r");
+	char *buf = NULL;
+
+	*len = 0;
+	if (!f)
+		return NULL;
+	if (fseek(f, 0, SEEK_END) == 0) {
+		long n = ftell(f);
+
+		rewind(f);
+		buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
+		if (buf) {
+			*len = fread(buf, 1, (size_t)n, f);
+			buf[*len] = '\0';
+		}
+	}
+	fclose(f);
+	return buf;
+}
+
+/* Starts the destination: this binary's 'recv' on 127.0.0.1, any port, its
+ * stdout into out_path; returns the address it bound (read from a pipe). */
+static pid_t start_dest(int argc, char **argv, const struct mig_opts *o, const char *json_path,
+			const char *out_path, char *addr, size_t addr_len)
+{
+	int pfd[2];
+	char run_after[32];
+
+	if (pipe2(pfd, O_CLOEXEC))
+		return -1;
+	pid_t pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		char *args[64];
+		int n = 0;
+
+		snprintf(run_after, sizeof(run_after), "%g", o->run_after);
+		args[n++] = "hmig";
+		args[n++] = "recv";
+		args[n++] = "--listen";
+		args[n++] = "127.0.0.1:0";
+		args[n++] = "--ready-fd";
+		args[n++] = "3";
+		args[n++] = "--json";
+		args[n++] = (char *)json_path;
+		args[n++] = "--run-after";
+		args[n++] = run_after;
+		/* Knobs apply to both sides. */
+		for (int i = 1; i < argc && n < 60; i++)
+			if (!strcmp(argv[i], "-o") && i + 1 < argc) {
+				args[n++] = "-o";
+				args[n++] = argv[++i];
+			} else if (!strncmp(argv[i], "-o", 2) && argv[i][2]) {
+				args[n++] = argv[i];
+			}
+		args[n] = NULL;
+		int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		if (out < 0 || dup2(out, 1) < 0 || dup2(pfd[1], 3) < 0)
+			_exit(1);
+		execv("/proc/self/exe", args);
+		_exit(127);
+	}
+	close(pfd[1]);
+	struct pollfd p = { .fd = pfd[0], .events = POLLIN };
+	ssize_t got = 0;
+	/* 10 s covers a loaded machine; the child only has to bind a socket. */
+	if (poll(&p, 1, 10000) == 1)
+		got = read(pfd[0], addr, addr_len - 1);
+	close(pfd[0]);
+	if (got <= 0) {
+		addr[0] = '\0';
+		return pid; /* the caller reaps it and reports */
+	}
+	addr[got] = '\0';
+	addr[strcspn(addr, "\n")] = '\0';
+	return pid;
+}
+
+
+int local_migrate(const struct mig_opts *o, int argc, char **argv, struct local_run *lr)
+{
+	char dir[] = "/tmp/hmig-local.XXXXXX", dst_json[64], dst_out[64], src_json[64], addr[128];
+
+	memset(lr, 0, sizeof(*lr));
+	if (!mkdtemp(dir)) {
+		die_msg("cannot make a temporary directory: %s", strerror(errno));
+		return 1;
+	}
+	snprintf(dst_json, sizeof(dst_json), "%s/dest.json", dir);
+	snprintf(dst_out, sizeof(dst_out), "%s/dest.out", dir);
+	snprintf(src_json, sizeof(src_json), "%s/source.json", dir);
+
+	pid_t pid = start_dest(argc, argv, o, dst_json, dst_out, addr, sizeof(addr));
+	if (pid < 0) {
+		die_msg("cannot start the destination process: %s", strerror(errno));
+		rmdir(dir);
+		return 1;
+	}
+	int src_status = 1;
+	if (addr[0]) {
+		struct mig_opts so = *o;
+
+		so.json = src_json;
+		src_status = run_source(&so, addr);
+	}
+	int wst = 0;
+	if (!addr[0] || src_status)
+		kill(pid, SIGTERM); /* a destination left waiting would wait forever */
+	waitpid(pid, &wst, 0);
+	int dst_status = WIFEXITED(wst) ? WEXITSTATUS(wst) : 1;
+	if (!addr[0])
+		die_msg("the destination process did not start listening (status %d)", dst_status);
+
+	lr->dst_out = slurp(dst_out, &lr->dst_out_len);
+	lr->src_json = slurp(src_json, &lr->src_len);
+	lr->dst_json = slurp(dst_json, &lr->dst_len);
+	unlink(dst_json);
+	unlink(dst_out);
+	unlink(src_json);
+	rmdir(dir);
+	return src_status || dst_status ? 1 : 0;
+}
+
+void local_run_free(struct local_run *lr)
+{
+	free(lr->dst_out);
+	free(lr->src_json);
+	free(lr->dst_json);
+	memset(lr, 0, sizeof(*lr));
+}
