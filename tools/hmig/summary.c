@@ -67,7 +67,10 @@ void summary_print(const struct json_val *r, FILE *f)
 			u64(r, "faults.count"), num(r, "faults.latency_us.p50"),
 			num(r, "faults.latency_us.p99"), num(r, "faults.latency_us.max"),
 			num(r, "faults.blocktime_ms"));
-	fprintf(f, "   integrity: %s\n", str(r, "integrity"));
+	if (side && !strcmp(side, "source"))
+		fprintf(f, "   integrity: checked by the destination's oracle\n");
+	else
+		fprintf(f, "   integrity: %s\n", str(r, "integrity"));
 }
 
 int summary_capture(int (*write)(void *ctx, FILE *f), void *ctx, struct json_val *out,
