@@ -16,7 +16,10 @@ static int uffd_syscall(void)
 	return ret_errno(syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK));
 }
 
-int uffd_open(uint64_t features)
+/* Opens a userfaultfd and runs the UFFDIO_API handshake asking for
+ * `features`; *got (if non-NULL) receives what the kernel offers.  The
+ * handshake may run once per fd, so probing and opening both come here. */
+static int uffd_api(uint64_t features, uint64_t *got)
 {
 	struct uffdio_api api = { .api = UFFD_API, .features = features };
 	int fd = uffd_syscall();
@@ -29,27 +32,25 @@ int uffd_open(uint64_t features)
 		close(fd);
 		return rc;
 	}
+	if (got)
+		*got = api.features;
 	return fd;
+}
+
+int uffd_open(uint64_t features)
+{
+	return uffd_api(features, NULL);
 }
 
 int uffd_probe(struct uffd_probe *p)
 {
-	struct uffdio_api api = { .api = UFFD_API };
-	int fd = uffd_syscall();
-
 	p->features = 0;
 	p->pagemap_scan = false;
+	/* Asking for no feature reports every one the kernel has. */
+	int fd = uffd_api(0, &p->features);
 	if (fd < 0)
 		return fd;
-	/* UFFDIO_API may be called once per fd: asking for nothing reports all. */
-	if (ioctl(fd, UFFDIO_API, &api) < 0) {
-		int rc = -errno;
-
-		close(fd);
-		return rc;
-	}
 	close(fd);
-	p->features = api.features;
 
 	/* An empty scan of a valid range is enough: kernels without PAGEMAP_SCAN
 	 * answer ENOTTY. */

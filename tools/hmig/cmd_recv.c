@@ -52,9 +52,7 @@ int cmd_recv(int argc, char **argv)
 	struct mig_opts o;
 	struct hmig_guest *g;
 	struct hmig_dest *d;
-	struct json_val rep;
-	char err[256], *text = NULL;
-	size_t len = 0;
+	char err[256];
 	int rc, status = 1;
 
 	if (mig_parse(argc, argv, ROLE_RECV, &o))
@@ -80,14 +78,8 @@ int cmd_recv(int argc, char **argv)
 		die_msg("%s", hmig_dest_error(d));
 	else if (run_and_verify(d, g, o.run_after) == 0)
 		status = 0;
-	if (summary_capture(write_dest_report, d, &rep, &text, &len) == 0) {
-		if (!o.quiet)
-			summary_print(&rep, stdout);
-		json_val_free(&rep);
-	}
-	if (o.json && text && write_text_file(o.json, text, len))
+	if (summary_finish(write_dest_report, d, o.quiet, o.json))
 		status = 1;
-	free(text);
 	hmig_dest_free(d);
 	g->ops->destroy(g);
 	return status;

@@ -42,9 +42,7 @@ int run_source(const struct mig_opts *o, const char *to)
 {
 	struct hmig_guest *g;
 	struct hmig_source *src;
-	struct json_val rep;
-	char err[256], *text = NULL;
-	size_t len = 0;
+	char err[256];
 	int rc, status = 1;
 
 	rc = hmig_guest_open(o->backend, &o->p, &g, err);
@@ -71,14 +69,8 @@ int run_source(const struct mig_opts *o, const char *to)
 		die_msg("%s", hmig_source_error(src));
 	else
 		status = 0;
-	if (summary_capture(write_source_report, src, &rep, &text, &len) == 0) {
-		if (!o->quiet)
-			summary_print(&rep, stdout);
-		json_val_free(&rep);
-	}
-	if (o->json && text && write_text_file(o->json, text, len))
+	if (summary_finish(write_source_report, src, o->quiet, o->json))
 		status = 1;
-	free(text);
 	hmig_source_free(src);
 out_guest:
 	g->ops->destroy(g);

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cmd.h"
 #include "summary.h"
 
 static double num(const struct json_val *r, const char *path)
@@ -88,4 +89,23 @@ int summary_capture(int (*write)(void *ctx, FILE *f), void *ctx, struct json_val
 	if (rc)
 		return rc;
 	return json_parse(*text, *len, NULL, out, err);
+}
+
+int summary_finish(int (*write)(void *ctx, FILE *f), void *ctx, bool quiet,
+		   const char *json_path)
+{
+	struct json_val rep;
+	char *text = NULL;
+	size_t len = 0;
+	int rc = 0;
+
+	if (summary_capture(write, ctx, &rep, &text, &len) == 0) {
+		if (!quiet)
+			summary_print(&rep, stdout);
+		json_val_free(&rep);
+	}
+	if (json_path && text && write_text_file(json_path, text, len))
+		rc = -1;
+	free(text);
+	return rc;
 }

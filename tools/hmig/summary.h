@@ -3,6 +3,7 @@
 #ifndef HMIG_TOOLS_SUMMARY_H
 #define HMIG_TOOLS_SUMMARY_H
 
+#include <stdbool.h>
 #include <stdio.h>
 
 #include "stats/json.h"
@@ -12,5 +13,11 @@ void summary_print(const struct json_val *report, FILE *f);
 /* Writes a report through `write` into memory and parses it back. */
 int summary_capture(int (*write)(void *ctx, FILE *f), void *ctx, struct json_val *out,
 		    char **text, size_t *len);
+
+/* The tail of send and recv: captures the report written by `write`, prints
+ * its summary unless quiet, writes it to json_path if given.  0, or -1 when
+ * the file could not be written (the reason is printed). */
+int summary_finish(int (*write)(void *ctx, FILE *f), void *ctx, bool quiet,
+		   const char *json_path);
 
 #endif
