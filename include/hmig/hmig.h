@@ -38,6 +38,14 @@ enum hmig_reason {
 	HMIG_REASON_FORCED,      /* operator, or switch_after_ms */
 };
 
+/* What the post-copy pusher sends first. */
+enum hmig_push {
+	HMIG_PUSH_SEQ,  /* pfn order */
+	HMIG_PUSH_HOT,  /* pages dirtied most often during pre-copy first */
+	HMIG_PUSH_NEAR, /* after each pull, the next near_pages pages first; else seq */
+	HMIG_PUSH_OFF,  /* nothing: pure demand paging */
+};
+
 /* The knobs.  hmig_config_init sets the defaults; hmig_config_set takes
  * "-o key=value" strings (keys as the member names). */
 struct hmig_config {
@@ -50,6 +58,9 @@ struct hmig_config {
 	double min_progress;            /* give up when a pass shrinks the dirty set by less; 0 = off */
 	uint32_t precopy_passes;        /* postcopy mode: passes before the switch (0) */
 	double switch_after_ms;         /* force the switch after this long; 0 = never */
+	/* post-copy */
+	enum hmig_push push;            /* pusher order (hot) */
+	uint32_t near_pages;            /* push=near: pages after a pulled one (16) */
 	/* transfer */
 	uint32_t batch_pages;           /* pages per PAGES record on the bulk channel */
 	uint64_t rate_limit_bps;        /* bulk bandwidth cap, bytes/s; 0 = none */
@@ -69,6 +80,7 @@ int hmig_config_set(struct hmig_config *cfg, const char *key, const char *value,
 const char *hmig_mode_name(enum hmig_mode m);
 int hmig_mode_parse(const char *s, enum hmig_mode *m);
 const char *hmig_reason_name(enum hmig_reason r);
+const char *hmig_push_name(enum hmig_push p);
 
 /* ------------------------------------------------------------ source */
 

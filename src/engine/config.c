@@ -13,7 +13,7 @@
 void hmig_config_init(struct hmig_config *cfg)
 {
 	*cfg = (struct hmig_config){
-		.mode = HMIG_MODE_PRECOPY, /* hybrid once post-copy lands */
+		.mode = HMIG_MODE_HYBRID,
 		.max_passes = 5,            /* Xen's default iteration limit */
 		.dirty_threshold_pages = 50,/* Xen's "few enough dirty pages" */
 		.downtime_target_ms = 300,  /* QEMU's downtime-limit default */
@@ -21,8 +21,12 @@ void hmig_config_init(struct hmig_config *cfg)
 		/* A pass that shrinks the dirty set by under 10% is mostly
 		 * resending the same hot pages. */
 		.min_progress = 0.1,
-		.precopy_passes = 0,
+		.precopy_passes = 1, /* postcopy mode: pass 0, then switch */
 		.switch_after_ms = 0,
+		.push = HMIG_PUSH_HOT,
+		/* 16 pages = 64 KiB after a fault: one TCP window's worth of
+		 * read-ahead, small next to a 1 MiB push batch. */
+		.near_pages = 16,
 		/* 256 pages = 1 MiB a record: large enough that the per-record
 		 * cost vanishes, small enough to overlap with the next pass. */
 		.batch_pages = 256,
@@ -34,7 +38,7 @@ void hmig_config_init(struct hmig_config *cfg)
 	};
 }
 
-enum knob_type { K_U32, K_U64, K_INT, K_DOUBLE, K_MODE, K_DIRTY };
+enum knob_type { K_U32, K_U64, K_INT, K_DOUBLE, K_MODE, K_DIRTY, K_PUSH };
 
 struct knob {
 	const char *key;
@@ -55,6 +59,8 @@ static const struct knob knobs[] = {
 	KNOB(min_progress, K_DOUBLE, 0, 1, "give up when a pass shrinks the dirty set by less"),
 	KNOB(precopy_passes, K_U32, 0, 1000, "postcopy mode: passes before the switch"),
 	KNOB(switch_after_ms, K_DOUBLE, 0, 1e9, "force the switch after this long (0 = never)"),
+	KNOB(push, K_PUSH, 0, 0, "post-copy pusher order: seq, hot, near or off"),
+	KNOB(near_pages, K_U32, 1, 1024, "push=near: pages pushed after each pulled one"),
 	KNOB(batch_pages, K_U32, 1, 1024, "pages per PAGES record"),
 	KNOB(rate_limit_bps, K_U64, 0, 1e15, "bulk channel cap in bytes/s (0 = none)"),
 	KNOB(connect_timeout_ms, K_INT, 1, 3.6e6, "connect / accept timeout"),
@@ -82,6 +88,17 @@ const char *hmig_mode_name(enum hmig_mode m)
 	case HMIG_MODE_PRECOPY: return "precopy";
 	case HMIG_MODE_POSTCOPY: return "postcopy";
 	case HMIG_MODE_HYBRID: return "hybrid";
+	}
+	return "?";
+}
+
+const char *hmig_push_name(enum hmig_push p)
+{
+	switch (p) {
+	case HMIG_PUSH_SEQ: return "seq";
+	case HMIG_PUSH_HOT: return "hot";
+	case HMIG_PUSH_NEAR: return "near";
+	case HMIG_PUSH_OFF: return "off";
 	}
 	return "?";
 }
@@ -141,6 +158,14 @@ int hmig_config_set(struct hmig_config *cfg, const char *key, const char *value,
 			return err_setf(errbuf, -EINVAL,
 					"bad dirty mode '%s': use auto, async or sync", value);
 		return 0;
+	case K_PUSH:
+		for (int i = HMIG_PUSH_SEQ; i <= HMIG_PUSH_OFF; i++)
+			if (!strcmp(value, hmig_push_name((enum hmig_push)i))) {
+				*(enum hmig_push *)field = (enum hmig_push)i;
+				return 0;
+			}
+		return err_setf(errbuf, -EINVAL, "bad push order '%s': use seq, hot, near or off",
+				value);
 	default:
 		break;
 	}

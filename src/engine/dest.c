@@ -17,30 +17,12 @@
 #include "common/bitmap.h"
 #include "common/clock.h"
 #include "common/err.h"
-#include "engine/engine.h"
+#include "engine/dest.h"
 
 enum dst_state { D_SETUP, D_RECEIVING, D_RESUMED, D_COMPLETE, D_FAILED };
 
 static const char *const state_names[] = {
 	"setup", "receiving", "resumed", "complete", "failed",
-};
-
-struct hmig_dest {
-	struct hmig_config cfg;
-	struct hmig_guest *g;
-	struct hmig_guest_geometry geo;
-	enum dst_state state;
-	struct net_listener listener;
-	struct net_pair net;
-	struct rec_buf rx;
-	uint64_t *present;   /* pages installed */
-	uint64_t npresent;
-	uint64_t *stale;     /* the stale set, as the source sent it */
-	bool vcpus_restored, postcopy, source_done;
-	uint64_t t0, t_switch;
-	uint64_t installs, duplicates;
-	struct stats_report rep;
-	char err[ERR_LEN];
 };
 
 static void timeline(struct hmig_dest *d, const char *phase)
@@ -59,7 +41,7 @@ static void timeline(struct hmig_dest *d, const char *phase)
 }
 
 /* States change here only, and each change is a timeline row. */
-static void set_state(struct hmig_dest *d, enum dst_state st)
+static void set_state(struct hmig_dest *d, int st)
 {
 	d->state = st;
 	timeline(d, state_names[st]);
@@ -77,6 +59,9 @@ int hmig_dest_new(const struct hmig_config *cfg, struct hmig_guest *guest,
 		return err_setf(errbuf, -ENOMEM, "out of memory");
 	d->cfg = *cfg;
 	d->g = guest;
+	pthread_mutex_init(&d->lock, NULL);
+	pthread_cond_init(&d->all_present, NULL);
+	stats_hist_init(&d->fault_lat);
 	stats_report_init(&d->rep, STATS_SIDE_DESTINATION);
 	rc = net_listen(&d->listener, listen_addr, &opts);
 	if (rc) {
@@ -124,6 +109,8 @@ static int accept_and_hello(struct hmig_dest *d)
 		return err_setf(d->err, rc, "cannot hold the source's guest: %s",
 				hmig_guest_error(d->g));
 	d->geo = peer.geo;
+	d->cfg.mode = peer.mode == PROTO_MODE_PRECOPY ? HMIG_MODE_PRECOPY
+		    : peer.mode == PROTO_MODE_POSTCOPY ? HMIG_MODE_POSTCOPY : HMIG_MODE_HYBRID;
 	d->present = bitmap_new(d->geo.npages);
 	d->stale = bitmap_new(d->geo.npages);
 	if (!d->present || !d->stale)
@@ -139,33 +126,51 @@ static int accept_and_hello(struct hmig_dest *d)
 
 /* -------------------------------------------------------------- receiving */
 
-/* Installs n pages from pfn on (data NULL: zero pages) and keeps the
- * present set; a page that was present already counts as a duplicate. */
-static int install(struct hmig_dest *d, uint64_t pfn, uint32_t n, const void *data)
+int dest_install(struct hmig_dest *d, uint64_t pfn, uint32_t n, const void *data,
+		 enum via via, char *err)
 {
+	pthread_mutex_lock(&d->lock);
 	int rc = d->g->ops->page_install(d->g, pfn, n, data);
-
-	if (rc < 0)
-		return err_setf(d->err, rc, "installing pfn %lu: %s", (unsigned long)pfn,
+	if (rc < 0) {
+		pthread_mutex_unlock(&d->lock);
+		return err_setf(err, rc, "installing pfn %lu: %s", (unsigned long)pfn,
 				hmig_guest_error(d->g));
+	}
+	uint64_t now = d->started ? clock_now_ns() : 0;
 	for (uint64_t p = pfn; p < pfn + n; p++) {
 		if (bitmap_test(d->present, p)) {
 			d->duplicates++;
-		} else {
-			bitmap_set(d->present, p);
-			d->npresent++;
+			continue;
+		}
+		bitmap_set(d->present, p);
+		d->npresent++;
+		if (via == VIA_PULL)
+			d->pulled++;
+		else if (via == VIA_PUSH)
+			d->pushed++;
+		/* Fault latency: from the handler reading the fault to here. */
+		if (d->t_fault && d->t_fault[p]) {
+			uint64_t lat = now - d->t_fault[p];
+
+			stats_hist_add(&d->fault_lat, lat);
+			d->blocktime_ns += (double)lat * d->waiters[p];
+			d->t_fault[p] = 0;
 		}
 	}
 	d->installs += n;
+	if (d->npresent == d->geo.npages)
+		pthread_cond_broadcast(&d->all_present);
+	pthread_mutex_unlock(&d->lock);
 	return 0;
 }
 
 /* PAGES and ZERO: one install per run of adjacent pfns (the usual case in
  * a pass), which the backend turns into one UFFDIO_COPY. */
-static int on_pages(struct hmig_dest *d, const struct proto_hdr *h)
+int dest_install_record(struct hmig_dest *d, const struct proto_hdr *h, const void *body,
+			enum via via, char *err)
 {
 	struct proto_pages pg;
-	int rc = proto_pages_decode(h, d->rx.p, &d->geo, &pg, d->err);
+	int rc = proto_pages_decode(h, body, &d->geo, &pg, err);
 
 	if (rc)
 		return rc;
@@ -176,7 +181,7 @@ static int on_pages(struct hmig_dest *d, const struct proto_hdr *h)
 		while (j < pg.count && proto_pages_pfn(&pg, j) == first + (j - i))
 			j++;
 		const void *data = pg.data ? pg.data + (size_t)i * d->geo.page_size : NULL;
-		if ((rc = install(d, first, j - i, data)))
+		if ((rc = dest_install(d, first, j - i, data, via, err)))
 			return rc;
 		i = j;
 	}
@@ -203,6 +208,33 @@ static int on_stale(struct hmig_dest *d, const struct proto_hdr *h)
 	return proto_stale_decode(h, d->rx.p, &d->geo, d->stale, d->err);
 }
 
+static int start_guest(struct hmig_dest *d);
+
+/* Post-copy: the stale pages become missing again, the fault handler starts,
+ * and the guest resumes at once; what it touches is pulled. */
+static int switch_to_postcopy(struct hmig_dest *d)
+{
+	int64_t dropped = d->g->ops->pages_drop(d->g, d->stale);
+	int rc;
+
+	if (dropped < 0)
+		return err_setf(d->err, (int)dropped, "%s", hmig_guest_error(d->g));
+	pthread_mutex_lock(&d->lock);
+	for (uint64_t w = 0; w < BITMAP_WORDS(d->geo.npages); w++) {
+		d->npresent -= (uint64_t)__builtin_popcountll(d->present[w] & d->stale[w]);
+		d->present[w] &= ~d->stale[w];
+	}
+	pthread_mutex_unlock(&d->lock);
+	d->postcopy = true;
+	d->t_fault = calloc(d->geo.npages, sizeof(*d->t_fault));
+	d->waiters = calloc(d->geo.npages, sizeof(*d->waiters));
+	if (!d->t_fault || !d->waiters)
+		return err_setf(d->err, -ENOMEM, "out of memory for fault bookkeeping");
+	if ((rc = fault_start(d)))
+		return rc;
+	return start_guest(d);
+}
+
 static int on_vcpu_state(struct hmig_dest *d, const struct proto_hdr *h)
 {
 	const void *blob;
@@ -213,38 +245,45 @@ static int on_vcpu_state(struct hmig_dest *d, const struct proto_hdr *h)
 		return rc;
 	if (d->vcpus_restored)
 		return err_setf(d->err, -EPROTO, "the source sent VCPU_STATE twice");
-	if (h->flags & PROTO_FLAG_POSTCOPY)
-		return err_setf(d->err, -EOPNOTSUPP,
-				"the source asks for post-copy, which this destination does not do yet");
 	rc = d->g->ops->vcpu_restore(d->g, blob, len);
 	if (rc)
 		return err_setf(d->err, rc, "restoring vCPU state: %s", hmig_guest_error(d->g));
 	d->vcpus_restored = true;
 	d->rep.switchover.stale_pages = bitmap_count(d->stale, d->geo.npages);
-	return 0;
+	if (!(h->flags & PROTO_FLAG_POSTCOPY))
+		return 0; /* stop-and-copy: the stale pages follow, then DONE */
+	return switch_to_postcopy(d);
 }
 
-/* Every page is here: stop trapping faults, start the guest, tell the
- * source it may let go. */
-static int resume_guest(struct hmig_dest *d)
+/* Starts the guest here and tells the source (RESUMED).  Stop-and-copy
+ * gets here with every page present; post-copy with the stale set missing
+ * and the fault handler running. */
+static int start_guest(struct hmig_dest *d)
 {
 	uint8_t buf[PROTO_HDR_LEN + 24];
 	int rc, n;
 
 	if (!d->vcpus_restored)
 		return err_setf(d->err, -EPROTO, "the source finished without sending vCPU state");
-	if (d->npresent != d->geo.npages)
+	if (!d->postcopy && d->npresent != d->geo.npages)
 		return err_setf(d->err, -EPROTO,
 				"the source finished but %lu of %lu pages never arrived",
 				(unsigned long)(d->geo.npages - d->npresent),
 				(unsigned long)d->geo.npages);
-	if ((rc = d->g->ops->faults_done(d->g)))
-		return err_setf(d->err, rc, "%s", hmig_guest_error(d->g));
+	pthread_mutex_lock(&d->lock);
+	d->started = true;
+	pthread_mutex_unlock(&d->lock);
 	if ((rc = d->g->ops->start(d->g)))
 		return err_setf(d->err, rc, "starting the guest: %s", hmig_guest_error(d->g));
-	uint64_t now = clock_now_ns();
+	d->t_resume = clock_now_ns();
+	{
+		struct net_chan_stats b;
+
+		net_chan_stats(&d->net.bulk, &b);
+		d->bulk_at_resume = b.bytes_recv;
+	}
 	set_state(d, D_RESUMED);
-	struct proto_resumed r = { .downtime_ns = d->t_switch ? now - d->t_switch : 0 };
+	struct proto_resumed r = { .downtime_ns = d->t_switch ? d->t_resume - d->t_switch : 0 };
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	r.resume_wall_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
@@ -252,13 +291,47 @@ static int resume_guest(struct hmig_dest *d)
 	n = proto_resumed_encode(buf, sizeof(buf), &r, d->err);
 	if (n < 0)
 		return n;
-	if ((rc = eng_rec_send(&d->net.bulk, buf, (size_t)n, d->cfg.io_timeout_ms, d->err)))
+	return eng_rec_send(&d->net.bulk, buf, (size_t)n, d->cfg.io_timeout_ms, d->err);
+}
+
+/* After the source's DONE: wait until every page is present (post-copy:
+ * pulls may still be running), stop trapping faults, and let the source go. */
+static int complete(struct hmig_dest *d)
+{
+	uint8_t buf[PROTO_HDR_LEN + 24];
+	int rc, n;
+
+	if (!d->postcopy && (rc = start_guest(d)))
 		return rc;
-	struct proto_done done = { .pages = d->installs };
+	if (d->postcopy) {
+		pthread_mutex_lock(&d->lock);
+		while (d->npresent != d->geo.npages && !d->fh.rc)
+			pthread_cond_wait(&d->all_present, &d->lock);
+		pthread_mutex_unlock(&d->lock);
+		if ((rc = fault_stop(d))) {
+			char cause[ERR_LEN];
+
+			memcpy(cause, d->fh.err, ERR_LEN);
+			return err_setf(d->err, rc,
+					"post-copy failed with %lu pages still missing: %.150s",
+					(unsigned long)(d->geo.npages - d->npresent), cause);
+		}
+	}
+	if ((rc = d->g->ops->faults_done(d->g)))
+		return err_setf(d->err, rc, "%s", hmig_guest_error(d->g));
+	d->t_complete = clock_now_ns();
+	struct proto_done done = { .pages = d->installs, .requests = d->fh.requests };
 	n = proto_done_encode(buf, sizeof(buf), &done, d->err);
 	if (n < 0)
 		return n;
-	return eng_rec_send(&d->net.bulk, buf, (size_t)n, d->cfg.io_timeout_ms, d->err);
+	if ((rc = eng_rec_send(&d->net.bulk, buf, (size_t)n, d->cfg.io_timeout_ms, d->err)))
+		return rc;
+	/* The source hangs up first, once it has read our DONE.  Closing first
+	 * could let it see the urgent channel end before DONE arrives on bulk
+	 * (two connections have no order between them) and call that a failure. */
+	uint8_t byte;
+	rc = net_chan_read(&d->net.bulk, &byte, 1, d->cfg.io_timeout_ms);
+	return rc == 0 ? err_setf(d->err, -EPROTO, "the source sent more after DONE") : 0;
 }
 
 /* The record loop of the bulk channel, until the source's DONE. */
@@ -271,12 +344,21 @@ static int receive(struct hmig_dest *d)
 	while (!d->source_done) {
 		rc = eng_rec_read(&d->net.bulk, &d->geo, d->cfg.io_timeout_ms, "source", &h, &d->rx,
 				  d->err);
+		if (rc && d->postcopy) {
+			char cause[ERR_LEN];
+
+			memcpy(cause, d->err, ERR_LEN);
+			return err_setf(d->err, rc,
+					"post-copy failed with %lu pages still missing, the guest cannot go on: %.130s",
+					(unsigned long)(d->geo.npages - d->npresent), cause);
+		}
 		if (rc)
 			return rc;
 		switch (h.type) {
 		case PROTO_PAGES:
 		case PROTO_ZERO:
-			rc = on_pages(d, &h);
+			rc = dest_install_record(d, &h, d->rx.p, d->postcopy ? VIA_PUSH : VIA_PASS,
+						 d->err);
 			break;
 		case PROTO_PASS_END:
 			rc = on_pass_end(d, &h);
@@ -290,7 +372,7 @@ static int receive(struct hmig_dest *d)
 			break;
 		case PROTO_DONE:
 			d->source_done = true;
-			rc = resume_guest(d);
+			rc = complete(d);
 			break;
 		default:
 			rc = err_setf(d->err, -EPROTO, "unexpected %s record from the source",
@@ -322,6 +404,19 @@ static void finish_report(struct hmig_dest *d, int rc)
 	net_chan_stats(&d->net.urgent, &u);
 	d->rep.bytes.total = b.bytes_recv + u.bytes_recv;
 	d->rep.pages.duplicate = d->duplicates;
+	d->rep.pages.pulled = d->pulled;
+	d->rep.pages.pushed = d->pushed;
+	if (d->postcopy) {
+		d->rep.faults.count = d->fh.faults;
+		d->rep.faults.blocktime_ms = d->blocktime_ns / 1e6;
+		if (d->fault_lat.count)
+			stats_report_set_fault_latency(&d->rep, &d->fault_lat);
+		d->rep.bytes.push = b.bytes_recv - d->bulk_at_resume;
+		d->rep.bytes.pull = u.bytes_recv;
+		if (d->t_complete)
+			stats_report_set_extra_double(&d->rep, "resume_to_complete_ms",
+						      clock_ms(d->t_complete - d->t_resume));
+	}
 	if (rc)
 		stats_report_set_result(&d->rep, STATS_RESULT_FAILED, "%s", d->err);
 	else
@@ -338,6 +433,7 @@ int hmig_dest_run(struct hmig_dest *d)
 		rc = receive(d);
 	if (rc) {
 		set_state(d, D_FAILED);
+		fault_stop(d);
 		eng_send_error(&d->net.bulk, rc, d->err);
 	} else {
 		set_state(d, D_COMPLETE);
@@ -383,7 +479,12 @@ void hmig_dest_free(struct hmig_dest *d)
 	net_listener_close(&d->listener);
 	rec_buf_free(&d->rx);
 	stats_report_free(&d->rep);
+	fault_stop(d);
 	free(d->present);
 	free(d->stale);
+	free(d->t_fault);
+	free(d->waiters);
+	pthread_cond_destroy(&d->all_present);
+	pthread_mutex_destroy(&d->lock);
 	free(d);
 }

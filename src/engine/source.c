@@ -65,6 +65,16 @@ struct hmig_source {
 	/* counters for the report */
 	uint64_t pages_sent, pages_zero, pages_resent;
 	uint64_t *ever_sent;   /* pages sent at least once, for "duplicate" */
+	uint8_t *hot;          /* per page: passes that found it dirty (saturating) */
+	/* post-copy */
+	uint64_t *unsent;      /* stale pages neither pushed nor pulled yet */
+	uint64_t unsent_count;
+	uint64_t *order;       /* push=hot: the stale set, hottest first */
+	uint64_t order_len, order_pos, cursor;
+	uint64_t near[PROTO_MAX_BATCH]; /* push=near: pages queued after a pull */
+	uint32_t near_head, near_len;
+	struct send_slot *uslot; /* replies on the urgent channel */
+	uint64_t pulled, pushed, pull_after_push;
 	struct stats_report rep;
 	char err[ERR_LEN];
 };
@@ -120,8 +130,12 @@ int hmig_source_new(const struct hmig_config *cfg, struct hmig_guest *guest,
 	s->dirty = bitmap_new(s->geo.npages);
 	s->todo = bitmap_new(s->geo.npages);
 	s->ever_sent = bitmap_new(s->geo.npages);
+	s->hot = calloc(s->geo.npages, 1);
+	s->unsent = bitmap_new(s->geo.npages);
+	s->uslot = calloc(1, sizeof(*s->uslot));
 	stats_report_init(&s->rep, STATS_SIDE_SOURCE);
-	if (!s->slots || !s->dirty || !s->todo || !s->ever_sent) {
+	if (!s->slots || !s->dirty || !s->todo || !s->ever_sent || !s->hot || !s->unsent ||
+	    !s->uslot) {
 		hmig_source_free(s);
 		return err_setf(errbuf, -ENOMEM, "out of memory for %lu pages of bookkeeping",
 				(unsigned long)s->geo.npages);
@@ -186,14 +200,15 @@ static bool page_is_zero(const void *p, size_t len)
 	return true;
 }
 
-/* Waits for the slot's previous send, then releases its page mappings. */
-static int slot_reclaim(struct hmig_source *s, struct send_slot *sl)
+/* Waits for the slot's previous send on `ch`, then releases its page
+ * mappings. */
+static int slot_reclaim(struct hmig_source *s, struct net_chan *ch, struct send_slot *sl)
 {
 	if (sl->seq) {
-		int rc = net_chan_send_wait(&s->net.bulk, sl->seq, s->cfg.io_timeout_ms);
+		int rc = net_chan_send_wait(ch, sl->seq, s->cfg.io_timeout_ms);
 
 		if (rc)
-			return eng_io_error(s->err, rc, "destination", "sending pages", s->net.bulk.err);
+			return eng_io_error(s->err, rc, "destination", "sending pages", ch->err);
 		sl->seq = 0;
 	}
 	if (sl->n) {
@@ -203,33 +218,28 @@ static int slot_reclaim(struct hmig_source *s, struct send_slot *sl)
 	return 0;
 }
 
-static int slot_send(struct hmig_source *s, struct send_slot *sl, int iovcnt)
+static int post(struct hmig_source *s, struct net_chan *ch, struct send_slot *sl,
+		const struct iovec *iov, int iovcnt)
 {
-	int64_t seq = net_chan_sendv(&s->net.bulk, sl->iov, iovcnt);
+	int64_t seq = net_chan_sendv(ch, iov, iovcnt);
 
 	if (seq < 0)
-		return eng_io_error(s->err, (int)seq, "destination", "sending pages", s->net.bulk.err);
+		return eng_io_error(s->err, (int)seq, "destination", "sending pages", ch->err);
 	sl->seq = seq;
 	return 0;
 }
 
-/* Sends the batched pfns: zero pages as one ZERO record, the rest as one
+/* Sends sl->pfns[0..n) on ch: zero pages as one ZERO record, the rest as one
  * PAGES record whose data iovecs point into guest memory (runs of adjacent
- * pages merged into one iovec). */
-static int flush_batch(struct hmig_source *s)
+ * pages merged into one iovec).  The slot must be free (reclaimed); its
+ * memory is in use until the send completes. */
+static int send_slot(struct hmig_source *s, struct net_chan *ch, struct send_slot *sl,
+		     uint32_t n)
 {
-	struct send_slot *sl = &s->slots[s->slot_next];
-	uint32_t n = s->batch_n, nd = 0, nz = 0;
 	size_t ps = s->geo.page_size;
+	uint32_t nd = 0, nz = 0;
 	int rc;
 
-	if (!n)
-		return 0;
-	s->batch_n = 0;
-	s->slot_next = (s->slot_next + 1) % NSLOTS;
-	if ((rc = slot_reclaim(s, sl)))
-		return rc;
-	memcpy(sl->pfns, s->batch, n * sizeof(uint64_t));
 	rc = s->g->ops->pages_map(s->g, sl->pfns, n, sl->ptrs);
 	if (rc)
 		return err_setf(s->err, rc, "reading guest pages: %s", hmig_guest_error(s->g));
@@ -257,11 +267,8 @@ static int flush_batch(struct hmig_source *s)
 		if (len < 0)
 			return len;
 		struct iovec z = { .iov_base = sl->zero_prefix, .iov_len = (size_t)len };
-		int64_t seq = net_chan_sendv(&s->net.bulk, &z, 1);
-		if (seq < 0)
-			return eng_io_error(s->err, (int)seq, "destination", "sending pages",
-					    s->net.bulk.err);
-		sl->seq = seq;
+		if ((rc = post(s, ch, sl, &z, 1)))
+			return rc;
 	}
 	if (nd) {
 		int len = proto_pages_encode(sl->pages_prefix, PREFIX_MAX, &s->geo, sl->data_pfns,
@@ -270,7 +277,7 @@ static int flush_batch(struct hmig_source *s)
 			return len;
 		sl->iov[0].iov_base = sl->pages_prefix;
 		sl->iov[0].iov_len = (size_t)len;
-		if ((rc = slot_send(s, sl, niov)))
+		if ((rc = post(s, ch, sl, sl->iov, niov)))
 			return rc;
 	}
 	for (uint32_t i = 0; i < n; i++) {
@@ -283,10 +290,39 @@ static int flush_batch(struct hmig_source *s)
 	return 0;
 }
 
+/* Sends the batch on bulk, in the next slot (waiting for that slot's
+ * previous send first: the bulk queue's backpressure). */
+static int flush_batch(struct hmig_source *s)
+{
+	struct send_slot *sl = &s->slots[s->slot_next];
+	uint32_t n = s->batch_n;
+	int rc;
+
+	if (!n)
+		return 0;
+	s->batch_n = 0;
+	s->slot_next = (s->slot_next + 1) % NSLOTS;
+	if ((rc = slot_reclaim(s, &s->net.bulk, sl)))
+		return rc;
+	memcpy(sl->pfns, s->batch, n * sizeof(uint64_t));
+	return send_slot(s, &s->net.bulk, sl, n);
+}
+
 static int queue_page(struct hmig_source *s, uint64_t pfn)
 {
 	s->batch[s->batch_n++] = pfn;
 	return s->batch_n == s->batch_max ? flush_batch(s) : 0;
+}
+
+/* Waits until the kernel has taken every queued bulk send. */
+static int bulk_drain(struct hmig_source *s)
+{
+	int rc;
+
+	for (unsigned i = 0; i < NSLOTS; i++)
+		if ((rc = slot_reclaim(s, &s->net.bulk, &s->slots[i])))
+			return rc;
+	return 0;
 }
 
 /* Sends every page in `set` (npages bits), or every page when set is NULL,
@@ -304,9 +340,8 @@ static int64_t send_set(struct hmig_source *s, const uint64_t *set)
 	}
 	if ((rc = flush_batch(s)))
 		return rc;
-	for (unsigned i = 0; i < NSLOTS; i++)
-		if ((rc = slot_reclaim(s, &s->slots[i])))
-			return rc;
+	if ((rc = bulk_drain(s)))
+		return rc;
 	return (int64_t)n;
 }
 
@@ -335,6 +370,10 @@ static int run_pass(struct hmig_source *s, uint32_t pass, const uint64_t *todo,
 	if (found < 0)
 		return err_setf(s->err, (int)found, "%s", hmig_guest_error(s->g));
 	uint64_t dirty = bitmap_count(s->dirty, s->geo.npages);
+	for (uint64_t p = bitmap_next(s->dirty, s->geo.npages, 0); p < s->geo.npages;
+	     p = bitmap_next(s->dirty, s->geo.npages, p + 1))
+		if (s->hot[p] < UINT8_MAX)
+			s->hot[p]++;
 	double ms = clock_ms(clock_now_ns() - t);
 	uint64_t bytes = bulk_bytes(s) - b;
 
@@ -378,6 +417,13 @@ static int precopy(struct hmig_source *s, enum policy_decision *decision)
 	snprintf(s->rep.dirty_logging, sizeof(s->rep.dirty_logging), "%s",
 		 hmig_dirty_mode_name(rc));
 
+	/* postcopy with precopy_passes=0: nothing moves before the switch. */
+	if (s->cfg.mode == HMIG_MODE_POSTCOPY && !s->cfg.precopy_passes) {
+		bitmap_set_range(s->dirty, 0, s->geo.npages);
+		s->rep.switchover.reason = STATS_REASON_MAX_PASSES;
+		*decision = POLICY_POSTCOPY;
+		return 0;
+	}
 	/* Pass 0 sends every page; pass n the pages pass n-1 saw dirtied. */
 	for (uint32_t pass = 0;; pass++) {
 		if (pass) {
@@ -437,6 +483,11 @@ static int switchover(struct hmig_source *s)
 	int rc;
 
 	set_state(s, S_SWITCHOVER);
+	/* Collect once while the guest still runs, so the collect inside the
+	 * downtime finds (and re-protects) only what the last moments wrote. */
+	int64_t early = s->g->ops->dirty_collect(s->g, s->dirty);
+	if (early < 0)
+		return err_setf(s->err, (int)early, "%s", hmig_guest_error(s->g));
 	s->t_pause = clock_now_ns();
 	if ((rc = s->g->ops->pause(s->g)))
 		return err_setf(s->err, rc, "pausing the guest: %s", hmig_guest_error(s->g));
@@ -487,6 +538,213 @@ static int stopcopy(struct hmig_source *s)
 	return wait_record(s, PROTO_DONE);
 }
 
+/* -------------------------------------------------------------- post-copy */
+
+/* push=hot: the stale set ordered by how many passes found each page dirty,
+ * hottest first (a counting sort over the 256 possible counts).  Those are
+ * the pages the guest writes most, so it will touch them first. */
+static int order_hot(struct hmig_source *s)
+{
+	uint64_t count[UINT8_MAX + 1] = { 0 }, start[UINT8_MAX + 1];
+	uint64_t n = s->geo.npages;
+
+	s->order = malloc(s->unsent_count * sizeof(uint64_t) + 1);
+	if (!s->order)
+		return err_setf(s->err, -ENOMEM, "out of memory for the push order");
+	for (uint64_t p = bitmap_next(s->unsent, n, 0); p < n; p = bitmap_next(s->unsent, n, p + 1))
+		count[s->hot[p]]++;
+	uint64_t at = 0;
+	for (int c = UINT8_MAX; c >= 0; c--) {
+		start[c] = at;
+		at += count[c];
+	}
+	for (uint64_t p = bitmap_next(s->unsent, n, 0); p < n; p = bitmap_next(s->unsent, n, p + 1))
+		s->order[start[s->hot[p]]++] = p;
+	s->order_len = at;
+	return 0;
+}
+
+static bool take_unsent(struct hmig_source *s, uint64_t p)
+{
+	if (p >= s->geo.npages || !bitmap_test(s->unsent, p))
+		return false;
+	bitmap_clear(s->unsent, p);
+	s->unsent_count--;
+	return true;
+}
+
+/* The pusher's next page, in the order the knob asks for. */
+static bool next_push(struct hmig_source *s, uint64_t *pfn)
+{
+	while (s->near_len) {
+		uint64_t p = s->near[s->near_head];
+
+		s->near_head = (s->near_head + 1) % PROTO_MAX_BATCH;
+		s->near_len--;
+		if (take_unsent(s, p)) {
+			*pfn = p;
+			return true;
+		}
+	}
+	if (s->cfg.push == HMIG_PUSH_HOT) {
+		while (s->order_pos < s->order_len)
+			if (take_unsent(s, s->order[s->order_pos++])) {
+				*pfn = s->order[s->order_pos - 1];
+				return true;
+			}
+		return false;
+	}
+	s->cursor = bitmap_next(s->unsent, s->geo.npages, s->cursor);
+	if (s->cursor >= s->geo.npages)
+		return false;
+	*pfn = s->cursor;
+	return take_unsent(s, s->cursor);
+}
+
+/* push=near: the pages after a pulled one go out next (pre-paging). */
+static void queue_near(struct hmig_source *s, uint64_t pfn)
+{
+	for (uint32_t k = 1; k <= s->cfg.near_pages && s->near_len < PROTO_MAX_BATCH; k++) {
+		if (pfn + k >= s->geo.npages || !bitmap_test(s->unsent, pfn + k))
+			continue;
+		s->near[(s->near_head + s->near_len) % PROTO_MAX_BATCH] = pfn + k;
+		s->near_len++;
+	}
+}
+
+/* A pull request: the pages go back on the urgent channel at once, whatever
+ * the pusher has queued on bulk. */
+static int reply_request(struct hmig_source *s, const struct proto_hdr *h)
+{
+	struct send_slot *sl = s->uslot;
+	struct proto_pages pg;
+	int rc = proto_pages_decode(h, s->rx.p, &s->geo, &pg, s->err);
+
+	if (rc)
+		return rc;
+	for (uint32_t i = 0; i < pg.count; i++) {
+		sl->pfns[i] = proto_pages_pfn(&pg, i);
+		/* Already pushed and on its way: send it again anyway, the
+		 * destination installs whichever arrives first. */
+		if (!take_unsent(s, sl->pfns[i]))
+			s->pull_after_push++;
+	}
+	if ((rc = send_slot(s, &s->net.urgent, sl, pg.count)) ||
+	    (rc = slot_reclaim(s, &s->net.urgent, sl)))
+		return rc;
+	s->pulled += pg.count;
+	if (s->cfg.push == HMIG_PUSH_NEAR)
+		for (uint32_t i = 0; i < pg.count; i++)
+			queue_near(s, sl->pfns[i]);
+	return 0;
+}
+
+/* One batch of pushed pages on bulk; 0 when there was nothing to push. */
+static int push_batch(struct hmig_source *s)
+{
+	uint64_t pfn;
+	uint32_t n = 0;
+	int rc;
+
+	while (n < s->batch_max && next_push(s, &pfn)) {
+		s->batch[s->batch_n++] = pfn;
+		n++;
+	}
+	if ((rc = flush_batch(s)))
+		return rc;
+	s->pushed += n;
+	return (int)n;
+}
+
+/* Serves pulls first, always: the urgent channel is drained before every
+ * bulk batch, so a reply never waits behind more than the one batch being
+ * queued.  Ends at the destination's DONE (every page present there). */
+static int serve(struct hmig_source *s)
+{
+	struct net_chan *chs[2] = { &s->net.urgent, &s->net.bulk };
+	uint8_t done[PROTO_HDR_LEN + 24];
+	bool done_sent = false;
+	struct proto_hdr h;
+	int rc;
+
+	for (;;) {
+		while ((rc = net_chan_readable(&s->net.urgent)) == 1) {
+			rc = eng_rec_read(&s->net.urgent, &s->geo, s->cfg.io_timeout_ms, "destination",
+					  &h, &s->rx, s->err);
+			if (rc)
+				return rc;
+			if (h.type != PROTO_REQUEST)
+				return err_setf(s->err, -EPROTO, "unexpected %s on the urgent channel",
+						proto_type_name(h.type));
+			if ((rc = reply_request(s, &h)))
+				return rc;
+		}
+		if (rc < 0)
+			return eng_io_error(s->err, rc, "destination", "serving pulls", s->net.urgent.err);
+		if ((rc = net_chan_readable(&s->net.bulk)) == 1)
+			break; /* the destination's DONE, or its ERROR */
+		if (rc < 0)
+			return eng_io_error(s->err, rc, "destination", "post-copy", s->net.bulk.err);
+		if (s->cfg.push != HMIG_PUSH_OFF && s->unsent_count) {
+			if ((rc = push_batch(s)) < 0)
+				return rc;
+			continue;
+		}
+		if (!done_sent) {
+			/* Nothing more will be pushed: the rest comes by pull. */
+			struct proto_done d = { .pages = s->pushed, .requests = s->pulled };
+
+			if ((rc = bulk_drain(s)) ||
+			    (rc = send_small(s, done, proto_done_encode(done, sizeof(done), &d, s->err))))
+				return rc;
+			done_sent = true;
+			timeline(s, "pushed all");
+		}
+		rc = net_chan_wait_any(chs, 2, s->cfg.io_timeout_ms);
+		if (rc < 0)
+			return eng_io_error(s->err, rc, "destination", "post-copy", s->net.urgent.err);
+	}
+	return wait_record(s, PROTO_DONE);
+}
+
+static int postcopy(struct hmig_source *s)
+{
+	int rc;
+
+	set_state(s, S_POSTCOPY);
+	memcpy(s->unsent, s->dirty, BITMAP_WORDS(s->geo.npages) * 8);
+	s->unsent_count = bitmap_count(s->unsent, s->geo.npages);
+	if (s->cfg.push == HMIG_PUSH_HOT && (rc = order_hot(s)))
+		return rc;
+	if ((rc = send_stale_and_vcpus(s, PROTO_FLAG_POSTCOPY)))
+		return rc;
+	if ((rc = wait_record(s, PROTO_RESUMED)))
+		return rc;
+	/* From here the guest runs on the destination, whatever happens. */
+	s->resumed_remote = true;
+	s->rep.downtime_ms = clock_ms(clock_now_ns() - s->t_pause);
+	timeline(s, "resumed");
+
+	struct net_chan_stats u0;
+	uint64_t b0 = bulk_bytes(s);
+	net_chan_stats(&s->net.urgent, &u0);
+	rc = serve(s);
+	struct net_chan_stats u1;
+	net_chan_stats(&s->net.urgent, &u1);
+	s->rep.bytes.push = bulk_bytes(s) - b0;
+	s->rep.bytes.pull = u1.bytes_sent - u0.bytes_sent;
+	s->rep.pages.pulled = s->pulled;
+	s->rep.pages.pushed = s->pushed;
+	if (rc) {
+		char cause[ERR_LEN];
+
+		memcpy(cause, s->err, ERR_LEN);
+		err_setf(s->err, rc, "%.160s (in post-copy: the guest runs on the destination and cannot come back here)",
+			 cause);
+	}
+	return rc;
+}
+
 /* -------------------------------------------------------------- the whole */
 
 static void finish_report(struct hmig_source *s, int rc)
@@ -527,13 +785,8 @@ int hmig_source_run(struct hmig_source *s, const char *addr)
 		rc = precopy(s, &decision);
 	if (!rc)
 		rc = switchover(s);
-	if (!rc) {
-		if (decision == POLICY_POSTCOPY)
-			rc = err_setf(s->err, -EOPNOTSUPP,
-				      "post-copy is not built yet: use --mode precopy");
-		else
-			rc = stopcopy(s);
-	}
+	if (!rc)
+		rc = decision == POLICY_POSTCOPY ? postcopy(s) : stopcopy(s);
 	if (rc) {
 		set_state(s, S_FAILED);
 		eng_send_error(&s->net.bulk, rc, s->err);
@@ -578,5 +831,9 @@ void hmig_source_free(struct hmig_source *s)
 	free(s->dirty);
 	free(s->todo);
 	free(s->ever_sent);
+	free(s->hot);
+	free(s->unsent);
+	free(s->order);
+	free(s->uslot);
 	free(s);
 }

@@ -1032,7 +1032,12 @@ int net_chan_readable(struct net_chan *ch)
 
 int net_chan_wait_any(struct net_chan *const *chs, int n, int timeout_ms)
 {
-	struct pollfd pfd[WAIT_ANY_MAX];
+	return net_chan_wait_any_fd(chs, n, -1, timeout_ms);
+}
+
+int net_chan_wait_any_fd(struct net_chan *const *chs, int n, int fd, int timeout_ms)
+{
+	struct pollfd pfd[WAIT_ANY_MAX + 1];
 	uint64_t deadline = net_deadline(timeout_ms);
 	int i, rc;
 
@@ -1063,12 +1068,15 @@ int net_chan_wait_any(struct net_chan *const *chs, int n, int timeout_ms)
 				until = chs[i]->throttled_until;
 			pfd[i] = (struct pollfd){ .fd = chs[i]->ring.ring_fd, .events = POLLIN };
 		}
+		pfd[n] = (struct pollfd){ .fd = fd, .events = POLLIN }; /* fd < 0: ignored */
 		if (net_ms_left(deadline) == 0)
 			return err_setf(chs[0]->err, -ETIMEDOUT, "no data on %d channel(s) within %d ms (is %s stuck?)",
 					n, timeout_ms, chs[0]->peer);
-		rc = sys_poll(pfd, (nfds_t)n, net_ms_left(until));
+		rc = sys_poll(pfd, (nfds_t)n + 1, net_ms_left(until));
 		if (rc < 0 && rc != -EINTR)
 			return err_setf(chs[0]->err, rc, "waiting on %d channels: %s", n, strerror(-rc));
+		if (fd >= 0 && pfd[n].revents)
+			return n;
 	}
 }
 

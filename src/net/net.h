@@ -295,6 +295,11 @@ int net_chan_readable(struct net_chan *ch);
  * sends moving meanwhile. */
 int net_chan_wait_any(struct net_chan *const *chs, int n, int timeout_ms);
 
+/* The same, also returning n when `fd` (another subsystem's, e.g. a
+ * userfaultfd; < 0 for none) polls readable.  Channels with data come
+ * first. */
+int net_chan_wait_any_fd(struct net_chan *const *chs, int n, int fd, int timeout_ms);
+
 /* Any thread: the owner's current or next blocking wait on ch (read, peek,
  * send backpressure, send_wait, wait_any) returns -EINTR.  Wakes do not
  * queue up: several close together end one wait. */

@@ -23,12 +23,12 @@ static const struct mig_opt table[] = {
 	{ "fill", 1, ROLE_SEND | ROLE_DEMO, "F", "fraction of pages written before the workload (default 1)" },
 	{ "seed", 1, ROLE_SEND | ROLE_DEMO, "N", "workload seed" },
 	{ "warmup", 1, ROLE_SEND | ROLE_DEMO, "S", "seconds the guest runs before the migration (default 1)" },
-	{ "mode", 1, ROLE_SEND | ROLE_DEMO, "MODE", "precopy (default; postcopy and hybrid come next)" },
+	{ "mode", 1, ROLE_SEND | ROLE_DEMO, "MODE", "hybrid (default), precopy or postcopy" },
 	{ "run-after", 1, ROLE_RECV | ROLE_DEMO, "S", "seconds the migrated guest runs before the oracle (default 1)" },
 	{ "json", 1, ROLE_SEND | ROLE_RECV | ROLE_DEMO, "FILE", "write the report (demo: both sides merged)" },
 	{ "ready-fd", 1, ROLE_RECV, "FD", "write the bound address to FD once listening" },
 	{ "quiet", 0, ROLE_SEND | ROLE_RECV | ROLE_DEMO, NULL, "no summary" },
-	{ "o", 1, ROLE_SEND | ROLE_RECV | ROLE_DEMO, "KEY=VALUE", "set a knob (repeatable): max_passes, dirty_threshold_pages, downtime_target_ms, byte_budget, min_progress, rate_limit_bps, io_timeout_ms, ..." },
+	{ "o", 1, ROLE_SEND | ROLE_RECV | ROLE_DEMO, "KEY=VALUE", "set a knob (repeatable): max_passes, dirty_threshold_pages, downtime_target_ms, byte_budget, min_progress, precopy_passes, switch_after_ms, push, near_pages, rate_limit_bps, io_timeout_ms, ..." },
 };
 
 #define NOPTS (sizeof(table) / sizeof(table[0]))
