@@ -21,12 +21,13 @@ enum policy_decision policy_decide(const struct hmig_config *cfg,
 				   const struct policy_pass *p,
 				   enum hmig_reason *reason)
 {
-	/* Converged: the rest fits the downtime target, whatever the mode.
-	 * Stop-and-copy then costs less than any fault would. */
+	/* Converged: the rest fits the downtime target.  Stop-and-copy then
+	 * costs less than any fault would -- except in postcopy mode, which the
+	 * operator chose to get post-copy (to measure pull against push). */
 	if (p->dirty_pages <= cfg->dirty_threshold_pages ||
 	    policy_downtime_ms(p) <= cfg->downtime_target_ms) {
 		*reason = HMIG_REASON_CONVERGED;
-		return POLICY_STOPCOPY;
+		return cfg->mode == HMIG_MODE_POSTCOPY ? POLICY_POSTCOPY : POLICY_STOPCOPY;
 	}
 	if (p->operator_forced ||
 	    (cfg->switch_after_ms > 0 && p->elapsed_ms >= cfg->switch_after_ms)) {

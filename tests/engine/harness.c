@@ -130,6 +130,29 @@ void mig_run(const struct mig_case *c, struct mig_result *r)
 	close(pfd[0]);
 	cr_assert(addr[0], "the destination never listened");
 
+	if (c->kill_src_after_s > 0) {
+		pid_t spid = fork();
+
+		cr_assert_geq(spid, 0);
+		if (spid == 0) {
+			if (hmig_guest_open("synth", &c->guest, &g, err) || g->ops->run(g))
+				_exit(1);
+			sleep_s(c->warmup_s);
+			if (hmig_source_new(&c->cfg, g, &src, err))
+				_exit(1);
+			_exit(hmig_source_run(src, addr) ? 1 : 0);
+		}
+		sleep_s(c->kill_src_after_s);
+		kill(spid, SIGKILL);
+		waitpid(spid, NULL, 0);
+		int st = 0;
+		waitpid(pid, &st, 0);
+		r->src_rc = -ECONNRESET;
+		r->dst_status = WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
+		r->have_dst = parse_file(json, &r->dst);
+		unlink(json);
+		return;
+	}
 	cr_assert_eq(hmig_guest_open("synth", &c->guest, &g, err), 0, "%s", err);
 	cr_assert_eq(g->ops->run(g), 0);
 	sleep_s(c->warmup_s);

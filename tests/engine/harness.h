@@ -17,6 +17,8 @@ struct mig_case {
 	double warmup_s;      /* source guest runs this long first */
 	double run_after_s;   /* destination guest runs this long before the oracle */
 	double kill_dest_after_s; /* > 0: SIGKILL the destination this long after connect */
+	double kill_src_after_s;  /* > 0: the source runs in a child, SIGKILLed this long
+				   * after it starts; only the destination reports */
 };
 
 struct mig_result {

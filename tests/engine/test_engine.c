@@ -199,3 +199,151 @@ Test(engine, address_in_use_is_refused_at_once, .timeout = 30)
 	g1->ops->destroy(g1);
 	g2->ops->destroy(g2);
 }
+
+/* ------------------------------------------------------------ post-copy */
+
+static double rep_num(const struct json_val *r, const char *path)
+{
+	double v = 0;
+
+	cr_assert_eq(json_path_double(r, path, &v), 0, "report has no %s", path);
+	return v;
+}
+
+/* Every mode x every workload: 0 postcopy with nothing sent first, 1 postcopy
+ * after pass 0, 2 hybrid that cannot converge (so it goes post-copy). */
+static int mode_workload[18];
+
+ParameterizedTestParameters(engine, postcopy_every_mode_and_workload)
+{
+	for (int i = 0; i < 18; i++)
+		mode_workload[i] = i;
+	return cr_make_param_array(int, mode_workload, 18);
+}
+
+ParameterizedTest(int *i, engine, postcopy_every_mode_and_workload, .timeout = 120)
+{
+	static const char *const names[] = { "postcopy/0 passes", "postcopy/1 pass", "hybrid" };
+	int m = *i / 6, w = *i % 6;
+	struct mig_case c;
+	struct mig_result r;
+	char what[96];
+
+	need_uffd();
+	snprintf(what, sizeof(what), "%s x %s", names[m], workloads[w]);
+	mig_case_init(&c, workloads[w], 64 * MIB);
+	c.cfg.mode = m < 2 ? HMIG_MODE_POSTCOPY : HMIG_MODE_HYBRID;
+	c.cfg.precopy_passes = m == 0 ? 0 : 1;
+	if (m == 2) { /* never converged: the policy must choose post-copy */
+		c.cfg.max_passes = 2;
+		c.cfg.dirty_threshold_pages = 0;
+		c.cfg.downtime_target_ms = 0;
+	}
+	mig_run(&c, &r);
+	assert_migrated(&r, what);
+	if (m == 0) {
+		cr_assert_eq(json_len(json_get(&r.src, "passes")), 0, "%s", what);
+		cr_assert_eq(rep_u64(&r.src, "switchover.stale_pages"), 64 * MIB / 4096);
+	}
+	/* Hybrid may still converge (an idle guest, or a pass that found
+	 * nothing dirty): then stop-and-copy is right, and the report says why. */
+	if (m == 2 && !strcmp(rep_str(&r.src, "switchover.reason"), "converged")) {
+		mig_result_free(&r);
+		return;
+	}
+	/* Post-copy moved what was stale, by push or by pull. */
+	uint64_t stale = rep_u64(&r.dst, "switchover.stale_pages");
+	cr_assert_eq(rep_u64(&r.dst, "pages.pulled") + rep_u64(&r.dst, "pages.pushed"), stale,
+		     "%s: %lu stale pages, %lu pulled + %lu pushed", what, (unsigned long)stale,
+		     (unsigned long)rep_u64(&r.dst, "pages.pulled"),
+		     (unsigned long)rep_u64(&r.dst, "pages.pushed"));
+	cr_assert_eq(rep_u64(&r.src, "bytes.stopcopy"), 0, "%s went stop-and-copy", what);
+	mig_result_free(&r);
+}
+
+/* Pure demand paging: a guest that sweeps its memory pulls every page
+ * across itself, and the migration completes. */
+Test(engine, push_off_sweep_completes_by_pulls_alone, .timeout = 120)
+{
+	struct mig_case c;
+	struct mig_result r;
+
+	need_uffd();
+	mig_case_init(&c, "seq", 16 * MIB);
+	c.cfg.mode = HMIG_MODE_POSTCOPY;
+	c.cfg.precopy_passes = 0;
+	c.cfg.push = HMIG_PUSH_OFF;
+	c.run_after_s = 0.2;
+	mig_run(&c, &r);
+	assert_migrated(&r, "push=off");
+	cr_assert_eq(rep_u64(&r.dst, "pages.pushed"), 0);
+	cr_assert_eq(rep_u64(&r.dst, "pages.pulled"), 16 * MIB / 4096);
+	cr_assert_geq(rep_u64(&r.dst, "faults.count"), 16 * MIB / 4096);
+	mig_result_free(&r);
+}
+
+/* A large stale set and nothing pushed: vCPU threads block in faults, and
+ * the report says for how long. */
+Test(engine, vcpus_blocked_on_a_large_stale_set, .timeout = 120)
+{
+	struct mig_case c;
+	struct mig_result r;
+
+	need_uffd();
+	mig_case_init(&c, "kv:set_pct=30", 32 * MIB);
+	c.cfg.mode = HMIG_MODE_POSTCOPY;
+	c.cfg.precopy_passes = 0;
+	c.cfg.push = HMIG_PUSH_OFF;
+	mig_run(&c, &r);
+	assert_migrated(&r, "blocked vCPUs");
+	cr_assert_gt(rep_u64(&r.dst, "faults.count"), 1000);
+	cr_assert_gt(rep_num(&r.dst, "faults.blocktime_ms"), 0);
+	cr_assert_gt(rep_num(&r.dst, "faults.latency_us.p50"), 0);
+	cr_assert_geq(rep_num(&r.dst, "faults.latency_us.max"),
+		      rep_num(&r.dst, "faults.latency_us.p99"));
+	mig_result_free(&r);
+}
+
+/* The dirty rate beats the link (a 24 MiB/s cap against an unthrottled
+ * writer): hybrid gives up on pre-copy and goes post-copy, not
+ * stop-and-copy. */
+Test(engine, hybrid_switches_to_postcopy_when_the_link_is_too_slow, .timeout = 180)
+{
+	struct mig_case c;
+	struct mig_result r;
+
+	need_uffd();
+	mig_case_init(&c, "uniform", 32 * MIB);
+	c.cfg.mode = HMIG_MODE_HYBRID;
+	c.cfg.rate_limit_bps = 24 * MIB;
+	c.cfg.downtime_target_ms = 50;
+	mig_run(&c, &r);
+	assert_migrated(&r, "slow link");
+	const char *why = rep_str(&r.src, "switchover.reason");
+	cr_assert(!strcmp(why, "no_progress") || !strcmp(why, "max_passes"), "reason %s", why);
+	cr_assert_eq(rep_u64(&r.src, "bytes.stopcopy"), 0);
+	cr_assert_gt(rep_u64(&r.dst, "pages.pulled") + rep_u64(&r.dst, "pages.pushed"), 0);
+	mig_result_free(&r);
+}
+
+/* The source dies in post-copy: the destination must fail loudly, never
+ * report success with pages missing. */
+Test(engine, source_lost_in_postcopy_fails_the_destination, .timeout = 120)
+{
+	struct mig_case c;
+	struct mig_result r;
+
+	need_uffd();
+	mig_case_init(&c, "uniform:rate=2000", 64 * MIB);
+	c.cfg.mode = HMIG_MODE_POSTCOPY;
+	c.cfg.precopy_passes = 0;
+	c.cfg.push = HMIG_PUSH_OFF; /* pulls only: post-copy lasts for seconds */
+	c.kill_src_after_s = 1.5;
+	mig_run(&c, &r);
+	cr_assert_eq(r.dst_status, 1, "destination exited %d", r.dst_status);
+	cr_assert(r.have_dst);
+	cr_assert_str_eq(rep_str(&r.dst, "result"), "failed");
+	const char *e = rep_str(&r.dst, "error");
+	cr_assert(strstr(e, "missing"), "error does not say pages are missing: %s", e);
+	mig_result_free(&r);
+}

@@ -65,6 +65,8 @@ static struct row rows[] = {
 	  0, 200000, PAGES_1G, GIB, BW, 400, false, POLICY_PASS, HMIG_REASON_NONE },
 	{ "postcopy mode switches after its passes", HMIG_MODE_POSTCOPY, 5, 1, 0, 0, 0,
 	  0, 200000, PAGES_1G, GIB, BW, 100, false, POLICY_POSTCOPY, HMIG_REASON_MAX_PASSES },
+	{ "postcopy mode stays post-copy when converged", HMIG_MODE_POSTCOPY, 5, 1, 0, 0, 0,
+	  0, 10, PAGES_1G, GIB, BW, 100, false, POLICY_POSTCOPY, HMIG_REASON_CONVERGED },
 	{ "converged beats forced", HMIG_MODE_HYBRID, 5, 0, 0, 0, 0,
 	  0, 10, PAGES_1G, GIB, BW, 100, true, POLICY_STOPCOPY, HMIG_REASON_CONVERGED },
 };
