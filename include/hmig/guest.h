@@ -137,7 +137,8 @@ struct hmig_guest_ops {
 	 * present are left untouched (the other of push and pull got there
 	 * first: both carry the same final content).  Returns how many pages it
 	 * newly made present (0..n), or -errno.  Wakes any vCPU blocked on them.
-	 * Called from one thread at a time.  One call per run is much cheaper
+	 * After start it may be called from two threads at once (pull and push
+	 * paths); each page then goes in once.  One call per run is much cheaper
 	 * than one per page (a single UFFDIO_COPY for the run). */
 	int (*page_install)(struct hmig_guest *g, uint64_t pfn, uint32_t n, const void *data);
 

@@ -90,48 +90,61 @@ int uffd_unregister(int fd, void *addr, size_t len)
 	return ret_errno(ioctl(fd, UFFDIO_UNREGISTER, &r));
 }
 
-int uffd_copy(int fd, void *dst, const void *src, size_t len)
+int uffd_copy(int fd, void *dst, const void *src, size_t len, size_t *done)
 {
-	size_t done = 0;
+	size_t at = 0;
+	int rc = 0;
 
-	/* The kernel may copy part of the range and answer EAGAIN when the
-	 * address space changed under it (copy.copy says how much went in):
-	 * carry on from there. */
-	while (done < len) {
+	/* The kernel may place part of the range and then stop: EAGAIN when
+	 * the address space changed under it (carry on from there), EEXIST at
+	 * a page already present.  copy.copy says how much went in. */
+	while (at < len) {
 		struct uffdio_copy c = {
-			.dst = (uintptr_t)dst + done,
-			.src = (uintptr_t)src + done,
-			.len = len - done,
+			.dst = (uintptr_t)dst + at,
+			.src = (uintptr_t)src + at,
+			.len = len - at,
 		};
 
-		if (ioctl(fd, UFFDIO_COPY, &c) == 0)
-			return 0;
-		if (errno != EAGAIN)
-			return -errno;
+		if (ioctl(fd, UFFDIO_COPY, &c) == 0) {
+			at = len;
+			break;
+		}
+		rc = -errno;
 		if (c.copy > 0)
-			done += (size_t)c.copy;
+			at += (size_t)c.copy;
+		if (rc != -EAGAIN)
+			break;
+		rc = 0;
 	}
-	return 0;
+	if (done)
+		*done = at;
+	return rc;
 }
 
-int uffd_zeropage(int fd, void *dst, size_t len)
+int uffd_zeropage(int fd, void *dst, size_t len, size_t *done)
 {
-	for (;;) {
+	size_t at = 0;
+	int rc = 0;
+
+	while (at < len) {
 		struct uffdio_zeropage z = {
-			.range = { .start = (uintptr_t)dst, .len = len },
+			.range = { .start = (uintptr_t)dst + at, .len = len - at },
 		};
 
-		if (ioctl(fd, UFFDIO_ZEROPAGE, &z) == 0)
-			return 0;
-		if (errno != EAGAIN)
-			return -errno;
-		if (z.zeropage > 0) {
-			dst = (char *)dst + z.zeropage;
-			len -= (size_t)z.zeropage;
-			if (!len)
-				return 0;
+		if (ioctl(fd, UFFDIO_ZEROPAGE, &z) == 0) {
+			at = len;
+			break;
 		}
+		rc = -errno;
+		if (z.zeropage > 0)
+			at += (size_t)z.zeropage;
+		if (rc != -EAGAIN)
+			break;
+		rc = 0;
 	}
+	if (done)
+		*done = at;
+	return rc;
 }
 
 int uffd_wp(int fd, void *addr, size_t len, bool protect)

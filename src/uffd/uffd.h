@@ -34,11 +34,14 @@ int uffd_unregister(int fd, void *addr, size_t len);
 
 /* Atomically places len bytes from src at dst (page-aligned) and wakes
  * waiters.  Returns 0, -EEXIST when a page there is already present, or
- * -errno.  Retries -EAGAIN (the mm changed under the copy) itself. */
-int uffd_copy(int fd, void *dst, const void *src, size_t len);
+ * -errno; *done (if non-NULL) gets the bytes placed before it stopped, so
+ * a caller can tell the pages it placed from the one it found.  Retries
+ * -EAGAIN (the mm changed under the copy) itself. */
+int uffd_copy(int fd, void *dst, const void *src, size_t len, size_t *done);
 
-/* Maps the zero page at dst (len bytes) and wakes.  0, -EEXIST or -errno. */
-int uffd_zeropage(int fd, void *dst, size_t len);
+/* Maps the zero page at dst (len bytes) and wakes.  0, -EEXIST or -errno,
+ * with *done as for uffd_copy. */
+int uffd_zeropage(int fd, void *dst, size_t len, size_t *done);
 
 /* Sets (protect) or clears write protection on the range; clearing also wakes
  * threads blocked on a write-protect fault there. */

@@ -53,12 +53,19 @@ Test(uffd, copy_then_copy_again_is_eexist)
 
 	cr_assert_eq(uffd_register(fd, m, 4 * PAGE, UFFDIO_REGISTER_MODE_MISSING), 0);
 	memset(src, 0x5a, PAGE);
-	cr_assert_eq(uffd_copy(fd, m + PAGE, src, PAGE), 0);
+	cr_assert_eq(uffd_copy(fd, m + PAGE, src, PAGE, NULL), 0);
 	cr_assert_eq(m[PAGE + 100], 0x5a);
-	cr_assert_eq(uffd_copy(fd, m + PAGE, src, PAGE), -EEXIST);
-	cr_assert_eq(uffd_zeropage(fd, m + 2 * PAGE, PAGE), 0);
+	cr_assert_eq(uffd_copy(fd, m + PAGE, src, PAGE, NULL), -EEXIST);
+	/* A run that meets a present page says how much it placed before it. */
+	uint8_t run[3 * PAGE];
+	size_t done = 99;
+	memset(run, 0x77, sizeof(run));
+	cr_assert_eq(uffd_copy(fd, m, run, 3 * PAGE, &done), -EEXIST);
+	cr_assert_eq(done, PAGE, "placed %zu bytes before the present page", done);
+	cr_assert_eq(m[10], 0x77);
+	cr_assert_eq(uffd_zeropage(fd, m + 2 * PAGE, PAGE, NULL), 0);
 	cr_assert_eq(m[2 * PAGE + 7], 0);
-	cr_assert_eq(uffd_zeropage(fd, m + 2 * PAGE, PAGE), -EEXIST);
+	cr_assert_eq(uffd_zeropage(fd, m + 2 * PAGE, PAGE, NULL), -EEXIST);
 	cr_assert_eq(uffd_unregister(fd, m, 4 * PAGE), 0);
 	munmap(m, 4 * PAGE);
 	close(fd);

@@ -96,7 +96,9 @@ struct synth {
 	bool is_dest, restored, started, faults_over;
 	int uffd;
 	int pidfd;         /* ourselves, for process_madvise; -1 without */
-	uint64_t *present; /* touched only by the installing thread */
+	/* Pages placed.  Atomic: installs may come from two threads at once
+	 * (the fault handler's pulls and the bulk loop's pushes). */
+	_Atomic uint64_t *present;
 };
 
 static struct synth *to_synth(struct hmig_guest *g)
@@ -857,7 +859,7 @@ static int synth_dest_prepare(struct hmig_guest *g, const struct hmig_guest_geom
 	s->nvcpus = geo->nvcpus;
 	if ((rc = mem_map(s)) || (rc = vcpus_alloc(s)))
 		return rc;
-	s->present = bitmap_new(s->npages);
+	s->present = (_Atomic uint64_t *)bitmap_new(s->npages);
 	if (!s->present)
 		return err_setf(s->base.err, -ENOMEM, "out of memory for the present bitmap");
 	s->uffd = uffd_open(0);
@@ -883,14 +885,30 @@ static void overwrite(struct synth *s, uint64_t pfn, uint64_t n, const uint8_t *
 		memset(page_ptr(s, pfn), 0, n * s->page_size);
 }
 
-/* UFFDIO_COPY / ZEROPAGE of a run of missing pages.  -EEXIST means a page
- * in it became present meanwhile (only the other install path can do that). */
-static int place(struct synth *s, uint64_t pfn, uint64_t n, const uint8_t *data)
+/* UFFDIO_COPY / ZEROPAGE of a run of missing pages.  Returns how many it
+ * placed; *found is set when it stopped at a page already present (placed
+ * by another install meanwhile). */
+static int place(struct synth *s, uint64_t pfn, uint64_t n, const uint8_t *data, bool *found)
 {
-	size_t len = n * s->page_size;
+	size_t len = n * s->page_size, done = 0;
+	int rc = data ? uffd_copy(s->uffd, page_ptr(s, pfn), data, len, &done)
+		      : uffd_zeropage(s->uffd, page_ptr(s, pfn), len, &done);
 
-	return data ? uffd_copy(s->uffd, page_ptr(s, pfn), data, len)
-		    : uffd_zeropage(s->uffd, page_ptr(s, pfn), len);
+	*found = rc == -EEXIST;
+	if (rc && rc != -EEXIST)
+		return err_setf(s->base.err, rc, "UFFDIO_COPY at pfn %lu failed: %s",
+				(unsigned long)pfn, strerror(-rc));
+	return (int)(done / s->page_size);
+}
+
+/* Marks pages present; returns how many were not marked already. */
+static int mark_present(struct synth *s, uint64_t pfn, uint64_t n)
+{
+	int fresh = 0;
+
+	for (uint64_t p = pfn; p < pfn + n; p++)
+		fresh += !bitmap_test_and_set_atomic(s->present, p);
+	return fresh;
 }
 
 static int synth_page_install(struct hmig_guest *g, uint64_t pfn, uint32_t n,
@@ -898,50 +916,42 @@ static int synth_page_install(struct hmig_guest *g, uint64_t pfn, uint32_t n,
 {
 	struct synth *s = to_synth(g);
 	const uint8_t *d = data;
-	int installed = 0, rc;
+	int installed = 0;
 
 	if (pfn >= s->npages || n > s->npages - pfn)
 		return err_setf(s->base.err, -ERANGE, "install: pfns %lu..%lu out of range",
 				(unsigned long)pfn, (unsigned long)(pfn + n));
 	if (s->faults_over)
 		return err_setf(s->base.err, -EINVAL, "install after faults_done");
-	/* Split the run into sub-runs of present and of missing pages. */
 	for (uint64_t i = 0; i < n;) {
-		bool present = bitmap_test(s->present, pfn + i);
-		uint64_t j = i + 1;
-
-		while (j < n && bitmap_test(s->present, pfn + j) == present)
-			j++;
 		const uint8_t *src = d ? d + i * s->page_size : NULL;
-		if (present) {
-			if (!s->started)
-				overwrite(s, pfn + i, j - i, src);
-		} else {
-			rc = place(s, pfn + i, j - i, src);
-			if (rc == -EEXIST) {
-				/* Page by page, to find which one is there already. */
-				for (uint64_t k = i; k < j; k++) {
-					const uint8_t *ks = d ? d + k * s->page_size : NULL;
 
-					rc = place(s, pfn + k, 1, ks);
-					if (rc == -EEXIST && !s->started)
-						overwrite(s, pfn + k, 1, ks);
-					else if (rc && rc != -EEXIST)
-						break;
-					if (!rc)
-						installed++;
-					bitmap_set(s->present, pfn + k);
-					rc = 0;
-				}
-			} else if (!rc) {
-				installed += (int)(j - i);
-				bitmap_set_range(s->present, pfn + i, pfn + j);
-			}
-			if (rc)
-				return err_setf(s->base.err, rc, "UFFDIO_COPY at pfn %lu failed: %s",
-						(unsigned long)(pfn + i), strerror(-rc));
+		if (bitmap_test_atomic(s->present, pfn + i)) {
+			/* Before start a later pass overwrites; after it the
+			 * page is the other path's, with the same content. */
+			if (!s->started)
+				overwrite(s, pfn + i, 1, src);
+			i++;
+			continue;
 		}
-		i = j;
+		/* The longest run of pages not known present, in one call. */
+		uint64_t j = i + 1;
+		while (j < n && !bitmap_test_atomic(s->present, pfn + j))
+			j++;
+		bool found;
+		int placed = place(s, pfn + i, j - i, src, &found);
+		if (placed < 0)
+			return placed;
+		installed += placed;
+		mark_present(s, pfn + i, (uint64_t)placed);
+		i += (uint64_t)placed;
+		if (found) {
+			/* Another install placed this one first. */
+			if (!s->started)
+				overwrite(s, pfn + i, 1, d ? d + i * s->page_size : NULL);
+			mark_present(s, pfn + i, 1);
+			i++;
+		}
 	}
 	return installed;
 }
@@ -990,7 +1000,7 @@ static int64_t synth_pages_drop(struct hmig_guest *g, const uint64_t *bitmap)
 		uint64_t e = p;
 
 		while (e < s->npages && bitmap_test(bitmap, e)) {
-			bitmap_clear(s->present, e);
+			atomic_fetch_and(&s->present[e / 64], ~(1ull << (e % 64)));
 			e++;
 		}
 		iov[niov++] = (struct iovec){ page_ptr(s, p), (e - p) * s->page_size };
@@ -1069,7 +1079,7 @@ static void synth_destroy(struct hmig_guest *g)
 		close(s->pidfd);
 	if (s->mem)
 		munmap(s->mem, s->mem_len);
-	free(s->present);
+	free((void *)s->present);
 	free(s->versions);
 	free(s->vcpus);
 	pthread_mutex_destroy(&s->wp_lock);
