@@ -279,8 +279,12 @@ static int start_guest(struct hmig_dest *d)
 	{
 		struct net_chan_stats b;
 
+		struct hmig_guest_stats gs;
+
 		net_chan_stats(&d->net.bulk, &b);
 		d->bulk_at_resume = b.bytes_recv;
+		d->g->ops->stats(d->g, &gs);
+		d->ops_at_resume = gs.ops;
 	}
 	set_state(d, D_RESUMED);
 	struct proto_resumed r = { .downtime_ns = d->t_switch ? d->t_resume - d->t_switch : 0 };
@@ -320,6 +324,13 @@ static int complete(struct hmig_dest *d)
 	if ((rc = d->g->ops->faults_done(d->g)))
 		return err_setf(d->err, rc, "%s", hmig_guest_error(d->g));
 	d->t_complete = clock_now_ns();
+	if (d->postcopy) {
+		struct hmig_guest_stats gs;
+
+		d->g->ops->stats(d->g, &gs);
+		d->ops_postcopy = (double)(gs.ops - d->ops_at_resume) /
+				  ((double)(d->t_complete - d->t_resume) / 1e9);
+	}
 	struct proto_done done = { .pages = d->installs, .requests = d->fh.requests };
 	n = proto_done_encode(buf, sizeof(buf), &done, d->err);
 	if (n < 0)
@@ -413,9 +424,12 @@ static void finish_report(struct hmig_dest *d, int rc)
 			stats_report_set_fault_latency(&d->rep, &d->fault_lat);
 		d->rep.bytes.push = b.bytes_recv - d->bulk_at_resume;
 		d->rep.bytes.pull = u.bytes_recv;
-		if (d->t_complete)
+		if (d->t_complete) {
 			stats_report_set_extra_double(&d->rep, "resume_to_complete_ms",
 						      clock_ms(d->t_complete - d->t_resume));
+			stats_report_set_extra_double(&d->rep, "guest_ops_per_s_postcopy",
+						      d->ops_postcopy);
+		}
 	}
 	if (rc)
 		stats_report_set_result(&d->rep, STATS_RESULT_FAILED, "%s", d->err);

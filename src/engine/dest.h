@@ -42,6 +42,8 @@ struct hmig_dest {
 	bool vcpus_restored, postcopy, source_done, started;
 	uint64_t t0, t_switch, t_resume, t_complete;
 	uint64_t bulk_at_resume; /* bulk bytes received when the guest resumed */
+	uint64_t ops_at_resume;  /* guest ops when it resumed */
+	double ops_postcopy;     /* guest ops/s from resume to complete */
 
 	/* Under lock: the page sets and what installs measure. */
 	pthread_mutex_t lock;

@@ -20,6 +20,8 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "common/bitmap.h"
 #include "common/clock.h"
@@ -110,12 +112,19 @@ static bool all_present(struct hmig_dest *d)
 	return all;
 }
 
+/* The handler runs at this nice value when allowed (root or CAP_SYS_NICE):
+ * a blocked vCPU waits for it, while the bulk loop and the running vCPUs
+ * can wait a little.  Without the privilege it runs at the default. */
+#define FAULT_NICE -10
+
 static void *fault_main(void *arg)
 {
 	struct hmig_dest *d = arg;
 	struct fault_handler *fh = &d->fh;
 	struct net_chan *urgent = &d->net.urgent;
 	int ufd = d->g->ops->fault_fd(d->g);
+
+	setpriority(PRIO_PROCESS, (id_t)gettid(), FAULT_NICE);
 
 	while (!atomic_load(&fh->quit) && !all_present(d)) {
 		if (take_replies(d) || take_faults(d))

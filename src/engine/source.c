@@ -392,7 +392,7 @@ static int run_pass(struct hmig_source *s, uint32_t pass, const uint64_t *todo,
 	timeline(s, phase);
 
 	pp->pass = pass;
-	pp->prev_dirty = pass ? pp->dirty_pages : (uint64_t)sent;
+	pp->pages_sent = (uint64_t)sent;
 	pp->dirty_pages = dirty;
 	pp->bytes_sent = bulk_bytes(s);
 	pp->bandwidth_bps = ms > 0 ? (double)bytes / (ms / 1e3) : 0;
@@ -656,13 +656,26 @@ static int push_batch(struct hmig_source *s)
 	return (int)n;
 }
 
+/* Pushed batches in flight while pulls are served.  The sender thread
+ * must never block on a full bulk queue (9 MiB deep) while a request waits:
+ * with two batches in flight (2 MiB, ~2 ms at 1 GB/s) the link stays busy
+ * and the pusher yields to the urgent channel between every batch. */
+#define PUSH_INFLIGHT 2
+
+/* Waits up to this long for a pushed batch to leave before looking at the
+ * urgent channel again; a request wakes the wait at once. */
+#define PUSH_POLL_MS 1
+
 /* Serves pulls first, always: the urgent channel is drained before every
- * bulk batch, so a reply never waits behind more than the one batch being
- * queued.  Ends at the destination's DONE (every page present there). */
+ * bulk batch, and the pusher never waits on bulk without watching urgent,
+ * so a reply never queues behind more than PUSH_INFLIGHT batches.  Ends at
+ * the destination's DONE (every page present there). */
 static int serve(struct hmig_source *s)
 {
 	struct net_chan *chs[2] = { &s->net.urgent, &s->net.bulk };
 	uint8_t done[PROTO_HDR_LEN + 24];
+	int64_t inflight[PUSH_INFLIGHT] = { 0 };
+	unsigned oldest = 0;
 	bool done_sent = false;
 	struct proto_hdr h;
 	int rc;
@@ -686,8 +699,18 @@ static int serve(struct hmig_source *s)
 		if (rc < 0)
 			return eng_io_error(s->err, rc, "destination", "post-copy", s->net.bulk.err);
 		if (s->cfg.push != HMIG_PUSH_OFF && s->unsent_count) {
+			if (inflight[oldest] &&
+			    net_chan_send_wait(&s->net.bulk, inflight[oldest], 0) == -ETIMEDOUT) {
+				rc = net_chan_wait_any(chs, 2, PUSH_POLL_MS);
+				if (rc < 0 && rc != -ETIMEDOUT)
+					return eng_io_error(s->err, rc, "destination", "post-copy",
+							    s->net.bulk.err);
+				continue;
+			}
 			if ((rc = push_batch(s)) < 0)
 				return rc;
+			inflight[oldest] = s->slots[(s->slot_next + NSLOTS - 1) % NSLOTS].seq;
+			oldest = (oldest + 1) % PUSH_INFLIGHT;
 			continue;
 		}
 		if (!done_sent) {

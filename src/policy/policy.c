@@ -45,9 +45,12 @@ enum policy_decision policy_decide(const struct hmig_config *cfg,
 		*reason = HMIG_REASON_BYTE_BUDGET;
 		return give_up(cfg);
 	}
-	/* Not shrinking by min_progress: another pass would only resend. */
-	if (cfg->min_progress > 0 && p->pass > 0 &&
-	    (double)p->dirty_pages > (1.0 - cfg->min_progress) * (double)p->prev_dirty) {
+	/* Not shrinking by min_progress: the pass dirtied nearly as many pages
+	 * as it sent, so the next pass, sending those, would dirty as many
+	 * again.  Pass 0 counts too: a guest that rewrites its memory faster
+	 * than pass 0 sends it will not converge in pass 1 either. */
+	if (cfg->min_progress > 0 && p->pages_sent &&
+	    (double)p->dirty_pages > (1.0 - cfg->min_progress) * (double)p->pages_sent) {
 		*reason = HMIG_REASON_NO_PROGRESS;
 		return give_up(cfg);
 	}

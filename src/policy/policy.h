@@ -23,7 +23,7 @@ enum policy_decision {
 struct policy_pass {
 	uint32_t pass;          /* the pass that just ended, 0-based */
 	uint64_t dirty_pages;   /* pages dirtied during it: the next pass's work */
-	uint64_t prev_dirty;    /* the same figure for the pass before (pass 0: pages it sent) */
+	uint64_t pages_sent;    /* pages the pass sent (pass 0: every page) */
 	uint64_t bytes_sent;    /* all bytes sent so far, every pass */
 	uint64_t guest_bytes;   /* npages * page_size */
 	uint32_t page_size;

@@ -17,7 +17,7 @@ struct row {
 	double min_progress, byte_budget, switch_after_ms;
 	/* the pass */
 	uint32_t pass;
-	uint64_t dirty, prev_dirty, bytes_sent;
+	uint64_t dirty, sent, bytes_sent;
 	double bw_bps, elapsed_ms;
 	bool forced;
 	/* expected */
@@ -49,8 +49,10 @@ static struct row rows[] = {
 	  2, 120000, 100000, GIB, BW, 100, false, POLICY_STOPCOPY, HMIG_REASON_NO_PROGRESS },
 	{ "min_progress=0 never gives up on it", HMIG_MODE_PRECOPY, 5, 0, 0, 0, 0,
 	  2, 120000, 100000, GIB, BW, 100, false, POLICY_PASS, HMIG_REASON_NONE },
-	{ "pass 0 is never no-progress", HMIG_MODE_HYBRID, 5, 0, 0.5, 0, 0,
-	  0, 200000, PAGES_1G, GIB, BW, 100, false, POLICY_PASS, HMIG_REASON_NONE },
+	{ "pass 0 that dirtied a little: another pass", HMIG_MODE_HYBRID, 5, 0, 0.1, 0, 0,
+	  0, 100000, PAGES_1G, GIB, BW, 100, false, POLICY_PASS, HMIG_REASON_NONE },
+	{ "pass 0 dirtied nearly all it sent", HMIG_MODE_HYBRID, 5, 0, 0.1, 0, 0,
+	  0, 250000, PAGES_1G, GIB, BW, 100, false, POLICY_POSTCOPY, HMIG_REASON_NO_PROGRESS },
 	{ "byte budget spent", HMIG_MODE_HYBRID, 9, 0, 0, 1.5, 0,
 	  2, 100000, 100000, 2 * GIB, BW, 100, false, POLICY_POSTCOPY, HMIG_REASON_BYTE_BUDGET },
 	{ "byte budget not yet spent", HMIG_MODE_HYBRID, 9, 0, 0, 3, 0,
@@ -89,7 +91,7 @@ ParameterizedTest(struct row *r, policy, decide)
 	cfg.byte_budget = r->byte_budget;
 	cfg.switch_after_ms = r->switch_after_ms;
 	struct policy_pass p = {
-		.pass = r->pass, .dirty_pages = r->dirty, .prev_dirty = r->prev_dirty,
+		.pass = r->pass, .dirty_pages = r->dirty, .pages_sent = r->sent,
 		.bytes_sent = r->bytes_sent, .guest_bytes = GIB, .page_size = 4096,
 		.bandwidth_bps = r->bw_bps, .elapsed_ms = r->elapsed_ms,
 		.operator_forced = r->forced,

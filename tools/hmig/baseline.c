@@ -11,6 +11,8 @@
 
 #include "baseline.h"
 #include "common/clock.h"
+#include "stats/hist.h"
+#include "uffd/uffd.h"
 
 #define CHUNK (1u << 20)
 
@@ -102,4 +104,95 @@ void baseline_warm_memory(uint64_t bytes)
 	if (madvise(m, bytes, MADV_POPULATE_WRITE))
 		memset(m, 1, bytes);
 	munmap(m, bytes);
+}
+
+#define PULL_ROUNDS 4000
+
+static void echo_server(int lfd)
+{
+	char req[24], page[4096];
+	int fd = accept(lfd, NULL, NULL);
+
+	memset(page, 0x33, sizeof(page));
+	for (;;) {
+		size_t got = 0;
+
+		while (got < sizeof(req)) {
+			ssize_t n = recv(fd, req + got, sizeof(req) - got, 0);
+			if (n <= 0)
+				_exit(0);
+			got += (size_t)n;
+		}
+		if (send(fd, page, sizeof(page), 0) != sizeof(page))
+			_exit(1);
+	}
+}
+
+int baseline_pull(struct baseline_pull *out)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t alen = sizeof(a);
+	struct stats_hist h;
+	char req[24] = { 0 }, page[4096];
+	int lfd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+
+	if (lfd < 0 || bind(lfd, (struct sockaddr *)&a, sizeof(a)) || listen(lfd, 1) ||
+	    getsockname(lfd, (struct sockaddr *)&a, &alen))
+		return -EIO;
+	pid_t pid = fork();
+	if (pid == 0)
+		echo_server(lfd);
+	close(lfd);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a))) {
+		close(fd);
+		waitpid(pid, NULL, 0);
+		return -EIO;
+	}
+	stats_hist_init(&h);
+	for (int i = 0; i < PULL_ROUNDS; i++) {
+		uint64_t t0 = clock_now_ns();
+		size_t got = 0;
+
+		if (send(fd, req, sizeof(req), 0) != sizeof(req))
+			break;
+		while (got < sizeof(page)) {
+			ssize_t n = recv(fd, page + got, sizeof(page) - got, 0);
+			if (n <= 0)
+				break;
+			got += (size_t)n;
+		}
+		stats_hist_add(&h, clock_now_ns() - t0);
+	}
+	close(fd);
+	waitpid(pid, NULL, 0);
+	out->rtt_p50_ns = stats_hist_quantile(&h, 0.5);
+	out->rtt_p99_ns = stats_hist_quantile(&h, 0.99);
+
+	/* One page at a time into fresh memory, as a pull installs it. */
+	int ufd = uffd_open(0);
+	size_t len = (size_t)PULL_ROUNDS * 4096;
+	uint8_t *m = mmap(NULL, len, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (ufd < 0 || m == MAP_FAILED)
+		return -EIO;
+	madvise(m, len, MADV_NOHUGEPAGE);
+	if (uffd_register(ufd, m, len, UFFDIO_REGISTER_MODE_MISSING)) {
+		close(ufd);
+		munmap(m, len);
+		return -EIO;
+	}
+	stats_hist_init(&h);
+	for (int i = 0; i < PULL_ROUNDS; i++) {
+		uint64_t t0 = clock_now_ns();
+
+		uffd_copy(ufd, m + (size_t)i * 4096, page, 4096, NULL);
+		stats_hist_add(&h, clock_now_ns() - t0);
+	}
+	out->copy_p50_ns = stats_hist_quantile(&h, 0.5);
+	out->copy_p99_ns = stats_hist_quantile(&h, 0.99);
+	close(ufd);
+	munmap(m, len);
+	return 0;
 }

@@ -21,4 +21,14 @@ void baseline_warm_memory(uint64_t bytes);
 /* Blasts `bytes` over loopback TCP to a forked receiver, twice. */
 int baseline_tcp_blast(uint64_t bytes, struct baseline_tcp *out);
 
+/* Latency of what one pull costs at least, in ns (p50 and p99 over many):
+ * a 24-byte request answered by a 4 KiB reply over loopback TCP, and one
+ * UFFDIO_COPY of a page into fresh registered memory. */
+struct baseline_pull {
+	double rtt_p50_ns, rtt_p99_ns;
+	double copy_p50_ns, copy_p99_ns;
+};
+
+int baseline_pull(struct baseline_pull *out);
+
 #endif

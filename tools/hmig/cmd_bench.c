@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "baseline.h"
@@ -82,9 +83,11 @@ static int bench_guest(const struct bench_opts *o)
 	return 0;
 }
 
-/* One local migration with `workload` and knobs; parses both reports. */
-static int migrate(const struct bench_opts *o, const char *workload, enum hmig_mode mode,
-		   double warmup, struct json_val *src, struct json_val *dst)
+/* One local migration with `workload` and knobs ("key=value", NULL-ended,
+ * for the source); parses both reports. */
+static int migrate_k(const struct bench_opts *o, const char *workload, enum hmig_mode mode,
+		     double warmup, const char *const *knobs, struct json_val *src,
+		     struct json_val *dst)
 {
 	struct mig_opts m;
 	struct local_run lr;
@@ -93,6 +96,16 @@ static int migrate(const struct bench_opts *o, const char *workload, enum hmig_m
 
 	if (mig_parse(1, argv, ROLE_DEMO, &m))
 		return -1;
+	for (; knobs && *knobs; knobs++) {
+		char key[64];
+		const char *eq = strchr(*knobs, '=');
+
+		snprintf(key, sizeof(key), "%.*s", (int)(eq - *knobs), *knobs);
+		if (hmig_config_set(&m.cfg, key, eq + 1, err)) {
+			die_msg("bench: %s", err);
+			return -1;
+		}
+	}
 	m.p.mem_bytes = o->mem;
 	m.p.vcpus = o->vcpus;
 	m.p.workload = workload;
@@ -113,6 +126,12 @@ static int migrate(const struct bench_opts *o, const char *workload, enum hmig_m
 	if (rc)
 		die_msg("bench: the migration with %s failed (status %d)", workload, status);
 	return rc;
+}
+
+static int migrate(const struct bench_opts *o, const char *workload, enum hmig_mode mode,
+		   double warmup, struct json_val *src, struct json_val *dst)
+{
+	return migrate_k(o, workload, mode, warmup, NULL, src, dst);
 }
 
 static double jd(const struct json_val *r, const char *path)
@@ -171,10 +190,120 @@ static int bench_precopy(const struct bench_opts *o)
 	return 0;
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Post-copy: downtime, pull latency against what a pull costs at least,
+ * throughput against raw TCP, hybrid against pre-copy where pre-copy cannot
+ * converge, and the three push orders. */
+static int bench_postcopy(const struct bench_opts *o)
+{
+	enum { DOWNTIME_RUNS = 5 };
+	struct json_val src, dst;
+	struct baseline_tcp tcp;
+	struct baseline_pull pull;
+	printf("## bench postcopy (%lu MiB guest, %u vCPUs, loopback)\n\n",
+	       (unsigned long)(o->mem >> 20), o->vcpus);
+	baseline_warm_memory(4 * o->mem);
+	if (baseline_tcp_blast(o->mem, &tcp) || baseline_pull(&pull)) {
+		die_msg("bench: a baseline failed");
+		return 1;
+	}
+	double floor_us = (pull.rtt_p50_ns + pull.copy_p50_ns) / 1e3;
+	printf("baselines: raw TCP %.0f MB/s (reused buffer), %.0f MB/s (fresh memory); "
+	       "4 KiB round trip p50 %.1f us (p99 %.1f); one-page UFFDIO_COPY p50 %.1f us "
+	       "(p99 %.1f); a pull costs at least %.1f us\n\n",
+	       tcp.reused_mbs, tcp.fresh_mbs, pull.rtt_p50_ns / 1e3, pull.rtt_p99_ns / 1e3,
+	       pull.copy_p50_ns / 1e3, pull.copy_p99_ns / 1e3, floor_us);
+
+	/* Downtime: postcopy after pass 0, a guest writing 20k pages/s. */
+	double dt[DOWNTIME_RUNS];
+	printf("| run | downtime ms | stale pages | faults | pull p50 us | pull p99 us | "
+	       "p50 / floor | p99 / floor | integrity |\n|---|---|---|---|---|---|---|---|---|\n");
+	for (int i = 0; i < DOWNTIME_RUNS; i++) {
+		if (migrate(o, "uniform:rate=20000", HMIG_MODE_POSTCOPY, 1.0, &src, &dst))
+			return 1;
+		dt[i] = jd(&src, "downtime_ms");
+		double p50 = jd(&dst, "faults.latency_us.p50"), p99 = jd(&dst, "faults.latency_us.p99");
+		printf("| %d | %.2f | %.0f | %.0f | %.1f | %.1f | %.1fx | %.1fx | %s |\n", i, dt[i],
+		       jd(&src, "switchover.stale_pages"), jd(&dst, "faults.count"), p50, p99,
+		       p50 / floor_us, p99 / floor_us, json_path_str(&dst, "integrity"));
+		fflush(stdout);
+		json_val_free(&src);
+		json_val_free(&dst);
+	}
+	qsort(dt, DOWNTIME_RUNS, sizeof(dt[0]), cmp_double);
+	printf("\npost-copy downtime p50 over %d runs: %.2f ms (target <= 2 ms)\n\n",
+	       DOWNTIME_RUNS, dt[DOWNTIME_RUNS / 2]);
+
+	/* Throughput: an idle guest, nothing sent before the switch, pushed. */
+	static const char *const nothing_first[] = { "precopy_passes=0", "push=seq", NULL };
+	if (migrate_k(o, "idle", HMIG_MODE_POSTCOPY, 0.2, nothing_first, &src, &dst))
+		return 1;
+	double ms = jd(&dst, "resume_to_complete_ms");
+	double mbs = (double)o->mem / (ms / 1e3) / 1e6;
+	printf("post-copy of an idle guest (precopy_passes=0, push=seq): resume to complete %.0f ms, "
+	       "%.0f MB/s = %.2fx raw TCP (reused buffer), %.2fx raw TCP into fresh memory "
+	       "(target >= 0.8x); integrity %s\n\n",
+	       ms, mbs, mbs / tcp.reused_mbs, mbs / tcp.fresh_mbs, json_path_str(&dst, "integrity"));
+	json_val_free(&src);
+	json_val_free(&dst);
+
+	/* A dirty rate pre-copy cannot beat: unthrottled uniform writes. */
+	static const char *const bounded[] = { "min_progress=0", NULL };
+	printf("| unthrottled uniform | passes | switchover | downtime ms | total ms | "
+	       "bytes / guest | faults | integrity |\n|---|---|---|---|---|---|---|---|\n");
+	for (int m = 0; m < 2; m++) {
+		enum hmig_mode mode = m ? HMIG_MODE_PRECOPY : HMIG_MODE_HYBRID;
+
+		if (migrate_k(o, "uniform", mode, 1.0, m ? bounded : NULL, &src, &dst))
+			return 1;
+		printf("| %s | %zu | %s | %.1f | %.0f | %.2f | %.0f | %s |\n", hmig_mode_name(mode),
+		       json_len(json_get(&src, "passes")), json_path_str(&src, "switchover.reason"),
+		       jd(&src, "downtime_ms"), jd(&src, "total_ms"),
+		       jd(&src, "bytes.total") / (double)o->mem, jd(&dst, "faults.count"),
+		       json_path_str(&dst, "integrity"));
+		fflush(stdout);
+		json_val_free(&src);
+		json_val_free(&dst);
+	}
+
+	/* Push against pull: the three push orders after a switch at pass 0. */
+	static const char *const orders[][3] = {
+		{ "push=seq", NULL }, { "push=hot", NULL }, { "push=near", NULL },
+	};
+	static const char *const loads[] = { "uniform:rate=200000", "zipf:rate=200000" };
+	printf("\n| workload | push | faults | blocktime ms | pull p50 us | pull p99 us | "
+	       "pulled | pushed | guest ops/s in post-copy | resume to complete ms | integrity |\n"
+	       "|---|---|---|---|---|---|---|---|---|---|---|\n");
+	for (size_t w = 0; w < 2; w++) {
+		for (size_t k = 0; k < sizeof(orders) / sizeof(orders[0]); k++) {
+			if (migrate_k(o, loads[w], HMIG_MODE_POSTCOPY, 1.0, orders[k], &src, &dst))
+				return 1;
+			printf("| %s | %s | %.0f | %.1f | %.1f | %.1f | %.0f | %.0f | %.0f | %.0f | %s |\n",
+			       loads[w], orders[k][0] + 5, jd(&dst, "faults.count"),
+			       jd(&dst, "faults.blocktime_ms"), jd(&dst, "faults.latency_us.p50"),
+			       jd(&dst, "faults.latency_us.p99"), jd(&dst, "pages.pulled"),
+			       jd(&dst, "pages.pushed"), jd(&dst, "guest_ops_per_s_postcopy"),
+			       jd(&dst, "resume_to_complete_ms"), json_path_str(&dst, "integrity"));
+			fflush(stdout);
+			json_val_free(&src);
+			json_val_free(&dst);
+		}
+	}
+	return 0;
+}
+
 static const struct bench benches[] = {
 	{ "guest", "dirty-logging cost and guest write rate", bench_guest },
 	{ "precopy", "pass-0 throughput vs raw TCP; downtime and bytes vs dirty rate",
 	  bench_precopy },
+	{ "postcopy", "downtime, pull latency vs RTT+copy, throughput, hybrid vs precopy, push orders",
+	  bench_postcopy },
 };
 
 #define NBENCHES (sizeof(benches) / sizeof(benches[0]))
