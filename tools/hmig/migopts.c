@@ -19,7 +19,7 @@ static const struct mig_opt table[] = {
 	{ "guest", 1, ROLE_SEND | ROLE_DEMO, "BACKEND", "guest backend (synth)" },
 	{ "mem", 1, ROLE_SEND | ROLE_DEMO, "SIZE", "guest memory (default 1G)" },
 	{ "vcpus", 1, ROLE_SEND | ROLE_DEMO, "N", "vCPUs (default 2)" },
-	{ "workload", 1, ROLE_SEND | ROLE_DEMO, "SPEC", "workload (see 'hmig guest --help'; default uniform:rate=20000)" },
+	{ "workload", 1, ROLE_SEND | ROLE_DEMO, "SPEC", "workload (see 'hmig guest --help'; default uniform:rate=20000, demo uniform:rate=500000)" },
 	{ "fill", 1, ROLE_SEND | ROLE_DEMO, "F", "fraction of pages written before the workload (default 1)" },
 	{ "seed", 1, ROLE_SEND | ROLE_DEMO, "N", "workload seed" },
 	{ "warmup", 1, ROLE_SEND | ROLE_DEMO, "S", "seconds the guest runs before the migration (default 1)" },
@@ -131,6 +131,10 @@ int mig_parse(int argc, char **argv, enum mig_role role, struct mig_opts *o)
 					   .workload = "uniform:rate=20000", .fill = 1.0 };
 	hmig_config_init(&o->cfg);
 	o->backend = "synth";
+	/* The demo shows a guest pre-copy alone struggles with: it writes
+	 * 500k pages/s, about the rate pass 0 sends them here. */
+	if (role == ROLE_DEMO)
+		o->p.workload = "uniform:rate=500000";
 	o->warmup = 1;
 	o->run_after = 1;
 	o->ready_fd = -1;
