@@ -399,17 +399,7 @@ static void finish_report(struct hmig_dest *d, int rc)
 {
 	struct net_chan_stats b, u;
 
-	d->rep.mode = eng_stats_mode(d->cfg.mode);
-	snprintf(d->rep.guest.backend, sizeof(d->rep.guest.backend), "%s", d->g->ops->name);
-	d->rep.guest.pages = d->geo.npages;
-	d->rep.guest.page_size = d->geo.page_size;
-	d->rep.guest.vcpus = d->geo.nvcpus;
-	if (d->vcpus_restored) {
-		struct hmig_guest_stats gs;
-
-		d->g->ops->stats(d->g, &gs);
-		snprintf(d->rep.guest.workload, sizeof(d->rep.guest.workload), "%s", gs.workload);
-	}
+	eng_report_guest(&d->rep, d->cfg.mode, d->g, &d->geo);
 	d->rep.total_ms = d->t0 ? clock_ms(clock_now_ns() - d->t0) : 0;
 	net_chan_stats(&d->net.bulk, &b);
 	net_chan_stats(&d->net.urgent, &u);

@@ -136,3 +136,17 @@ enum stats_reason eng_stats_reason(enum hmig_reason r)
 	}
 	return STATS_REASON_NONE;
 }
+
+void eng_report_guest(struct stats_report *rep, enum hmig_mode mode, struct hmig_guest *g,
+		      const struct hmig_guest_geometry *geo)
+{
+	struct hmig_guest_stats gs;
+
+	rep->mode = eng_stats_mode(mode);
+	snprintf(rep->guest.backend, sizeof(rep->guest.backend), "%s", g->ops->name);
+	rep->guest.pages = geo->npages;
+	rep->guest.page_size = geo->page_size;
+	rep->guest.vcpus = geo->nvcpus;
+	if (geo->npages && g->ops->stats(g, &gs) == 0)
+		snprintf(rep->guest.workload, sizeof(rep->guest.workload), "%s", gs.workload);
+}

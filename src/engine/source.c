@@ -772,16 +772,9 @@ static int postcopy(struct hmig_source *s)
 
 static void finish_report(struct hmig_source *s, int rc)
 {
-	struct hmig_guest_stats gs;
 	struct net_chan_stats u;
 
-	s->g->ops->stats(s->g, &gs);
-	s->rep.mode = eng_stats_mode(s->cfg.mode);
-	snprintf(s->rep.guest.backend, sizeof(s->rep.guest.backend), "%s", s->g->ops->name);
-	snprintf(s->rep.guest.workload, sizeof(s->rep.guest.workload), "%s", gs.workload);
-	s->rep.guest.pages = s->geo.npages;
-	s->rep.guest.page_size = s->geo.page_size;
-	s->rep.guest.vcpus = s->geo.nvcpus;
+	eng_report_guest(&s->rep, s->cfg.mode, s->g, &s->geo);
 	s->rep.total_ms = clock_ms(clock_now_ns() - s->t0);
 	net_chan_stats(&s->net.urgent, &u);
 	s->rep.bytes.total = bulk_bytes(s) + u.bytes_sent;

@@ -90,28 +90,32 @@ int uffd_unregister(int fd, void *addr, size_t len)
 	return ret_errno(ioctl(fd, UFFDIO_UNREGISTER, &r));
 }
 
-int uffd_copy(int fd, void *dst, const void *src, size_t len, size_t *done)
+/* UFFDIO_COPY from src, or UFFDIO_ZEROPAGE when src is NULL.  The kernel
+ * may place part of the range and then stop: EAGAIN when the address space
+ * changed under it (carry on from there), EEXIST at a page already present.
+ * The ioctl's progress field says how much went in. */
+static int place(int fd, void *dst, const void *src, size_t len, size_t *done)
 {
 	size_t at = 0;
 	int rc = 0;
 
-	/* The kernel may place part of the range and then stop: EAGAIN when
-	 * the address space changed under it (carry on from there), EEXIST at
-	 * a page already present.  copy.copy says how much went in. */
 	while (at < len) {
 		struct uffdio_copy c = {
-			.dst = (uintptr_t)dst + at,
-			.src = (uintptr_t)src + at,
-			.len = len - at,
+			.dst = (uintptr_t)dst + at, .src = (uintptr_t)src + at, .len = len - at,
 		};
+		struct uffdio_zeropage z = {
+			.range = { .start = (uintptr_t)dst + at, .len = len - at },
+		};
+		int ok = src ? ioctl(fd, UFFDIO_COPY, &c) : ioctl(fd, UFFDIO_ZEROPAGE, &z);
+		int64_t progress = src ? c.copy : z.zeropage;
 
-		if (ioctl(fd, UFFDIO_COPY, &c) == 0) {
+		if (ok == 0) {
 			at = len;
 			break;
 		}
 		rc = -errno;
-		if (c.copy > 0)
-			at += (size_t)c.copy;
+		if (progress > 0)
+			at += (size_t)progress;
 		if (rc != -EAGAIN)
 			break;
 		rc = 0;
@@ -121,30 +125,14 @@ int uffd_copy(int fd, void *dst, const void *src, size_t len, size_t *done)
 	return rc;
 }
 
+int uffd_copy(int fd, void *dst, const void *src, size_t len, size_t *done)
+{
+	return place(fd, dst, src, len, done);
+}
+
 int uffd_zeropage(int fd, void *dst, size_t len, size_t *done)
 {
-	size_t at = 0;
-	int rc = 0;
-
-	while (at < len) {
-		struct uffdio_zeropage z = {
-			.range = { .start = (uintptr_t)dst + at, .len = len - at },
-		};
-
-		if (ioctl(fd, UFFDIO_ZEROPAGE, &z) == 0) {
-			at = len;
-			break;
-		}
-		rc = -errno;
-		if (z.zeropage > 0)
-			at += (size_t)z.zeropage;
-		if (rc != -EAGAIN)
-			break;
-		rc = 0;
-	}
-	if (done)
-		*done = at;
-	return rc;
+	return place(fd, dst, NULL, len, done);
 }
 
 int uffd_wp(int fd, void *addr, size_t len, bool protect)
