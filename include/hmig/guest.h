@@ -204,6 +204,10 @@ static inline const char *hmig_guest_error(const struct hmig_guest *g)
 
 const char *hmig_dirty_mode_name(enum hmig_dirty_mode m);
 
+/* Parses the option spelling of a mode ("auto", "async", "sync"): 0, or
+ * -EINVAL for anything else. */
+int hmig_dirty_mode_parse(const char *s, enum hmig_dirty_mode *m);
+
 #ifdef __cplusplus
 }
 #endif

@@ -148,13 +148,7 @@ int hmig_config_set(struct hmig_config *cfg, const char *key, const char *value,
 					"bad mode '%s': use precopy, postcopy or hybrid", value);
 		return 0;
 	case K_DIRTY:
-		if (!strcmp(value, "auto"))
-			*(enum hmig_dirty_mode *)field = HMIG_DIRTY_AUTO;
-		else if (!strcmp(value, "async"))
-			*(enum hmig_dirty_mode *)field = HMIG_DIRTY_WP_ASYNC;
-		else if (!strcmp(value, "sync"))
-			*(enum hmig_dirty_mode *)field = HMIG_DIRTY_WP_SYNC;
-		else
+		if (hmig_dirty_mode_parse(value, field))
 			return err_setf(errbuf, -EINVAL,
 					"bad dirty mode '%s': use auto, async or sync", value);
 		return 0;

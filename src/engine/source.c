@@ -74,7 +74,7 @@ struct hmig_source {
 	uint64_t near[PROTO_MAX_BATCH]; /* push=near: pages queued after a pull */
 	uint32_t near_head, near_len;
 	struct send_slot *uslot; /* replies on the urgent channel */
-	uint64_t pulled, pushed, pull_after_push;
+	uint64_t pulled, pushed;
 	struct stats_report rep;
 	char err[ERR_LEN];
 };
@@ -625,9 +625,9 @@ static int reply_request(struct hmig_source *s, const struct proto_hdr *h)
 	for (uint32_t i = 0; i < pg.count; i++) {
 		sl->pfns[i] = proto_pages_pfn(&pg, i);
 		/* Already pushed and on its way: send it again anyway, the
-		 * destination installs whichever arrives first. */
-		if (!take_unsent(s, sl->pfns[i]))
-			s->pull_after_push++;
+		 * destination installs whichever arrives first (send_slot counts
+		 * it as a duplicate). */
+		take_unsent(s, sl->pfns[i]);
 	}
 	if ((rc = send_slot(s, &s->net.urgent, sl, pg.count)) ||
 	    (rc = slot_reclaim(s, &s->net.urgent, sl)))

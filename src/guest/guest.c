@@ -31,3 +31,16 @@ const char *hmig_dirty_mode_name(enum hmig_dirty_mode m)
 	}
 	return "?";
 }
+
+int hmig_dirty_mode_parse(const char *s, enum hmig_dirty_mode *m)
+{
+	if (!strcmp(s, "auto"))
+		*m = HMIG_DIRTY_AUTO;
+	else if (!strcmp(s, "async"))
+		*m = HMIG_DIRTY_WP_ASYNC;
+	else if (!strcmp(s, "sync"))
+		*m = HMIG_DIRTY_WP_SYNC;
+	else
+		return -EINVAL;
+	return 0;
+}

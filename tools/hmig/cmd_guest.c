@@ -102,13 +102,7 @@ static int parse_guest_opts(int argc, char **argv, struct guest_opts *o)
 				return -1;
 			break;
 		case 'd':
-			if (!strcmp(optarg, "auto"))
-				o->prof.dirty = HMIG_DIRTY_AUTO;
-			else if (!strcmp(optarg, "async"))
-				o->prof.dirty = HMIG_DIRTY_WP_ASYNC;
-			else if (!strcmp(optarg, "sync"))
-				o->prof.dirty = HMIG_DIRTY_WP_SYNC;
-			else {
+			if (hmig_dirty_mode_parse(optarg, &o->prof.dirty)) {
 				die_msg("bad value for --dirty: '%s' (use auto, async or sync)", optarg);
 				return -1;
 			}
