@@ -17,10 +17,10 @@
  * (MAX_ERRNO); anything above is garbage, not a code worth reporting. */
 #define MAX_ERRNO_CODE 4095u
 
-/* The synth guest's vCPU state: a 4-byte-per-page table, up to 1 MiB of
- * workload state (key-value store index, RNG, cursors) and up to 4 KiB per
- * vCPU.  A backend that needs more must grow this, with a protocol version. */
-#define VCPU_PER_PAGE 4u
+/* A vCPU state is up to 1 MiB of platform/workload state plus up to 4 KiB
+ * per vCPU, whatever the guest's size: state that grows with memory belongs
+ * in memory, where pre-copy moves it before the downtime.  A backend that
+ * needs more must grow this, with a protocol version. */
 #define VCPU_FIXED (1u << 20)
 #define VCPU_PER_VCPU 4096u
 
@@ -72,9 +72,8 @@ uint32_t proto_pages_max_count(const struct hmig_guest_geometry *geo)
 
 static uint64_t vcpu_max(const struct hmig_guest_geometry *geo)
 {
-	/* npages <= 2^40 and nvcpus <= 1024 once HELLO is checked: no overflow. */
-	uint64_t n = geo->npages * VCPU_PER_PAGE + VCPU_FIXED +
-		     (uint64_t)geo->nvcpus * VCPU_PER_VCPU;
+	/* nvcpus <= 1024 once HELLO is checked: no overflow. */
+	uint64_t n = VCPU_FIXED + (uint64_t)geo->nvcpus * VCPU_PER_VCPU;
 
 	return n < PROTO_MAX_BODY ? n : PROTO_MAX_BODY;
 }

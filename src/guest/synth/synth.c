@@ -63,7 +63,8 @@ struct vcpu {
 
 struct synth {
 	struct hmig_guest base;
-	uint64_t npages;
+	uint64_t npages;          /* data pages + version-table pages: what moves */
+	uint64_t data_pages;      /* pages the workload uses, pfns 0 .. data_pages-1 */
 	uint32_t page_size, nvcpus;
 	uint8_t *mem;
 	size_t mem_len;
@@ -71,7 +72,7 @@ struct synth {
 	uint64_t seed;
 	double fill;
 	uint64_t ops_limit;
-	uint32_t *versions; /* oracle: per-page version, owner-written */
+	uint32_t *versions; /* oracle: per-page version, in guest memory (below) */
 	struct vcpu *vcpus;
 
 	/* Run control.  pause_req is polled by vCPUs between ops; parked vCPUs
@@ -108,6 +109,21 @@ static struct synth *to_synth(struct hmig_guest *g)
 
 /* ------------------------------------------------------------ memory */
 
+/* The oracle's version table (4 bytes per data page) lives in guest memory,
+ * in the pages after the data pages, the way a kernel keeps its own
+ * bookkeeping in RAM.  It then moves like any other page: dirty-logged,
+ * sent in passes, pulled on demand.  The vCPU state is left with cursors
+ * and counters, a few bytes per vCPU, so the switchover does not grow with
+ * the guest (a separate table was 1 MiB per GiB inside the downtime).  The
+ * cost: a write dirties its page and one table page (1024 entries each). */
+static uint64_t table_pages(uint64_t data_pages, uint32_t page_size)
+{
+	return (data_pages * sizeof(uint32_t) + page_size - 1) / page_size;
+}
+
+/* Maps npages; the table starts after data_pages (set_layout: at creation,
+ * or by vcpu_restore on a destination, which maps before it knows the
+ * split).  Pages past the table's last entry stay zero. */
 static int mem_map(struct synth *s)
 {
 	s->mem_len = (size_t)s->npages * s->page_size;
@@ -119,10 +135,13 @@ static int mem_map(struct synth *s)
 				s->mem_len >> 20, strerror(errno));
 	s->mem = m;
 	madvise(s->mem, s->mem_len, MADV_NOHUGEPAGE);
-	s->versions = calloc(s->npages, sizeof(*s->versions));
-	if (!s->versions)
-		return err_setf(s->base.err, -ENOMEM, "out of memory for the page version table");
 	return 0;
+}
+
+static void set_layout(struct synth *s, uint64_t data_pages)
+{
+	s->data_pages = data_pages;
+	s->versions = (uint32_t *)(s->mem + data_pages * s->page_size);
 }
 
 static uint8_t *page_ptr(struct synth *s, uint64_t pfn)
@@ -143,9 +162,18 @@ static int vcpus_alloc(struct synth *s)
 		v->s = s;
 		v->id = i;
 		stats_hist_init(&v->lat);
-		wl_vcpu_init(&v->wl, &s->wl, s->seed, i, s->nvcpus, s->npages, s->page_size);
 	}
 	return 0;
+}
+
+/* Gives each vCPU its share of the data pages, once the workload, seed and
+ * layout are known (at creation on a source, at vcpu_restore on a
+ * destination). */
+static void vcpus_layout(struct synth *s)
+{
+	for (uint32_t i = 0; i < s->nvcpus; i++)
+		wl_vcpu_init(&s->vcpus[i].wl, &s->wl, s->seed, i, s->nvcpus, s->data_pages,
+			     s->page_size);
 }
 
 /* Parks the calling vCPU while a pause is requested.  Returns false when the
@@ -471,6 +499,21 @@ static int verify_vcpu(struct synth *s, struct vcpu *v, uint32_t *expect, uint8_
 	return 0;
 }
 
+/* The table's last page past the last entry is never written: zeros. */
+static int verify_table_slack(struct synth *s)
+{
+	const uint8_t *end = (const uint8_t *)(s->versions + s->data_pages);
+	const uint8_t *lim = s->mem + s->npages * s->page_size;
+
+	for (const uint8_t *b = end; b < lim; b++)
+		if (*b)
+			return err_setf(s->base.err, -EBADMSG,
+					"integrity: pfn %lu (version table) differs from the replay at byte %ld",
+					(unsigned long)((uint64_t)(b - s->mem) / s->page_size),
+					(long)((uint64_t)(b - s->mem) % s->page_size));
+	return 0;
+}
+
 static int synth_verify(struct hmig_guest *g)
 {
 	struct synth *s = to_synth(g);
@@ -483,11 +526,11 @@ static int synth_verify(struct hmig_guest *g)
 		return err_setf(s->base.err, -EINVAL, "verify: the guest has no state yet");
 	if (s->threads_live && !atomic_load(&s->pause_req))
 		return err_setf(s->base.err, -EBUSY, "verify: pause the guest first");
-	expect = calloc(s->npages, sizeof(*expect));
+	expect = calloc(s->data_pages, sizeof(*expect));
 	if (!expect)
 		return err_setf(s->base.err, -ENOMEM, "verify: out of memory");
 	if (s->wl.kind == WL_KV) {
-		scratch_len = (size_t)(s->npages / s->nvcpus + 1) * s->page_size;
+		scratch_len = (size_t)(s->data_pages / s->nvcpus + 1) * s->page_size;
 		scratch = mmap(NULL, scratch_len, PROT_READ | PROT_WRITE,
 			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 		if (scratch == MAP_FAILED) {
@@ -507,6 +550,8 @@ static int synth_verify(struct hmig_guest *g)
 		}
 		rc = verify_vcpu(s, v, expect, scratch);
 	}
+	if (!rc)
+		rc = verify_table_slack(s);
 	if (scratch)
 		munmap(scratch, scratch_len);
 	free(expect);
@@ -743,20 +788,21 @@ static int synth_dirty_stop(struct hmig_guest *g)
 
 /* ------------------------------------------------------------ vCPU state */
 
-/* Blob v1, little-endian:
- *   0  u32 magic "HSYN"   4 u32 version (1)   8 u32 nvcpus   12 u32 page_size
- *  16  u64 npages        24 u64 seed         32 f64 fill    40 char[128] workload
- * 168  per vCPU: u64 op, u64 writes, u64 violations, u64 first_bad_pfn
- *      then npages x u32 page versions (the oracle's table). */
+/* Blob v2, little-endian:
+ *   0  u32 magic "HSYN"   4 u32 version (2)   8 u32 nvcpus   12 u32 page_size
+ *  16  u64 npages        24 u64 data_pages   32 u64 seed     40 f64 fill
+ *  48  char[128] workload
+ * 176  per vCPU: u64 op, u64 writes, u64 violations, u64 first_bad_pfn
+ * The page version table is not here: it lives in guest memory (mem_map). */
 #define BLOB_MAGIC 0x4e595348u /* "HSYN" */
-#define BLOB_VERSION 1u
-#define BLOB_HDR 168
+#define BLOB_VERSION 2u
+#define BLOB_HDR 176
 #define BLOB_VCPU 32
 
 static int synth_vcpu_save(struct hmig_guest *g, void **blob, size_t *len)
 {
 	struct synth *s = to_synth(g);
-	size_t n = BLOB_HDR + (size_t)s->nvcpus * BLOB_VCPU + (size_t)s->npages * 4;
+	size_t n = BLOB_HDR + (size_t)s->nvcpus * BLOB_VCPU;
 	uint8_t *b = malloc(n), *p;
 	uint64_t fill_bits;
 
@@ -768,10 +814,11 @@ static int synth_vcpu_save(struct hmig_guest *g, void **blob, size_t *len)
 	put_le32(b + 8, s->nvcpus);
 	put_le32(b + 12, s->page_size);
 	put_le64(b + 16, s->npages);
-	put_le64(b + 24, s->seed);
+	put_le64(b + 24, s->data_pages);
+	put_le64(b + 32, s->seed);
 	memcpy(&fill_bits, &s->fill, 8);
-	put_le64(b + 32, fill_bits);
-	memcpy(b + 40, s->wl.spec, strnlen(s->wl.spec, WL_SPEC_MAX - 1));
+	put_le64(b + 40, fill_bits);
+	memcpy(b + 48, s->wl.spec, strnlen(s->wl.spec, WL_SPEC_MAX - 1));
 	p = b + BLOB_HDR;
 	for (uint32_t i = 0; i < s->nvcpus; i++, p += BLOB_VCPU) {
 		struct vcpu *v = &s->vcpus[i];
@@ -781,8 +828,6 @@ static int synth_vcpu_save(struct hmig_guest *g, void **blob, size_t *len)
 		put_le64(p + 16, atomic_load(&v->violations));
 		put_le64(p + 24, v->first_bad_pfn);
 	}
-	for (uint64_t i = 0; i < s->npages; i++)
-		put_le32(p + i * 4, s->versions[i]);
 	*blob = b;
 	*len = n;
 	return 0;
@@ -805,23 +850,27 @@ static int synth_vcpu_restore(struct hmig_guest *g, const void *blob, size_t len
 				"vCPU state version %u, this hmig reads %u: use the same hmig version on both hosts",
 				get_le32(b + 4), BLOB_VERSION);
 	uint32_t nv = get_le32(b + 8);
+	uint64_t data = get_le64(b + 24);
 	if (nv != s->nvcpus || get_le32(b + 12) != s->page_size || get_le64(b + 16) != s->npages ||
-	    len != BLOB_HDR + (size_t)nv * BLOB_VCPU + (size_t)s->npages * 4)
+	    len != BLOB_HDR + (size_t)nv * BLOB_VCPU)
 		return err_setf(s->base.err, -EPROTO,
 				"vCPU state is for another geometry (%u vCPUs, %lu pages; this guest has %u, %lu)",
 				nv, (unsigned long)get_le64(b + 16), s->nvcpus,
 				(unsigned long)s->npages);
-	memcpy(spec, b + 40, WL_SPEC_MAX);
+	if (data < nv || data > s->npages || table_pages(data, s->page_size) > s->npages - data)
+		return err_setf(s->base.err, -EPROTO,
+				"vCPU state: %lu data pages do not fit a %lu-page guest with its version table",
+				(unsigned long)data, (unsigned long)s->npages);
+	memcpy(spec, b + 48, WL_SPEC_MAX);
 	spec[WL_SPEC_MAX - 1] = '\0';
 	rc = wl_parse(spec, &s->wl, s->base.err);
 	if (rc)
 		return rc;
-	s->seed = get_le64(b + 24);
-	fill_bits = get_le64(b + 32);
+	s->seed = get_le64(b + 32);
+	fill_bits = get_le64(b + 40);
 	memcpy(&s->fill, &fill_bits, 8);
-	for (uint32_t i = 0; i < s->nvcpus; i++)
-		wl_vcpu_init(&s->vcpus[i].wl, &s->wl, s->seed, i, s->nvcpus, s->npages,
-			     s->page_size);
+	set_layout(s, data);
+	vcpus_layout(s);
 	p = b + BLOB_HDR;
 	for (uint32_t i = 0; i < s->nvcpus; i++, p += BLOB_VCPU) {
 		struct vcpu *v = &s->vcpus[i];
@@ -831,8 +880,6 @@ static int synth_vcpu_restore(struct hmig_guest *g, const void *blob, size_t len
 		atomic_store(&v->violations, get_le64(p + 16));
 		v->first_bad_pfn = get_le64(p + 24);
 	}
-	for (uint64_t i = 0; i < s->npages; i++)
-		s->versions[i] = get_le32(p + i * 4);
 	s->restored = true;
 	return 0;
 }
@@ -1080,7 +1127,6 @@ static void synth_destroy(struct hmig_guest *g)
 	if (s->mem)
 		munmap(s->mem, s->mem_len);
 	free((void *)s->present);
-	free(s->versions);
 	free(s->vcpus);
 	pthread_mutex_destroy(&s->wp_lock);
 	pthread_cond_destroy(&s->parked_cv);
@@ -1169,7 +1215,15 @@ int synth_open(const struct hmig_synth_params *params, struct hmig_guest **out, 
 	}
 	if ((rc = wl_parse(params->workload, &s->wl, errbuf)))
 		goto fail;
-	if ((rc = mem_map(s)) || (rc = vcpus_alloc(s)) || (rc = guest_fill(s))) {
+	if ((rc = mem_map(s)) || (rc = vcpus_alloc(s))) {
+		snprintf(errbuf, ERR_LEN, "%s", s->base.err);
+		goto fail;
+	}
+	/* The table is carved out of the guest's memory, as a kernel's own
+	 * bookkeeping is: a 1 GiB guest has 1 GiB in all. */
+	set_layout(s, s->npages - table_pages(s->npages, s->page_size));
+	vcpus_layout(s);
+	if ((rc = guest_fill(s))) {
 		snprintf(errbuf, ERR_LEN, "%s", s->base.err);
 		goto fail;
 	}
