@@ -786,14 +786,14 @@ int net_chan_open(struct net_chan *ch, int fd, enum net_kind kind, const struct 
 	}
 
 	ch->sends = calloc(ch->cap, sizeof(*ch->sends));
-	ch->iov_pool = calloc((size_t)ch->cap * NET_IOV_MAX, sizeof(*ch->iov_pool));
+	ch->iov_pool = calloc((size_t)ch->cap * NET_SEND_IOV_MAX, sizeof(*ch->iov_pool));
 	ch->tx_iov = calloc(NET_IOV_MAX, sizeof(*ch->tx_iov));
 	if (!ch->sends || !ch->iov_pool || !ch->tx_iov) {
 		rc = err_setf(ch->err, -ENOMEM, "%s channel: out of memory", name(ch));
 		goto fail;
 	}
 	for (unsigned i = 0; i < ch->cap; i++)
-		ch->sends[i].iov = ch->iov_pool + (size_t)i * NET_IOV_MAX;
+		ch->sends[i].iov = ch->iov_pool + (size_t)i * NET_SEND_IOV_MAX;
 
 	rc = setup_bufs(ch, &o);
 	if (rc < 0)
@@ -867,9 +867,9 @@ int64_t net_chan_sendv(struct net_chan *ch, const struct iovec *iov, int iovcnt)
 
 	if (!ch->open)
 		return closed_error(ch);
-	if (iovcnt < 0 || iovcnt > NET_IOV_MAX)
+	if (iovcnt < 0 || iovcnt > NET_SEND_IOV_MAX)
 		return err_setf(ch->err, -EINVAL, "%s channel: %d iovecs in one send, at most %d",
-				name(ch), iovcnt, NET_IOV_MAX);
+				name(ch), iovcnt, NET_SEND_IOV_MAX);
 	chan_poll(ch);
 	/* Backpressure: the queue is full until the oldest send completes. */
 	while (!ch->tx_err && ch->seq_next - 1 - ch->seq_done >= ch->cap) {

@@ -51,9 +51,14 @@
 /* Longest text form: "unix:" + a 107-byte socket path + NUL fits. */
 #define NET_ADDR_TEXT 128
 
-/* At most this many iovecs per net_chan_sendv(): the kernel's UIO_MAXIOV,
- * because a send's iovecs go to sendmsg() as one list. */
+/* At most this many iovecs per sendmsg(): the kernel's UIO_MAXIOV. */
 #define NET_IOV_MAX 1024
+
+/* At most this many iovecs per net_chan_sendv().  A send with more than one
+ * sendmsg() takes goes out in several, in order: a PAGES record is a prefix
+ * and up to 1024 page iovecs, one more than UIO_MAXIOV when no two pages
+ * are adjacent. */
+#define NET_SEND_IOV_MAX (2 * NET_IOV_MAX)
 
 /* Connections the listener holds while waiting for their partner (or their
  * preamble).  A migration needs two; 16 lets a few retrying or interleaved
@@ -128,7 +133,7 @@ struct net_chan {
 
 	/* send side: a circular queue of max_inflight sends, seq % cap */
 	struct net_send *sends;
-	struct iovec *iov_pool; /* cap * NET_IOV_MAX, copies of callers' lists */
+	struct iovec *iov_pool; /* cap * NET_SEND_IOV_MAX, copies of callers' lists */
 	struct iovec *tx_iov;   /* the one sendmsg in flight */
 	struct msghdr tx_msg;
 	unsigned cap;
@@ -249,7 +254,7 @@ int net_chan_open(struct net_chan *ch, int fd, enum net_kind kind, const struct 
  * zeroed struct and when called twice; must not race with net_chan_wake. */
 void net_chan_close(struct net_chan *ch);
 
-/* Queues a send of iov[0..iovcnt) (at most NET_IOV_MAX).  The iovec array is
+/* Queues a send of iov[0..iovcnt) (at most NET_SEND_IOV_MAX).  The iovec array is
  * copied; the memory it points at is read by the kernel until the send
  * completes (net_chan_send_wait), with zero-copy sends as late as a TCP
  * retransmission: what goes out is its content at some moment before the

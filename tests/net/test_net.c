@@ -926,9 +926,10 @@ Test(net, queued_sends_coalesce, .timeout = 30)
 Test(net, many_iovecs_split_across_requests, .timeout = 30)
 {
 	/* Six sends of 1000 small iovecs, queued behind a blocked request: the
-	 * coalesced requests hit NET_IOV_MAX in the middle of a send. */
-	static struct iovec iov[1000];
-	const size_t len = 6 * 1000 * 300;
+	 * coalesced requests hit NET_IOV_MAX in the middle of a send; then one
+	 * send longer than a sendmsg's list. */
+	static struct iovec iov[NET_SEND_IOV_MAX + 1];
+	const size_t len = 6 * 1000 * 300 + NET_SEND_IOV_MAX * 300;
 	struct net_chan a, b;
 	struct reader r;
 	uint8_t *data = pattern_buf(len);
@@ -937,15 +938,17 @@ Test(net, many_iovecs_split_across_requests, .timeout = 30)
 
 	require_uring();
 	make_socketpair(NET_BULK, NULL, &a, &b);
-	cr_expect(eq(i64, net_chan_sendv(&a, iov, NET_IOV_MAX + 1), -EINVAL));
-	for (int k = 0; k < 6; k++) {
-		for (int i = 0; i < 1000; i++) {
+	cr_expect(eq(i64, net_chan_sendv(&a, iov, NET_SEND_IOV_MAX + 1), -EINVAL));
+	for (int k = 0; k < 7; k++) {
+		int n = k < 6 ? 1000 : NET_SEND_IOV_MAX;
+
+		for (int i = 0; i < n; i++) {
 			size_t l = 100 + rnd(&s) % 200;
 
 			iov[i] = (struct iovec){ data + off, l };
 			off += l;
 		}
-		cr_assert(gt(i64, net_chan_sendv(&a, iov, 1000), 0), "%s", a.err);
+		cr_assert(gt(i64, net_chan_sendv(&a, iov, n), 0), "%s", a.err);
 	}
 	reader_start(&r, &b, off, false);
 	cr_assert(eq(int, net_chan_flush(&a, 10000), 0), "%s", a.err);
