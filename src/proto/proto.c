@@ -42,6 +42,8 @@ static const struct rec_info rec_table[] = {
 	[PROTO_REQUEST] = { "REQUEST", 0, sizeof(struct proto_wire_pfns), true },
 	[PROTO_DONE] = { "DONE", 0, sizeof(struct proto_wire_done), true },
 	[PROTO_ERROR] = { "ERROR", 0, sizeof(struct proto_wire_error), false },
+	[PROTO_DIRTY] = { "DIRTY", PROTO_FLAG_LAST, sizeof(struct proto_wire_stale), true },
+	[PROTO_SYNC] = { "SYNC", 0, sizeof(struct proto_wire_sync), true },
 };
 
 #define NTYPES (sizeof(rec_table) / sizeof(rec_table[0]))
@@ -96,7 +98,10 @@ uint32_t proto_body_max(uint32_t type, const struct hmig_guest_geometry *geo)
 	case PROTO_PASS_END:
 		return sizeof(struct proto_wire_pass_end);
 	case PROTO_STALE:
+	case PROTO_DIRTY:
 		return PROTO_STALE_MAX_BODY;
+	case PROTO_SYNC:
+		return sizeof(struct proto_wire_sync);
 	case PROTO_VCPU_STATE:
 		return (uint32_t)vcpu_max(geo);
 	case PROTO_RESUMED:
@@ -642,9 +647,10 @@ static uint64_t seg_start(uint64_t pfn)
 	return pfn - pfn % PROTO_STALE_SEG_BITS;
 }
 
-int proto_stale_encode(void *buf, size_t len,
-		       const struct hmig_guest_geometry *geo,
-		       const uint64_t *stale, uint64_t *pos, char *err)
+/* STALE and DIRTY share this body: a pfn set cut into segments. */
+static int set_encode(void *buf, size_t len, uint32_t type,
+		      const struct hmig_guest_geometry *geo,
+		      const uint64_t *stale, uint64_t *pos, char *err)
 {
 	uint8_t *body = (uint8_t *)buf + PROTO_HDR_LEN;
 	uint64_t npages = geo->npages, first, end, nbits, words, runs, next;
@@ -652,13 +658,14 @@ int proto_stale_encode(void *buf, size_t len,
 	uint32_t body_len;
 	int rc;
 
-	rc = room(len, PROTO_HDR_LEN + PROTO_STALE_MAX_BODY, PROTO_STALE, err);
+	rc = room(len, PROTO_HDR_LEN + PROTO_STALE_MAX_BODY, type, err);
 	if (rc)
 		return rc;
 	if (*pos >= npages || *pos % PROTO_STALE_SEG_BITS)
 		return err_setf(err, -EINVAL,
-				"STALE record: encoder position %llu is not a segment start below %llu (caller bug)",
-				(unsigned long long)*pos, (unsigned long long)npages);
+				"%s record: encoder position %llu is not a segment start below %llu (caller bug)",
+				proto_type_name(type), (unsigned long long)*pos,
+				(unsigned long long)npages);
 
 	first = bitmap_next(stale, npages, *pos);
 	if (first == npages) {
@@ -667,7 +674,7 @@ int proto_stale_encode(void *buf, size_t len,
 
 		put_le32(w->kind, PROTO_STALE_RANGES);
 		put_le32(w->nranges, 0);
-		proto_hdr_encode(buf, PROTO_STALE, PROTO_FLAG_LAST, sizeof(*w));
+		proto_hdr_encode(buf, type, PROTO_FLAG_LAST, sizeof(*w));
 		*pos = npages;
 		return PROTO_HDR_LEN + sizeof(*w);
 	}
@@ -710,9 +717,20 @@ int proto_stale_encode(void *buf, size_t len,
 
 	next = bitmap_next(stale, npages, end);
 	*pos = next == npages ? npages : seg_start(next);
-	proto_hdr_encode(buf, PROTO_STALE, *pos == npages ? PROTO_FLAG_LAST : 0,
-			 body_len);
+	proto_hdr_encode(buf, type, *pos == npages ? PROTO_FLAG_LAST : 0, body_len);
 	return PROTO_HDR_LEN + (int)body_len;
+}
+
+int proto_stale_encode(void *buf, size_t len, const struct hmig_guest_geometry *geo,
+		       const uint64_t *stale, uint64_t *pos, char *err)
+{
+	return set_encode(buf, len, PROTO_STALE, geo, stale, pos, err);
+}
+
+int proto_dirty_encode(void *buf, size_t len, const struct hmig_guest_geometry *geo,
+		       const uint64_t *dirty, uint64_t *pos, char *err)
+{
+	return set_encode(buf, len, PROTO_DIRTY, geo, dirty, pos, err);
 }
 
 /* Sets bits [start, start + count) a word at a time: a range may cover the
@@ -741,12 +759,13 @@ static int stale_ranges(const struct proto_hdr *h, const uint8_t *body,
 
 	if (n > PROTO_STALE_MAX_RANGES)
 		return err_setf(err, -EPROTO,
-				"STALE record: %u ranges, at most %u", n,
+				"%s record: %u ranges, at most %u",
+				proto_type_name(h->type), n,
 				PROTO_STALE_MAX_RANGES);
 	if (h->body_len != want)
 		return err_setf(err, -EPROTO,
-				"STALE record: body_len %u does not match %u ranges (expected %llu)",
-				h->body_len, n, (unsigned long long)want);
+				"%s record: body_len %u does not match %u ranges (expected %llu)",
+				proto_type_name(h->type), h->body_len, n, (unsigned long long)want);
 	/* Sorted and disjoint keeps the encoding canonical and the cost of
 	 * applying it bounded by npages, whatever the peer sends. */
 	for (uint32_t i = 0; i < n; i++) {
@@ -754,18 +773,18 @@ static int stale_ranges(const struct proto_hdr *h, const uint8_t *body,
 
 		if (count == 0)
 			return err_setf(err, -EPROTO,
-					"STALE record: range %u at pfn %llu is empty",
-					i, (unsigned long long)start);
+					"%s record: range %u at pfn %llu is empty",
+					proto_type_name(h->type), i, (unsigned long long)start);
 		if (start >= npages || count > npages - start)
 			return err_setf(err, -ERANGE,
-					"STALE record: range %u (pfn %llu, %llu pages) crosses the end of the guest (%llu pages)",
-					i, (unsigned long long)start,
+					"%s record: range %u (pfn %llu, %llu pages) crosses the end of the guest (%llu pages)",
+					proto_type_name(h->type), i, (unsigned long long)start,
 					(unsigned long long)count,
 					(unsigned long long)npages);
 		if (i && start < prev_end)
 			return err_setf(err, -EPROTO,
-					"STALE record: range %u at pfn %llu overlaps or precedes the one before",
-					i, (unsigned long long)start);
+					"%s record: range %u at pfn %llu overlaps or precedes the one before",
+					proto_type_name(h->type), i, (unsigned long long)start);
 		prev_end = start + count;
 	}
 	for (uint32_t i = 0; i < n; i++)
@@ -784,40 +803,41 @@ static int stale_bitmap(const struct proto_hdr *h, const uint8_t *body,
 
 	if (h->body_len < sizeof(*w))
 		return err_setf(err, -EPROTO,
-				"STALE record: bitmap body_len %u below the minimum %zu",
-				h->body_len, sizeof(*w));
+				"%s record: bitmap body_len %u below the minimum %zu",
+				proto_type_name(h->type), h->body_len, sizeof(*w));
 	pad = get_le32(w->pad);
 	first = get_le64(w->first_pfn);
 	nbits = get_le64(w->nbits);
 	if (pad)
 		return err_setf(err, -EPROTO,
-				"STALE record: pad is 0x%08x, must be 0", pad);
+				"%s record: pad is 0x%08x, must be 0",
+				proto_type_name(h->type), pad);
 	if (nbits == 0 || nbits > PROTO_STALE_SEG_BITS)
 		return err_setf(err, -EPROTO,
-				"STALE record: bitmap of %llu bits, must be 1..%u",
-				(unsigned long long)nbits, PROTO_STALE_SEG_BITS);
+				"%s record: bitmap of %llu bits, must be 1..%u",
+				proto_type_name(h->type), (unsigned long long)nbits, PROTO_STALE_SEG_BITS);
 	if (first % 64)
 		return err_setf(err, -EPROTO,
-				"STALE record: bitmap starts at pfn %llu, not a multiple of 64",
-				(unsigned long long)first);
+				"%s record: bitmap starts at pfn %llu, not a multiple of 64",
+				proto_type_name(h->type), (unsigned long long)first);
 	if (first >= npages || nbits > npages - first)
 		return err_setf(err, -ERANGE,
-				"STALE record: bitmap pfn %llu + %llu bits crosses the end of the guest (%llu pages)",
-				(unsigned long long)first,
+				"%s record: bitmap pfn %llu + %llu bits crosses the end of the guest (%llu pages)",
+				proto_type_name(h->type), (unsigned long long)first,
 				(unsigned long long)nbits,
 				(unsigned long long)npages);
 	words = BITMAP_WORDS(nbits);
 	want = sizeof(*w) + 8 * words;
 	if (h->body_len != want)
 		return err_setf(err, -EPROTO,
-				"STALE record: body_len %u does not match %llu bits (expected %llu)",
-				h->body_len, (unsigned long long)nbits,
+				"%s record: body_len %u does not match %llu bits (expected %llu)",
+				proto_type_name(h->type), h->body_len, (unsigned long long)nbits,
 				(unsigned long long)want);
 	last = get_le64(bits + 8 * (words - 1));
 	if (nbits % 64 && last >> (nbits % 64))
 		return err_setf(err, -EPROTO,
-				"STALE record: bits set past the segment's %llu bits",
-				(unsigned long long)nbits);
+				"%s record: bits set past the segment's %llu bits",
+				proto_type_name(h->type), (unsigned long long)nbits);
 	for (uint64_t k = 0; k < words; k++)
 		stale[first / 64 + k] |= get_le64(bits + 8 * k);
 	return 0;
@@ -829,7 +849,7 @@ int proto_stale_decode(const struct proto_hdr *h, const void *body,
 {
 	const struct proto_wire_stale *w = body;
 	uint32_t kind;
-	int rc = expect(h, PROTO_STALE, err);
+	int rc = expect(h, h->type == PROTO_DIRTY ? PROTO_DIRTY : PROTO_STALE, err);
 
 	if (rc)
 		return rc;
@@ -841,7 +861,8 @@ int proto_stale_decode(const struct proto_hdr *h, const void *body,
 		return stale_bitmap(h, body, geo->npages, stale, err);
 	}
 	return err_setf(err, -EPROTO,
-			"STALE record: unknown encoding %u (1 ranges, 2 bitmap)", kind);
+			"%s record: unknown encoding %u (1 ranges, 2 bitmap)",
+				proto_type_name(h->type), kind);
 }
 
 /* --------------------------------------------------------- VCPU_STATE */
@@ -902,6 +923,31 @@ int proto_resumed_decode(const struct proto_hdr *h, const void *body,
 		return rc;
 	out->downtime_ns = get_le64(w->downtime_ns);
 	out->resume_wall_ns = get_le64(w->resume_wall_ns);
+	return 0;
+}
+
+int proto_sync_encode(void *buf, size_t len, uint64_t token, char *err)
+{
+	struct proto_wire_sync *w;
+	int rc = room(len, PROTO_HDR_LEN + sizeof(*w), PROTO_SYNC, err);
+
+	if (rc)
+		return rc;
+	proto_hdr_encode(buf, PROTO_SYNC, 0, sizeof(*w));
+	w = (struct proto_wire_sync *)((uint8_t *)buf + PROTO_HDR_LEN);
+	put_le64(w->token, token);
+	return PROTO_HDR_LEN + sizeof(*w);
+}
+
+int proto_sync_decode(const struct proto_hdr *h, const void *body, uint64_t *token,
+		      char *err)
+{
+	const struct proto_wire_sync *w = body;
+	int rc = expect_fixed(h, PROTO_SYNC, sizeof(*w), err);
+
+	if (rc)
+		return rc;
+	*token = get_le64(w->token);
 	return 0;
 }
 

@@ -29,7 +29,7 @@
 
 #include "common/endian.h"
 
-#define PROTO_VERSION 1
+#define PROTO_VERSION 2
 
 /* ------------------------------------------------------------ limits */
 
@@ -82,9 +82,11 @@ enum proto_type {
 	PROTO_REQUEST = 8,
 	PROTO_DONE = 9,
 	PROTO_ERROR = 10,
+	PROTO_DIRTY = 11,
+	PROTO_SYNC = 12,
 };
 
-/* STALE: this record completes the stale set. */
+/* STALE, DIRTY: this record completes the set. */
 #define PROTO_FLAG_LAST 0x1u
 /* VCPU_STATE: post-copy follows; the destination resumes at once and pulls
  * what is missing.  Without it, stop-and-copy follows: the stale pages, then
@@ -247,6 +249,11 @@ struct proto_resumed {
 	uint64_t resume_wall_ns;
 };
 
+struct proto_wire_sync {
+	uint8_t token[8];
+};
+_Static_assert(sizeof(struct proto_wire_sync) == 8, "SYNC");
+
 struct proto_wire_done {
 	uint8_t pages[8];
 	uint8_t bytes[8];
@@ -312,12 +319,16 @@ int proto_pass_end_decode(const struct proto_hdr *h, const void *body,
 			  const struct hmig_guest_geometry *geo,
 			  struct proto_pass_end *out, char *err);
 
-/* Checks every range / the segment against npages, then ORs the record into
- * stale (npages bits, BITMAP_WORDS(npages) words): a bad record changes
- * nothing.  h->flags & PROTO_FLAG_LAST says whether the set is complete. */
+/* STALE or DIRTY: checks every range / the segment against npages, then ORs
+ * the record into stale (npages bits, BITMAP_WORDS(npages) words): a bad
+ * record changes nothing.  h->flags & PROTO_FLAG_LAST says whether the set
+ * is complete. */
 int proto_stale_decode(const struct proto_hdr *h, const void *body,
 		       const struct hmig_guest_geometry *geo,
 		       uint64_t *stale, char *err);
+
+int proto_sync_decode(const struct proto_hdr *h, const void *body, uint64_t *token,
+		      char *err);
 
 /* The blob is the whole body; its size was bounded by proto_hdr_decode. */
 int proto_vcpu_decode(const struct proto_hdr *h, const void *body,
@@ -380,6 +391,13 @@ int proto_pass_end_encode(void *buf, size_t len,
 int proto_stale_encode(void *buf, size_t len,
 		       const struct hmig_guest_geometry *geo,
 		       const uint64_t *stale, uint64_t *pos, char *err);
+
+/* DIRTY: the same encoding of another set (pages the destination holds but
+ * the guest has written since; drop them now). */
+int proto_dirty_encode(void *buf, size_t len, const struct hmig_guest_geometry *geo,
+		       const uint64_t *dirty, uint64_t *pos, char *err);
+
+int proto_sync_encode(void *buf, size_t len, uint64_t token, char *err);
 
 /* VCPU_STATE header only (PROTO_HDR_LEN, returned); blob_len bytes follow. */
 int proto_vcpu_encode(void *buf, size_t len,

@@ -513,6 +513,61 @@ Test(proto, stale_round_trips_and_picks_the_smaller_encoding)
 	free(set);
 }
 
+/* DIRTY uses STALE's encoding under its own type, and a guest of 8 GiB
+ * (eight 1 GiB segments and a partial one) needs many records, every one
+ * within the limit. */
+Test(proto, dirty_round_trips_a_large_guest_in_many_records)
+{
+	struct hmig_guest_geometry geo = { (8ull << 30) / 4096 + 77, 4096, 2 };
+	uint64_t *set = bitmap_new(geo.npages), *got = bitmap_new(geo.npages), pos = 0;
+	uint8_t *buf = malloc(PROTO_HDR_LEN + PROTO_STALE_MAX_BODY);
+	char err[ERR_LEN] = "";
+	int records = 0;
+
+	for (uint64_t p = 3; p < geo.npages; p += 2) /* worst case: scattered */
+		bitmap_set(set, p);
+	do {
+		struct proto_hdr h;
+		int n = proto_dirty_encode(buf, PROTO_HDR_LEN + PROTO_STALE_MAX_BODY, &geo, set,
+					   &pos, err);
+
+		cr_assert(gt(int, n, 0), "%s", err);
+		cr_assert(eq(int, proto_hdr_decode(buf, n, &geo, &h, err), 0), "%s", err);
+		cr_assert(eq(u32, h.type, PROTO_DIRTY));
+		cr_assert(le(u32, h.body_len, PROTO_STALE_MAX_BODY));
+		cr_assert(eq(int, proto_stale_decode(&h, buf + B, &geo, got, err), 0), "%s", err);
+		records++;
+	} while (pos < geo.npages);
+	cr_assert(eq(int, records, 9));
+	cr_assert(eq(int, memcmp(got, set, BITMAP_WORDS(geo.npages) * 8), 0));
+
+	/* A bad DIRTY record names itself. */
+	struct proto_hdr h = { .type = PROTO_DIRTY, .body_len = 8 };
+	uint8_t body[8] = { 9 };
+	cr_assert(eq(int, proto_stale_decode(&h, body, &geo, got, err), -EPROTO));
+	cr_assert(ne(ptr, strstr(err, "DIRTY record: unknown encoding 9"), NULL), "%s", err);
+	free(buf);
+	free(set);
+	free(got);
+}
+
+Test(proto, sync_round_trip)
+{
+	uint8_t buf[64];
+	struct proto_hdr h;
+	uint64_t token = 0;
+	char err[ERR_LEN] = "";
+	int n = proto_sync_encode(buf, sizeof(buf), 0x1122334455667788ull, err);
+
+	cr_assert(eq(int, n, PROTO_HDR_LEN + 8), "%s", err);
+	cr_assert(eq(int, proto_hdr_decode(buf, n, &G, &h, err), 0), "%s", err);
+	cr_assert(eq(int, proto_sync_decode(&h, buf + B, &token, err), 0), "%s", err);
+	cr_assert(eq(u64, token, 0x1122334455667788ull));
+	put_le32(buf + 8, 9);
+	cr_assert(eq(int, proto_hdr_decode(buf, n, &G, &h, err), -EMSGSIZE));
+	cr_assert(eq(int, proto_sync_encode(buf, 10, 1, err), -ENOSPC));
+}
+
 Test(proto, stale_decode_ors_into_the_set)
 {
 	uint8_t buf[256];
@@ -632,13 +687,13 @@ static const struct bad_case bad_cases[] = {
 	  .want = 0 },
 	{ "HELLO wrong magic", BASE_HELLO, { P4(B, 0x47495048) }, .no_hello = true,
 	  .want = -EPROTO, .record = "HELLO record", .detail = "bad magic" },
-	{ "HELLO wrong version", BASE_HELLO, { P4(B + 8, 2) }, .no_hello = true,
+	{ "HELLO wrong version", BASE_HELLO, { P4(B + 8, 1) }, .no_hello = true,
 	  .want = -EPROTONOSUPPORT, .record = "HELLO record",
-	  .detail = "version 2, this side speaks 1" },
+	  .detail = "version 1, this side speaks 2" },
 	{ "HELLO from a newer, longer version", BASE_HELLO,
-	  { P4(B + 8, 2), P4(H_LEN, 80) }, .no_hello = true,
-	  .want = -EPROTONOSUPPORT, .record = "HELLO record", .detail = "version 2" },
-	{ "HELLO v1 of the wrong length", BASE_HELLO, { P4(H_LEN, 63) }, .no_hello = true,
+	  { P4(B + 8, 3), P4(H_LEN, 80) }, .no_hello = true,
+	  .want = -EPROTONOSUPPORT, .record = "HELLO record", .detail = "version 3" },
+	{ "HELLO v2 of the wrong length", BASE_HELLO, { P4(H_LEN, 63) }, .no_hello = true,
 	  .want = -EPROTO, .record = "HELLO record", .detail = "is 64 bytes" },
 	{ "HELLO page size not a power of two", BASE_HELLO, { P4(B + 40, 5000) },
 	  .no_hello = true,
