@@ -51,6 +51,9 @@ enum hmig_dirty_mode {
 	HMIG_DIRTY_BACKEND,   /* the hypervisor's own log (Xen log-dirty) */
 };
 
+/* dirty_collect flags. */
+#define HMIG_COLLECT_FINAL 0x1u /* the guest is paused; the last collect */
+
 struct hmig_guest_ops {
 	const char *name; /* "synth", "xen" */
 
@@ -99,9 +102,12 @@ struct hmig_guest_ops {
 	 * collect (or dirty_start) and re-arms logging for those pages, so a write
 	 * that races with the collect is reported now or by the next collect,
 	 * never lost.  Returns the number of pages it found (which may include
-	 * pages already set in bitmap).  Called once per pass and once more with
-	 * the guest paused at switchover. */
-	int64_t (*dirty_collect)(struct hmig_guest *g, uint64_t *bitmap);
+	 * pages already set in bitmap).  Called at least once per pass, and
+	 * once more with the guest paused at switchover with HMIG_COLLECT_FINAL:
+	 * nothing is collected after that one, so the backend need not re-arm
+	 * and should simply be fast (it is inside the downtime), as Xen's
+	 * XEN_DOMCTL_SHADOW_LOGDIRTY_FINAL. */
+	int64_t (*dirty_collect)(struct hmig_guest *g, uint64_t *bitmap, unsigned flags);
 
 	/* Stops dirty logging and drops its overhead.  Called at most once after
 	 * dirty_start; destroy also stops it. */
@@ -142,8 +148,11 @@ struct hmig_guest_ops {
 	 * than one per page (a single UFFDIO_COPY for the run). */
 	int (*page_install)(struct hmig_guest *g, uint64_t pfn, uint32_t n, const void *data);
 
-	/* Makes pages missing again (the stale set at switchover).  `bitmap` has
-	 * npages bits.  Called once, before start.  Returns the number dropped. */
+	/* Makes pages missing again: pages the guest wrote on the source after
+	 * they were sent.  `bitmap` has npages bits, and names only pages that
+	 * are present.  Called any number of times before start (during
+	 * pre-copy, so that little is left to drop at switchover, and at
+	 * switchover).  Returns the number dropped. */
 	int64_t (*pages_drop)(struct hmig_guest *g, const uint64_t *bitmap);
 
 	/* A file descriptor that polls readable when a vCPU is blocked on a

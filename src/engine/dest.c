@@ -208,23 +208,79 @@ static int on_stale(struct hmig_dest *d, const struct proto_hdr *h)
 	return proto_stale_decode(h, d->rx.p, &d->geo, d->stale, d->err);
 }
 
+/* Makes the pages of `set` that are present here missing again, and
+ * empties `set`.  Returns how many it dropped, or -errno.  The source names
+ * only pages it sent us, but a page it sent may still be in flight when a
+ * record naming it was cut: what is not present needs no drop. */
+static int64_t drop_present(struct hmig_dest *d, uint64_t *set)
+{
+	size_t words = BITMAP_WORDS(d->geo.npages);
+	uint64_t n = 0;
+
+	pthread_mutex_lock(&d->lock);
+	for (size_t w = 0; w < words; w++) {
+		set[w] &= d->present[w];
+		n += (uint64_t)__builtin_popcountll(set[w]);
+	}
+	pthread_mutex_unlock(&d->lock);
+	if (!n)
+		return 0;
+	int64_t dropped = d->g->ops->pages_drop(d->g, set);
+	if (dropped < 0)
+		return err_setf(d->err, (int)dropped, "%s", hmig_guest_error(d->g));
+	pthread_mutex_lock(&d->lock);
+	for (size_t w = 0; w < words; w++)
+		d->present[w] &= ~set[w];
+	d->npresent -= n;
+	pthread_mutex_unlock(&d->lock);
+	memset(set, 0, words * 8);
+	return (int64_t)n;
+}
+
+/* DIRTY (pre-copy, post-copy ahead): the source's guest wrote these pages
+ * after sending them.  The guest does not run here yet, so they can go now,
+ * which leaves only the last moments' writes to drop in the downtime. */
+static int on_dirty(struct hmig_dest *d, const struct proto_hdr *h)
+{
+	int rc = proto_stale_decode(h, d->rx.p, &d->geo, d->stale, d->err);
+
+	if (rc || !(h->flags & PROTO_FLAG_LAST))
+		return rc;
+	int64_t n = drop_present(d, d->stale);
+	if (n < 0)
+		return (int)n;
+	d->dropped_early += (uint64_t)n;
+	return 0;
+}
+
+/* SYNC: everything before it is installed or dropped; say so. */
+static int on_sync(struct hmig_dest *d, const struct proto_hdr *h)
+{
+	uint8_t buf[PROTO_HDR_LEN + 8];
+	uint64_t token;
+	int rc = proto_sync_decode(h, d->rx.p, &token, d->err);
+
+	if (rc)
+		return rc;
+	d->syncs++;
+	int n = proto_sync_encode(buf, sizeof(buf), token, d->err);
+	if (n < 0)
+		return n;
+	return eng_rec_send(&d->net.bulk, buf, (size_t)n, d->cfg.io_timeout_ms, d->err);
+}
+
 static int start_guest(struct hmig_dest *d);
 
 /* Post-copy: the stale pages become missing again, the fault handler starts,
  * and the guest resumes at once; what it touches is pulled. */
 static int switch_to_postcopy(struct hmig_dest *d)
 {
-	int64_t dropped = d->g->ops->pages_drop(d->g, d->stale);
+	int64_t dropped = drop_present(d, d->stale);
 	int rc;
 
 	if (dropped < 0)
-		return err_setf(d->err, (int)dropped, "%s", hmig_guest_error(d->g));
-	pthread_mutex_lock(&d->lock);
-	for (uint64_t w = 0; w < BITMAP_WORDS(d->geo.npages); w++) {
-		d->npresent -= (uint64_t)__builtin_popcountll(d->present[w] & d->stale[w]);
-		d->present[w] &= ~d->stale[w];
-	}
-	pthread_mutex_unlock(&d->lock);
+		return (int)dropped;
+	d->dropped_late = (uint64_t)dropped;
 	d->postcopy = true;
 	d->t_fault = calloc(d->geo.npages, sizeof(*d->t_fault));
 	d->waiters = calloc(d->geo.npages, sizeof(*d->waiters));
@@ -249,7 +305,9 @@ static int on_vcpu_state(struct hmig_dest *d, const struct proto_hdr *h)
 	if (rc)
 		return err_setf(d->err, rc, "restoring vCPU state: %s", hmig_guest_error(d->g));
 	d->vcpus_restored = true;
-	d->rep.switchover.stale_pages = bitmap_count(d->stale, d->geo.npages);
+	/* Pages still to come: never sent here, or sent and rewritten since. */
+	d->rep.switchover.stale_pages = d->geo.npages - d->npresent +
+					bitmap_count(d->stale, d->geo.npages);
 	if (!(h->flags & PROTO_FLAG_POSTCOPY))
 		return 0; /* stop-and-copy: the stale pages follow, then DONE */
 	return switch_to_postcopy(d);
@@ -378,6 +436,15 @@ static int receive(struct hmig_dest *d)
 			rc = d->vcpus_restored ? err_setf(d->err, -EPROTO, "STALE after VCPU_STATE")
 					       : on_stale(d, &h);
 			break;
+		case PROTO_DIRTY:
+			rc = d->vcpus_restored || d->t_switch
+				     ? err_setf(d->err, -EPROTO, "DIRTY after the switchover began")
+				     : on_dirty(d, &h);
+			break;
+		case PROTO_SYNC:
+			rc = d->vcpus_restored ? err_setf(d->err, -EPROTO, "SYNC after VCPU_STATE")
+					       : on_sync(d, &h);
+			break;
 		case PROTO_VCPU_STATE:
 			rc = on_vcpu_state(d, &h);
 			break;
@@ -407,6 +474,10 @@ static void finish_report(struct hmig_dest *d, int rc)
 	d->rep.pages.duplicate = d->duplicates;
 	d->rep.pages.pulled = d->pulled;
 	d->rep.pages.pushed = d->pushed;
+	/* Pages made missing again: before the pause (DIRTY) and inside the
+	 * downtime (STALE, post-copy). */
+	stats_report_set_extra_u64(&d->rep, "stale_dropped_before_pause", d->dropped_early);
+	stats_report_set_extra_u64(&d->rep, "stale_dropped_in_downtime", d->dropped_late);
 	if (d->postcopy) {
 		d->rep.faults.count = d->fh.faults;
 		d->rep.faults.blocktime_ms = d->blocktime_ns / 1e6;

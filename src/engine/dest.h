@@ -43,6 +43,9 @@ struct hmig_dest {
 	uint64_t t0, t_switch, t_resume, t_complete;
 	uint64_t bulk_at_resume; /* bulk bytes received when the guest resumed */
 	uint64_t ops_at_resume;  /* guest ops when it resumed */
+	uint64_t dropped_early;  /* pages DIRTY made missing before the switchover */
+	uint64_t dropped_late;   /* ... and STALE, inside the downtime */
+	uint64_t syncs;          /* SYNC records answered */
 	double ops_postcopy;     /* guest ops/s from resume to complete */
 
 	/* Under lock: the page sets and what installs measure. */

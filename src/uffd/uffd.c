@@ -1,6 +1,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -90,11 +91,18 @@ int uffd_unregister(int fd, void *addr, size_t len)
 	return ret_errno(ioctl(fd, UFFDIO_UNREGISTER, &r));
 }
 
+static int sys_ioctl(int fd, unsigned long req, void *arg)
+{
+	return ioctl(fd, req, arg) < 0 ? -errno : 0;
+}
+
 /* UFFDIO_COPY from src, or UFFDIO_ZEROPAGE when src is NULL.  The kernel
- * may place part of the range and then stop: EAGAIN when the address space
- * changed under it (carry on from there), EEXIST at a page already present.
- * The ioctl's progress field says how much went in. */
-static int place(int fd, void *dst, const void *src, size_t len, size_t *done)
+ * has no length limit here but may place part of the range and stop:
+ * EAGAIN when the address space changed under it (carry on from there),
+ * EEXIST at a page already present.  The ioctl's progress field says how
+ * much went in. */
+int uffd_place_via(uffd_ioctl_fn io, int fd, void *dst, const void *src, size_t len,
+		   size_t *done)
 {
 	size_t at = 0;
 	int rc = 0;
@@ -106,14 +114,13 @@ static int place(int fd, void *dst, const void *src, size_t len, size_t *done)
 		struct uffdio_zeropage z = {
 			.range = { .start = (uintptr_t)dst + at, .len = len - at },
 		};
-		int ok = src ? ioctl(fd, UFFDIO_COPY, &c) : ioctl(fd, UFFDIO_ZEROPAGE, &z);
+		rc = src ? io(fd, UFFDIO_COPY, &c) : io(fd, UFFDIO_ZEROPAGE, &z);
 		int64_t progress = src ? c.copy : z.zeropage;
 
-		if (ok == 0) {
+		if (rc == 0) {
 			at = len;
 			break;
 		}
-		rc = -errno;
 		if (progress > 0)
 			at += (size_t)progress;
 		if (rc != -EAGAIN)
@@ -127,22 +134,33 @@ static int place(int fd, void *dst, const void *src, size_t len, size_t *done)
 
 int uffd_copy(int fd, void *dst, const void *src, size_t len, size_t *done)
 {
-	return place(fd, dst, src, len, done);
+	return uffd_place_via(sys_ioctl, fd, dst, src, len, done);
 }
 
 int uffd_zeropage(int fd, void *dst, size_t len, size_t *done)
 {
-	return place(fd, dst, NULL, len, done);
+	return uffd_place_via(sys_ioctl, fd, dst, NULL, len, done);
 }
 
-int uffd_wp(int fd, void *addr, size_t len, bool protect)
+/* UFFDIO_WRITEPROTECT has no progress field: on EAGAIN (the address space
+ * changed under it) the whole range goes again, which is harmless because
+ * setting or clearing protection twice is the same as once. */
+int uffd_wp_via(uffd_ioctl_fn io, int fd, void *addr, size_t len, bool protect)
 {
 	struct uffdio_writeprotect w = {
 		.range = { .start = (uintptr_t)addr, .len = len },
 		.mode = protect ? UFFDIO_WRITEPROTECT_MODE_WP : 0,
 	};
+	int rc;
 
-	return ret_errno(ioctl(fd, UFFDIO_WRITEPROTECT, &w));
+	while ((rc = io(fd, UFFDIO_WRITEPROTECT, &w)) == -EAGAIN)
+		;
+	return rc;
+}
+
+int uffd_wp(int fd, void *addr, size_t len, bool protect)
+{
+	return uffd_wp_via(sys_ioctl, fd, addr, len, protect);
 }
 
 int uffd_wake(int fd, void *addr, size_t len)
@@ -166,7 +184,7 @@ int uffd_read(int fd, struct uffd_msg *msgs, int max)
 #define SCAN_VEC 512
 
 int64_t pagemap_scan_written(int pagemap_fd, void *base, size_t len, size_t page_size,
-			     void (*found)(void *arg, uint64_t first, uint64_t end),
+			     bool rearm, void (*found)(void *arg, uint64_t first, uint64_t end),
 			     void *arg)
 {
 	struct page_region vec[SCAN_VEC];
@@ -176,7 +194,7 @@ int64_t pagemap_scan_written(int pagemap_fd, void *base, size_t len, size_t page
 	while (start < end) {
 		struct pm_scan_arg a = {
 			.size = sizeof(a),
-			.flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
+			.flags = (rearm ? PM_SCAN_WP_MATCHING : 0) | PM_SCAN_CHECK_WPASYNC,
 			.start = start,
 			.end = end,
 			.vec = (uintptr_t)vec,
@@ -201,4 +219,47 @@ int64_t pagemap_scan_written(int pagemap_fd, void *base, size_t len, size_t page
 		start = a.walk_end;
 	}
 	return total;
+}
+
+/* Advances iov[*first..n) past `bytes` bytes already done. */
+static void iov_advance(struct iovec *iov, size_t n, size_t *first, size_t bytes)
+{
+	while (*first < n && bytes >= iov[*first].iov_len)
+		bytes -= iov[(*first)++].iov_len;
+	if (*first < n && bytes) {
+		iov[*first].iov_base = (char *)iov[*first].iov_base + bytes;
+		iov[*first].iov_len -= bytes;
+	}
+}
+
+/* process_madvise takes at most UIO_MAXIOV iovecs per call. */
+#define DROP_IOV_MAX 1024
+
+int uffd_drop_runs(int *pidfd, struct iovec *iov, size_t n)
+{
+	size_t first = 0;
+
+	while (*pidfd >= 0 && first < n) {
+		size_t cnt = n - first < DROP_IOV_MAX ? n - first : DROP_IOV_MAX;
+		long done = syscall(SYS_process_madvise, *pidfd, iov + first, cnt, MADV_DONTNEED, 0);
+
+		if (done > 0) {
+			iov_advance(iov, n, &first, (size_t)done);
+			continue;
+		}
+		if (done == 0 && iov[first].iov_len) /* no progress: never loop forever */
+			return -EIO;
+		if (done == 0) {
+			first++;
+			continue;
+		}
+		if (errno != EINVAL && errno != ENOSYS && errno != EPERM)
+			return -errno;
+		close(*pidfd); /* unsupported here: never try again */
+		*pidfd = -1;
+	}
+	for (; first < n; first++)
+		if (iov[first].iov_len && madvise(iov[first].iov_base, iov[first].iov_len, MADV_DONTNEED))
+			return -errno;
+	return 0;
 }

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "uffd/uapi.h"
 
@@ -44,8 +45,30 @@ int uffd_copy(int fd, void *dst, const void *src, size_t len, size_t *done);
 int uffd_zeropage(int fd, void *dst, size_t len, size_t *done);
 
 /* Sets (protect) or clears write protection on the range; clearing also wakes
- * threads blocked on a write-protect fault there. */
+ * threads blocked on a write-protect fault there.  Retries -EAGAIN itself. */
 int uffd_wp(int fd, void *addr, size_t len, bool protect);
+
+/* The loops above with the ioctl as a parameter (returning 0 or -errno and
+ * filling its argument as the kernel does), so that unit tests can drive
+ * them with a fake that stops part-way: the real kernel does that only when
+ * the address space changes under it, which no test can arrange on cue.
+ * uffd_copy/uffd_zeropage/uffd_wp are these with the real ioctl. */
+typedef int (*uffd_ioctl_fn)(int fd, unsigned long req, void *arg);
+int uffd_place_via(uffd_ioctl_fn io, int fd, void *dst, const void *src, size_t len,
+		   size_t *done);
+int uffd_wp_via(uffd_ioctl_fn io, int fd, void *addr, size_t len, bool protect);
+
+/* Drops (MADV_DONTNEED) the runs iov[0..n), so that they read as missing
+ * again under a userfaultfd.  One process_madvise call on *pidfd (a pidfd
+ * of this process) covers many runs: a scattered stale set costs ~0.7 us a
+ * page that way against ~1.8 us with one madvise per run.  The kernel
+ * advises at most MAX_RW_COUNT bytes (2 GiB less a page) per call and
+ * returns how many it did; the rest goes in further calls, however large the
+ * set.  With *pidfd < 0, or when the kernel refuses process_madvise
+ * (EINVAL, ENOSYS, EPERM: before 5.10, or DONTNEED before 6.x), it drops
+ * run by run with madvise, and closes *pidfd and sets it to -1 so that later
+ * calls go straight there.  iov[] is consumed.  Returns 0 or -errno. */
+int uffd_drop_runs(int *pidfd, struct iovec *iov, size_t n);
 
 /* Wakes threads blocked on the range (after a page was placed by other means). */
 int uffd_wake(int fd, void *addr, size_t len);
@@ -55,12 +78,14 @@ int uffd_wake(int fd, void *addr, size_t len);
 int uffd_read(int fd, struct uffd_msg *msgs, int max);
 
 /* PAGEMAP_SCAN for pages written since they were last write-protected
- * (async uffd-wp), write-protecting them again in the same call.  Calls
+ * (async uffd-wp), write-protecting them again in the same call when
+ * `rearm` (a scan that only reads takes no page-table write and runs about
+ * twice as fast, and several can run at once on parts of a range).  Calls
  * `found(arg, first, end)` for each run of written pages [first, end) as
  * page indexes relative to `base`.  Returns the number of pages found or
  * -errno. */
 int64_t pagemap_scan_written(int pagemap_fd, void *base, size_t len, size_t page_size,
-			     void (*found)(void *arg, uint64_t first, uint64_t end),
+			     bool rearm, void (*found)(void *arg, uint64_t first, uint64_t end),
 			     void *arg);
 
 #endif

@@ -40,7 +40,7 @@ static int measure(const struct profile_opts *o, struct profile *pr, struct hmig
 		sleep_until_ns(tick);
 		memset(dirty, 0, BITMAP_WORDS(pr->geo.npages) * 8);
 		uint64_t c0 = clock_now_ns();
-		int64_t n = g->ops->dirty_collect(g, dirty);
+		int64_t n = g->ops->dirty_collect(g, dirty, 0);
 		uint64_t c1 = clock_now_ns();
 		if (n < 0)
 			return fail(pr, g, (int)n);
