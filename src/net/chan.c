@@ -53,8 +53,10 @@
 #define URGENT_NBUFS 16
 #define URGENT_BUF_SIZE (16u << 10)
 
-/* Buffer ids are 16 bits, and ring sizes powers of two. */
-#define MAX_NBUFS 32768
+/* Buffer ids are 16 bits and ring sizes powers of two, but the CQ (below:
+ * 2 * nbufs + 2 * RING_ENTRIES, rounded up) may have at most 65536 entries
+ * (the kernel's IORING_MAX_CQ_ENTRIES), which 32768 buffers would pass. */
+#define MAX_NBUFS 16384
 
 /* Zero-copy only from this size: Linux's MSG_ZEROCOPY documentation puts
  * the break-even at about 10 KB (pinning pages and a notification cost more

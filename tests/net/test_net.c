@@ -923,6 +923,32 @@ Test(net, queued_sends_coalesce, .timeout = 30)
 	net_chan_close(&b);
 }
 
+/* The receive buffers are capped where the completion queue they need would
+ * pass the kernel's 65536 entries: more asked for is capped, and the channel
+ * still works. */
+Test(net, receive_buffers_past_the_ring_limit_are_capped, .timeout = 30)
+{
+	const struct net_opts o = { .nbufs = 100000, .buf_size = 512 };
+	const size_t len = 8 << 20;
+	uint8_t *data = pattern_buf(len);
+	struct net_chan a, b;
+	struct reader r;
+
+	require_uring();
+	make_socketpair(NET_BULK, &o, &a, &b);
+	cr_assert(le(u32, b.nbufs, 16384), "%u receive buffers", b.nbufs);
+	cr_assert(gt(i64, net_chan_sendv(&a, &(struct iovec){ data, len }, 1), 0), "%s", a.err);
+	reader_start(&r, &b, len, false);
+	cr_assert(eq(int, net_chan_flush(&a, 10000), 0), "%s", a.err);
+	pthread_join(r.tid, NULL);
+	cr_assert(eq(int, r.rc, 0), "%s", b.err);
+	check_stream(r.dst, len);
+	free(r.dst);
+	free(data);
+	net_chan_close(&a);
+	net_chan_close(&b);
+}
+
 Test(net, many_iovecs_split_across_requests, .timeout = 30)
 {
 	/* Six sends of 1000 small iovecs, queued behind a blocked request: the
