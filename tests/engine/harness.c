@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "uffd/uffd.h"
 
 static void sleep_s(double s)
 {
@@ -202,4 +203,52 @@ void mig_result_free(struct mig_result *r)
 		json_val_free(&r->src);
 	if (r->have_dst)
 		json_val_free(&r->dst);
+}
+
+/* ---------------------------------------------- assertions on reports */
+
+void need_uffd(void)
+{
+	struct uffd_probe p;
+	int rc = uffd_probe(&p);
+
+	if (rc)
+		cr_skip_test("userfaultfd unavailable: %s", strerror(-rc));
+	if (!(p.features & UFFD_FEATURE_WP_UNPOPULATED) && !(p.features & UFFD_FEATURE_WP_ASYNC))
+		cr_log_info("no async write-protect: the sync dirty log runs");
+}
+
+uint64_t rep_u64(const struct json_val *r, const char *path)
+{
+	uint64_t v = 0;
+
+	cr_assert_eq(json_path_u64(r, path, &v), 0, "report has no %s", path);
+	return v;
+}
+
+const char *rep_str(const struct json_val *r, const char *path)
+{
+	const char *s = json_path_str(r, path);
+
+	cr_assert_not_null(s, "report has no %s", path);
+	return s;
+}
+
+/* Both sides say ok and the destination's oracle agrees. */
+void assert_migrated(struct mig_result *r, const char *what)
+{
+	cr_assert_eq(r->src_rc, 0, "%s: source failed: %s", what, r->src_err);
+	cr_assert_eq(r->dst_status, 0, "%s: destination exited %d", what, r->dst_status);
+	cr_assert(r->have_src && r->have_dst, "%s: a report is missing", what);
+	cr_assert_str_eq(rep_str(&r->src, "result"), "ok");
+	cr_assert_str_eq(rep_str(&r->dst, "result"), "ok");
+	cr_assert_str_eq(rep_str(&r->dst, "integrity"), "ok", "%s", what);
+}
+
+double rep_num(const struct json_val *r, const char *path)
+{
+	double v = 0;
+
+	cr_assert_eq(json_path_double(r, path, &v), 0, "report has no %s", path);
+	return v;
 }

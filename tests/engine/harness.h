@@ -5,6 +5,7 @@
 #define HMIG_TESTS_ENGINE_HARNESS_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include <hmig/hmig.h>
@@ -33,5 +34,16 @@ struct mig_result {
 void mig_case_init(struct mig_case *c, const char *workload, uint64_t mem);
 void mig_run(const struct mig_case *c, struct mig_result *r);
 void mig_result_free(struct mig_result *r);
+
+/* Skips the test when userfaultfd is unavailable. */
+void need_uffd(void);
+
+/* A report's value at path, asserting it is there. */
+uint64_t rep_u64(const struct json_val *r, const char *path);
+double rep_num(const struct json_val *r, const char *path);
+const char *rep_str(const struct json_val *r, const char *path);
+
+/* Both sides say ok and the destination's oracle agrees. */
+void assert_migrated(struct mig_result *r, const char *what);
 
 #endif
