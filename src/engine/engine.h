@@ -42,7 +42,8 @@ uint64_t eng_session_id(void);
 
 enum stats_mode eng_stats_mode(enum hmig_mode m);
 
-/* Fills the report's mode and guest fields (backend, geometry, workload). */
+/* Fills the report's mode and guest fields (backend, geometry, workload),
+ * and the process's peak resident memory (peak_rss_mib). */
 void eng_report_guest(struct stats_report *rep, enum hmig_mode mode, struct hmig_guest *g,
 		      const struct hmig_guest_geometry *geo);
 enum stats_reason eng_stats_reason(enum hmig_reason r);

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "common/clock.h"
@@ -149,4 +150,9 @@ void eng_report_guest(struct stats_report *rep, enum hmig_mode mode, struct hmig
 	rep->guest.vcpus = geo->nvcpus;
 	if (geo->npages && g->ops->stats(g, &gs) == 0)
 		snprintf(rep->guest.workload, sizeof(rep->guest.workload), "%s", gs.workload);
+	/* The process's peak resident memory, the guest's included: what a
+	 * side costs its host (ru_maxrss is in KiB on Linux). */
+	struct rusage ru;
+	if (getrusage(RUSAGE_SELF, &ru) == 0)
+		stats_report_set_extra_double(rep, "peak_rss_mib", (double)ru.ru_maxrss / 1024.0);
 }

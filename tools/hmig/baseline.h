@@ -18,6 +18,11 @@ struct baseline_tcp {
  * up first so their ratios compare like with like. */
 void baseline_warm_memory(uint64_t bytes);
 
+/* Milliseconds to fault in `bytes` of fresh 4 KiB pages in one thread
+ * (MADV_POPULATE_WRITE), as a destination's first touch of guest memory
+ * costs; -1 when it cannot map them.  The memory is freed again. */
+double baseline_touch(uint64_t bytes);
+
 /* Blasts `bytes` over loopback TCP to a forked receiver, twice. */
 int baseline_tcp_blast(uint64_t bytes, struct baseline_tcp *out);
 

@@ -3,6 +3,7 @@
  * by timed assertions in tests. */
 #include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -298,12 +299,98 @@ static int bench_postcopy(const struct bench_opts *o)
 	return 0;
 }
 
+/* Median and range of n values (sorts v). */
+struct spread {
+	double med, min, max;
+};
+
+static struct spread spread_of(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof(v[0]), cmp_double);
+	return (struct spread){ n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2, v[0], v[n - 1] };
+}
+
+/* Memory-heavy guests: every mode at 1, 2, 4 and 8 times --mem, each cell
+ * `runs` times, against a baseline measured in the same run at each size:
+ * faulting in that much fresh memory (what the destination pays before any
+ * byte arrives) plus a raw TCP transfer of the same bytes into a reused
+ * buffer.  The question is what grows with size besides the bytes. */
+static int bench_scale(const struct bench_opts *o)
+{
+	enum { RUNS = 3 };
+	static const struct {
+		const char *label, *workload;
+		enum hmig_mode mode;
+		const char *const knobs[3];
+	} cells[] = {
+		{ "precopy, idle", "idle", HMIG_MODE_PRECOPY, { NULL } },
+		{ "precopy, 50k writes/s", "uniform:rate=50000", HMIG_MODE_PRECOPY, { NULL } },
+		{ "postcopy, 0 passes, idle", "idle", HMIG_MODE_POSTCOPY,
+		  { "precopy_passes=0", NULL } },
+		{ "postcopy, 1 pass, 20k writes/s", "uniform:rate=20000", HMIG_MODE_POSTCOPY,
+		  { "precopy_passes=1", NULL } },
+		{ "hybrid, unthrottled writer", "uniform", HMIG_MODE_HYBRID, { NULL } },
+	};
+	printf("## bench scale (%u vCPUs, loopback, %d runs a cell: median (min-max))\n\n",
+	       o->vcpus, RUNS);
+	printf("| guest | case | total s | s per GiB | baseline s (touch + TCP) | ratio | "
+	       "downtime ms | bytes / guest | peak MiB src / dst | integrity |\n"
+	       "|---|---|---|---|---|---|---|---|---|---|\n");
+	for (int k = 1; k <= 8; k *= 2) {
+		struct bench_opts so = *o;
+		struct baseline_tcp tcp;
+
+		so.mem = o->mem * (uint64_t)k;
+		double gib = (double)so.mem / (double)(1ull << 30);
+		double touch = baseline_touch(so.mem);
+		if (touch < 0 || baseline_tcp_blast(so.mem, &tcp)) {
+			die_msg("bench: the baselines at %.0f GiB failed", gib);
+			return 1;
+		}
+		double base_s = touch / 1e3 + (double)so.mem / (tcp.reused_mbs * 1e6);
+		printf("| %g GiB | baseline: touch %.2f s + TCP %.2f s (%.0f MB/s) | | | %.2f | | | | | |\n",
+		       gib, touch / 1e3, (double)so.mem / (tcp.reused_mbs * 1e6), tcp.reused_mbs,
+		       base_s);
+		for (size_t c = 0; c < sizeof(cells) / sizeof(cells[0]); c++) {
+			double tot[RUNS], dt[RUNS], bytes = 0, psrc = 0, pdst = 0;
+			const char *integrity = "ok";
+
+			for (int r = 0; r < RUNS; r++) {
+				struct json_val src, dst;
+
+				if (migrate_k(&so, cells[c].workload, cells[c].mode, 1.0,
+					      cells[c].knobs, &src, &dst))
+					return 1;
+				tot[r] = jd(&src, "total_ms") / 1e3;
+				dt[r] = jd(&src, "downtime_ms");
+				bytes = jd(&src, "bytes.total") / (double)so.mem;
+				psrc = fmax(psrc, jd(&src, "peak_rss_mib"));
+				pdst = fmax(pdst, jd(&dst, "peak_rss_mib"));
+				const char *in = json_path_str(&dst, "integrity");
+				if (!in || strcmp(in, "ok"))
+					integrity = "MISMATCH";
+				json_val_free(&src);
+				json_val_free(&dst);
+			}
+			struct spread t = spread_of(tot, RUNS), d = spread_of(dt, RUNS);
+			printf("| %g GiB | %s | %.2f (%.2f-%.2f) | %.2f | %.2f | %.2f | "
+			       "%.2f (%.2f-%.2f) | %.2f | %.0f / %.0f | %s |\n",
+			       gib, cells[c].label, t.med, t.min, t.max, t.med / gib, base_s,
+			       t.med / base_s, d.med, d.min, d.max, bytes, psrc, pdst, integrity);
+			fflush(stdout);
+		}
+	}
+	return 0;
+}
+
 static const struct bench benches[] = {
 	{ "guest", "dirty-logging cost and guest write rate", bench_guest },
 	{ "precopy", "pass-0 throughput vs raw TCP; downtime and bytes vs dirty rate",
 	  bench_precopy },
 	{ "postcopy", "downtime, pull latency vs RTT+copy, throughput, hybrid vs precopy, push orders",
 	  bench_postcopy },
+	{ "scale", "every mode at 1, 2, 4, 8 x --mem: time and downtime vs size, against touch + TCP",
+	  bench_scale },
 };
 
 #define NBENCHES (sizeof(benches) / sizeof(benches[0]))
