@@ -73,9 +73,18 @@ struct hmig_config {
 void hmig_config_init(struct hmig_config *cfg);
 
 /* Sets one knob from text.  -EINVAL with a message in errbuf (256 bytes)
- * naming the key or the bad value. */
+ * naming the key or the bad value; an unknown key's message lists every
+ * knob.  cfg is unchanged on failure. */
 int hmig_config_set(struct hmig_config *cfg, const char *key, const char *value,
 		    char *errbuf);
+
+/* Checks every knob against its range, the same ranges hmig_config_set
+ * applies to text: 0, or -EINVAL with one line in errbuf (256 bytes) naming
+ * the first bad knob, its range and its value ("bad value for batch_pages: 0
+ * (pages per PAGES record; 1 to 1024)").  hmig_source_new and hmig_dest_new
+ * call it first, so a config set directly in the struct cannot get past
+ * them; call it yourself to learn of a bad value before opening a guest. */
+int hmig_config_check(const struct hmig_config *cfg, char *errbuf);
 
 const char *hmig_mode_name(enum hmig_mode m);
 int hmig_mode_parse(const char *s, enum hmig_mode *m);
@@ -87,7 +96,8 @@ const char *hmig_push_name(enum hmig_push p);
 struct hmig_source;
 
 /* The guest must be running (ops->run called).  The source does not own it:
- * the caller destroys it after hmig_source_free. */
+ * the caller destroys it after hmig_source_free.  cfg is checked first
+ * (hmig_config_check): a bad one is -EINVAL before the guest is looked at. */
 int hmig_source_new(const struct hmig_config *cfg, struct hmig_guest *guest,
 		    struct hmig_source **out, char *errbuf);
 
@@ -112,8 +122,9 @@ void hmig_source_free(struct hmig_source *src);
 struct hmig_dest;
 
 /* The guest must be a fresh destination guest (hmig_guest_open with NULL
- * params).  Binds the address at once so the caller learns of "address in
- * use" before anything else. */
+ * params).  cfg is checked first (hmig_config_check): a bad one is -EINVAL
+ * before the guest or the address is used.  Then binds the address at once,
+ * so the caller learns of "address in use" before anything else. */
 int hmig_dest_new(const struct hmig_config *cfg, struct hmig_guest *guest,
 		  const char *listen_addr, struct hmig_dest **out, char *errbuf);
 

@@ -50,11 +50,14 @@ static void set_state(struct hmig_dest *d, int st)
 int hmig_dest_new(const struct hmig_config *cfg, struct hmig_guest *guest,
 		  const char *listen_addr, struct hmig_dest **out, char *errbuf)
 {
-	struct hmig_dest *d = calloc(1, sizeof(*d));
+	struct hmig_dest *d;
 	struct net_opts opts = { .peer = "source" };
 	int rc;
 
 	*out = NULL;
+	if (hmig_config_check(cfg, errbuf))
+		return -EINVAL;
+	d = calloc(1, sizeof(*d));
 	if (!d)
 		return err_setf(errbuf, -ENOMEM, "out of memory");
 	d->cfg = *cfg;

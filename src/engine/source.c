@@ -118,9 +118,12 @@ static void set_state(struct hmig_source *s, enum src_state st)
 int hmig_source_new(const struct hmig_config *cfg, struct hmig_guest *guest,
 		    struct hmig_source **out, char *errbuf)
 {
-	struct hmig_source *s = calloc(1, sizeof(*s));
+	struct hmig_source *s;
 
 	*out = NULL;
+	if (hmig_config_check(cfg, errbuf))
+		return -EINVAL;
+	s = calloc(1, sizeof(*s));
 	if (!s)
 		return err_setf(errbuf, -ENOMEM, "out of memory");
 	s->cfg = *cfg;
