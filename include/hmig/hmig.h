@@ -22,10 +22,12 @@
 extern "C" {
 #endif
 
+/* The values are also the HELLO record's wire values (docs/protocol.md):
+ * never renumber them. */
 enum hmig_mode {
-	HMIG_MODE_PRECOPY,  /* passes, then stop-and-copy; never post-copy */
-	HMIG_MODE_POSTCOPY, /* precopy_passes passes (0 by default), then post-copy */
-	HMIG_MODE_HYBRID,   /* bounded passes; post-copy unless they converge */
+	HMIG_MODE_PRECOPY = 0,  /* passes, then stop-and-copy; never post-copy */
+	HMIG_MODE_POSTCOPY = 1, /* precopy_passes passes (1 by default), then post-copy */
+	HMIG_MODE_HYBRID = 2,   /* bounded passes; post-copy unless they converge */
 };
 
 /* Why pre-copy stopped (the report's switchover.reason). */

@@ -82,29 +82,6 @@ static const struct knob knobs[] = {
 
 #define NKNOBS (sizeof(knobs) / sizeof(knobs[0]))
 
-int hmig_mode_parse(const char *s, enum hmig_mode *m)
-{
-	if (!strcmp(s, "precopy"))
-		*m = HMIG_MODE_PRECOPY;
-	else if (!strcmp(s, "postcopy"))
-		*m = HMIG_MODE_POSTCOPY;
-	else if (!strcmp(s, "hybrid"))
-		*m = HMIG_MODE_HYBRID;
-	else
-		return -EINVAL;
-	return 0;
-}
-
-const char *hmig_mode_name(enum hmig_mode m)
-{
-	switch (m) {
-	case HMIG_MODE_PRECOPY: return "precopy";
-	case HMIG_MODE_POSTCOPY: return "postcopy";
-	case HMIG_MODE_HYBRID: return "hybrid";
-	}
-	return "?";
-}
-
 const char *hmig_push_name(enum hmig_push p)
 {
 	switch (p) {

@@ -112,8 +112,7 @@ static int accept_and_hello(struct hmig_dest *d)
 		return err_setf(d->err, rc, "cannot hold the source's guest: %s",
 				hmig_guest_error(d->g));
 	d->geo = peer.geo;
-	d->cfg.mode = peer.mode == PROTO_MODE_PRECOPY ? HMIG_MODE_PRECOPY
-		    : peer.mode == PROTO_MODE_POSTCOPY ? HMIG_MODE_POSTCOPY : HMIG_MODE_HYBRID;
+	d->cfg.mode = (enum hmig_mode)peer.mode; /* proto checked the range */
 	d->present = bitmap_new(d->geo.npages);
 	d->stale = bitmap_new(d->geo.npages);
 	if (!d->present || !d->stale)

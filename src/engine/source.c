@@ -154,9 +154,7 @@ int hmig_source_new(const struct hmig_config *cfg, struct hmig_guest *guest,
 static int connect_and_hello(struct hmig_source *s, const char *addr)
 {
 	struct proto_hello ours = {
-		.mode = s->cfg.mode == HMIG_MODE_PRECOPY ? PROTO_MODE_PRECOPY
-		      : s->cfg.mode == HMIG_MODE_POSTCOPY ? PROTO_MODE_POSTCOPY
-							  : PROTO_MODE_HYBRID,
+		.mode = s->cfg.mode,
 		.caps = 0,
 		.session_id = eng_session_id(),
 		.geo = s->geo,

@@ -268,7 +268,7 @@ static int hello_check(const struct proto_hello *h, char *err)
 	uint32_t ps = h->geo.page_size;
 	size_t n = strnlen(h->backend, PROTO_BACKEND_LEN);
 
-	if (h->mode > PROTO_MODE_HYBRID)
+	if (h->mode > HMIG_MODE_HYBRID)
 		return err_setf(err, -EPROTO,
 				"HELLO record: unknown migration mode %u (0 precopy, 1 postcopy, 2 hybrid)",
 				h->mode);

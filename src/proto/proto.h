@@ -25,7 +25,7 @@
 #include <stdint.h>
 #include <stdbool.h>
 
-#include <hmig/guest.h>
+#include <hmig/hmig.h>
 
 #include "common/endian.h"
 
@@ -142,11 +142,10 @@ struct proto_preamble {
 #define PROTO_HELLO_MAX 4096u
 #define PROTO_BACKEND_LEN 16
 
-enum proto_mode {
-	PROTO_MODE_PRECOPY = 0,
-	PROTO_MODE_POSTCOPY = 1,
-	PROTO_MODE_HYBRID = 2,
-};
+/* HELLO's mode is enum hmig_mode as is: the public values are the wire
+ * values, so neither may change without the other. */
+_Static_assert(HMIG_MODE_PRECOPY == 0 && HMIG_MODE_POSTCOPY == 1 && HMIG_MODE_HYBRID == 2,
+	       "HELLO mode wire values");
 
 /* The destination can take pages missing after resume (userfaultfd or a
  * paging ring): without it the source may only finish with stop-and-copy. */
@@ -166,7 +165,7 @@ struct proto_wire_hello {
 _Static_assert(sizeof(struct proto_wire_hello) == PROTO_HELLO_LEN, "HELLO");
 
 struct proto_hello {
-	uint32_t mode; /* enum proto_mode */
+	uint32_t mode; /* enum hmig_mode; checked <= HMIG_MODE_HYBRID */
 	uint64_t caps; /* PROTO_CAP_*; unknown bits are ignored, not rejected */
 	uint64_t session_id;
 	struct hmig_guest_geometry geo;

@@ -18,13 +18,6 @@ const char *stats_side_name(enum stats_side s)
 	return NAME_OF(names, s);
 }
 
-const char *stats_mode_name(enum stats_mode m)
-{
-	static const char *const names[] = { "hybrid", "precopy", "postcopy" };
-
-	return NAME_OF(names, m);
-}
-
 const char *stats_result_name(enum stats_result r)
 {
 	static const char *const names[] = { "ok", "failed", "cancelled" };
@@ -63,7 +56,7 @@ void stats_report_init(struct stats_report *r, enum stats_side side)
 {
 	memset(r, 0, sizeof(*r));
 	r->side = side;
-	r->mode = STATS_MODE_HYBRID;
+	r->mode = HMIG_MODE_HYBRID;
 	r->result = STATS_RESULT_FAILED;
 	snprintf(r->error, sizeof(r->error), "migration did not finish");
 	r->integrity = STATS_INTEGRITY_SKIPPED;
@@ -251,7 +244,7 @@ int stats_report_write_json(const struct stats_report *r, FILE *f)
 	json_writer_init(&w, f, REPORT_PRETTY);
 	json_obj_begin(&w);
 	json_kv_str(&w, "side", stats_side_name(r->side));
-	json_kv_str(&w, "mode", stats_mode_name(r->mode));
+	json_kv_str(&w, "mode", hmig_mode_name(r->mode));
 	json_kv_str(&w, "result", stats_result_name(r->result));
 	if (r->result != STATS_RESULT_OK)
 		json_kv_str(&w, "error", r->error[0] ? r->error :

@@ -20,12 +20,13 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include <hmig/hmig.h>
+
 #include "common/err.h"
 #include "stats/hist.h"
 #include "stats/json.h"
 
 enum stats_side { STATS_SIDE_SOURCE, STATS_SIDE_DESTINATION, STATS_SIDE_MERGED };
-enum stats_mode { STATS_MODE_HYBRID, STATS_MODE_PRECOPY, STATS_MODE_POSTCOPY };
 enum stats_result { STATS_RESULT_OK, STATS_RESULT_FAILED, STATS_RESULT_CANCELLED };
 enum stats_integrity {
 	STATS_INTEGRITY_SKIPPED,
@@ -45,7 +46,6 @@ enum stats_reason {
 /* The JSON spellings ("hybrid", "cancelled", "max_passes", ...); "?" for an
  * out-of-range value, NULL for STATS_REASON_NONE. */
 const char *stats_side_name(enum stats_side s);
-const char *stats_mode_name(enum stats_mode m);
 const char *stats_result_name(enum stats_result r);
 const char *stats_integrity_name(enum stats_integrity i);
 const char *stats_reason_name(enum stats_reason r);
@@ -85,7 +85,7 @@ struct stats_extra {
 
 struct stats_report {
 	enum stats_side side;
-	enum stats_mode mode;
+	enum hmig_mode mode;
 	enum stats_result result;
 	char error[ERR_LEN];	/* one line; written only when result != ok */
 	enum stats_integrity integrity;

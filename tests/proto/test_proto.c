@@ -98,7 +98,7 @@ enum base {
 };
 
 static const struct proto_hello HELLO = {
-	.mode = PROTO_MODE_HYBRID, .caps = PROTO_CAP_POSTCOPY,
+	.mode = HMIG_MODE_HYBRID, .caps = PROTO_CAP_POSTCOPY,
 	.session_id = 0x1122334455667788ull, .geo = { 1000, 4096, 4 },
 	.backend = "synth",
 };

@@ -673,7 +673,7 @@ static void fill_source(struct stats_report *r)
 	struct stats_timeline_row t1 = { 10, "postcopy", 1 << 20, 4096, 0, 15000.5 };
 
 	stats_report_init(r, STATS_SIDE_SOURCE);
-	r->mode = STATS_MODE_HYBRID;
+	r->mode = HMIG_MODE_HYBRID;
 	stats_report_set_result(r, STATS_RESULT_OK, NULL);
 	snprintf(r->dirty_logging, sizeof(r->dirty_logging), "uffd-wp-async");
 	snprintf(r->guest.backend, sizeof(r->guest.backend), "synth");
