@@ -221,46 +221,6 @@ static int room(size_t len, uint64_t need, uint32_t type, char *err)
 	return 0;
 }
 
-/* ----------------------------------------------------------- preamble */
-
-void proto_preamble_encode(void *buf, const struct proto_preamble *p)
-{
-	struct proto_wire_preamble *w = buf;
-
-	memcpy(w->magic, PROTO_PREAMBLE_MAGIC, sizeof(w->magic));
-	put_le64(w->session_id, p->session_id);
-	put_le32(w->kind, p->kind);
-	put_le32(w->version, PROTO_PREAMBLE_VERSION);
-}
-
-int proto_preamble_decode(const void *buf, size_t len,
-			  struct proto_preamble *out, char *err)
-{
-	const struct proto_wire_preamble *w = buf;
-	uint32_t version, kind;
-
-	if (len < PROTO_PREAMBLE_LEN)
-		return err_setf(err, -EPROTO,
-				"channel preamble: truncated (%zu of %d bytes)",
-				len, PROTO_PREAMBLE_LEN);
-	if (memcmp(w->magic, PROTO_PREAMBLE_MAGIC, sizeof(w->magic)))
-		return err_setf(err, -EPROTO,
-				"channel preamble: bad magic (the peer is not hmig: check host and port)");
-	version = get_le32(w->version);
-	if (version != PROTO_PREAMBLE_VERSION)
-		return err_setf(err, -EPROTONOSUPPORT,
-				"channel preamble: peer sends version %u, this side speaks %d (run the same hmig version on both hosts)",
-				version, PROTO_PREAMBLE_VERSION);
-	kind = get_le32(w->kind);
-	if (kind != PROTO_CHAN_BULK && kind != PROTO_CHAN_URGENT)
-		return err_setf(err, -EPROTO,
-				"channel preamble: unknown channel kind %u (0 bulk, 1 urgent)",
-				kind);
-	out->session_id = get_le64(w->session_id);
-	out->kind = kind;
-	return 0;
-}
-
 /* -------------------------------------------------------------- HELLO */
 
 static int hello_check(const struct proto_hello *h, char *err)
