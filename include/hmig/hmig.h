@@ -58,7 +58,8 @@ struct hmig_config {
 	double downtime_target_ms;      /* stop when the rest fits this (300, as QEMU) */
 	double byte_budget;             /* give up after sending this many guest sizes; 0 = none */
 	double min_progress;            /* give up when a pass shrinks the dirty set by less; 0 = off */
-	uint32_t precopy_passes;        /* postcopy mode: passes before the switch (0) */
+	uint32_t precopy_passes;        /* postcopy mode: passes before the switch (1:
+					 * pass 0; 0 sends nothing first) */
 	double switch_after_ms;         /* force the switch after this long; 0 = never */
 	/* post-copy */
 	enum hmig_push push;            /* pusher order (hot) */

@@ -63,7 +63,9 @@ struct stats_pass_row {
 /* Phase names are short words ("precopy", "switchover", "postcopy", ...). */
 #define STATS_PHASE_LEN 24
 
-/* One row of "timeline": a sample taken every few ms. */
+/* One row of "timeline".  Rows are events, not periodic samples: one per
+ * state change, one at the end of each pass, and a few named moments
+ * ("resumed", "pushed all"), so a report has tens of rows, not thousands. */
 struct stats_timeline_row {
 	double t_ms;	/* since the migration started */
 	char phase[STATS_PHASE_LEN];
