@@ -1,5 +1,6 @@
 /* The migration report: one struct per side, written as the JSON document of
- * DESIGN.md "The report", and the merge of a source and a destination report.
+ * DESIGN.md "The report".  Reading reports back and merging a source's with a
+ * destination's is the CLI's business (tools/hmig/doc.c).
  *
  * Conventions of the struct:
  * - times are milliseconds, fault latencies microseconds, as in the JSON;
@@ -167,34 +168,5 @@ void stats_report_set_fault_latency(struct stats_report *r,
  * line) and flushes f.  0, -EINVAL if the report cannot be written (a bug),
  * or -errno of the failed write. */
 int stats_report_write_json(const struct stats_report *r, FILE *f);
-
-/* Merges a parsed source report and a parsed destination report into one
- * document with "side": "merged", written to out.  Either may be NULL (that
- * side wrote no report), not both.  The rule, key by key:
- *
- *   result       "failed" if either is failed (or has an unknown result),
- *                else "cancelled" if either is, else "ok"
- *   error        present when result is not ok: each not-ok side's error,
- *                prefixed "source: " / "destination: ", joined with "; "
- *                (source first: it drives the migration)
- *   total_ms     the larger of the two (the migration ends when both do)
- *   downtime_ms  the destination's, else the source's
- *   integrity, faults, guest_ops_per_s_after
- *                the destination's, else the source's
- *   pages        sent, zero: the source's; duplicate, pulled, pushed: the
- *                destination's; each falls back to the other side
- *   mode, guest, bytes, passes, switchover, dirty_logging,
- *   guest_ops_per_s_before
- *                the source's, else the destination's
- *   timeline     the source's (or []); "timeline_destination" the
- *                destination's (or [])
- *   other keys   copied; a key both sides have keeps the source's value and
- *                the destination's goes under "<key>_destination"
- *
- * "else" means: when the preferred side lacks the key or has null there.
- * Returns 0, -EINVAL (a document is not an object; both NULL), or the write
- * error; err (ERR_LEN) says what went wrong. */
-int stats_report_merge_json(const struct json_val *src, const struct json_val *dst,
-			    FILE *out, char *err);
 
 #endif
