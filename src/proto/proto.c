@@ -12,6 +12,7 @@
 
 #include "common/bitmap.h"
 #include "common/err.h"
+#include "common/utf8.h"
 
 /* Largest errno the ERROR record may carry: Linux keeps errnos below 4096
  * (MAX_ERRNO); anything above is garbage, not a code worth reporting. */
@@ -897,36 +898,6 @@ int proto_done_decode(const struct proto_hdr *h, const void *body,
 }
 
 /* -------------------------------------------------------------- ERROR */
-
-/* Length of the well-formed UTF-8 sequence at s (n bytes left), or 0 when it
- * is malformed, overlong, a surrogate or above U+10FFFF. */
-static size_t utf8_len(const uint8_t *s, size_t n)
-{
-	uint32_t cp;
-	size_t len;
-
-	if (s[0] < 0x80)
-		return 1;
-	if (s[0] >= 0xc2 && s[0] <= 0xdf)
-		len = 2, cp = s[0] & 0x1f;
-	else if (s[0] >= 0xe0 && s[0] <= 0xef)
-		len = 3, cp = s[0] & 0x0f;
-	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-		len = 4, cp = s[0] & 0x07;
-	else
-		return 0;
-	if (len > n)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (s[i] & 0x3f);
-	}
-	if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-	    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
-		return 0;
-	return len;
-}
 
 /* Control characters would let a peer rewrite the operator's terminal line
  * when the text is printed; tab is the one worth keeping. */

@@ -25,7 +25,6 @@
 
 #include "common/err.h"
 #include "stats/hist.h"
-#include "stats/json.h"
 
 enum stats_side { STATS_SIDE_SOURCE, STATS_SIDE_DESTINATION, STATS_SIDE_MERGED };
 enum stats_result { STATS_RESULT_OK, STATS_RESULT_FAILED, STATS_RESULT_CANCELLED };
@@ -165,8 +164,9 @@ void stats_report_set_fault_latency(struct stats_report *r,
 				    const struct stats_hist *lat_ns);
 
 /* Writes the report as one pretty-printed JSON document (table rows one per
- * line) and flushes f.  0, -EINVAL if the report cannot be written (a bug),
- * or -errno of the failed write. */
+ * line) and flushes f.  0, -ENOMEM, or -errno of the failed write.  Strings
+ * that are not UTF-8 are written with U+FFFD for the bad bytes, so the
+ * document always parses. */
 int stats_report_write_json(const struct stats_report *r, FILE *f);
 
 #endif

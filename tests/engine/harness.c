@@ -48,19 +48,11 @@ static int src_report(void *s, FILE *f)
 	return hmig_source_report(s, f);
 }
 
-static bool parse_file(const char *path, struct json_val *out)
+static bool parse_file(const char *path, json_t **out)
 {
-	char err[256], *buf = NULL;
-	size_t cap = 0;
-	FILE *f = fopen(path, "r");
+	char err[DOC_ERR_LEN];
 
-	if (!f)
-		return false;
-	ssize_t n = getdelim(&buf, &cap, '\0', f);
-	fclose(f);
-	bool ok = n > 0 && json_parse(buf, (size_t)n, NULL, out, err) == 0;
-	free(buf);
-	return ok;
+	return doc_load(path, out, err) == 0;
 }
 
 /* The child: a destination that reports to `json` and exits 0 (ok), 1
@@ -184,7 +176,7 @@ void mig_run(const struct mig_case *c, struct mig_result *r)
 	FILE *m = open_memstream(&text, &len);
 	dump(src, m, src_report);
 	fclose(m);
-	r->have_src = json_parse(text, len, NULL, &r->src, err) == 0;
+	r->have_src = doc_parse(text, len, &r->src, err) == 0;
 	free(text);
 	hmig_source_free(src);
 	g->ops->destroy(g);
@@ -198,8 +190,7 @@ void mig_run(const struct mig_case *c, struct mig_result *r)
 
 void mig_result_free(struct mig_result *r)
 {
-	if (r->have_src)
-		json_val_free(&r->src);
-	if (r->have_dst)
-		json_val_free(&r->dst);
+	json_decref(r->src);
+	json_decref(r->dst);
+	r->src = r->dst = NULL;
 }

@@ -9,7 +9,7 @@
 
 #include <hmig/hmig.h>
 
-#include "stats/json.h"
+#include "doc.h"
 
 struct mig_case {
 	struct hmig_synth_params guest;
@@ -25,7 +25,7 @@ struct mig_result {
 	int src_rc;               /* hmig_source_run */
 	char src_err[256];
 	int dst_status;           /* child exit status; -signal if killed */
-	struct json_val src, dst; /* reports (dst empty when the child died) */
+	json_t *src, *dst;        /* reports (dst NULL when the child died) */
 	bool have_src, have_dst;
 	uint64_t src_ops_after;   /* source guest ops in 200 ms after the run */
 };
