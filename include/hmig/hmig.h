@@ -118,6 +118,7 @@ void hmig_source_force_switch(struct hmig_source *src);
 /* Writes the report (DESIGN.md "The report") as JSON. */
 int hmig_source_report(struct hmig_source *src, FILE *f);
 const char *hmig_source_error(const struct hmig_source *src);
+/* Frees the context (NULL does nothing); the guest stays the caller's. */
 void hmig_source_free(struct hmig_source *src);
 
 /* ------------------------------------------------------- destination */
@@ -145,6 +146,7 @@ void hmig_dest_set_ops_after(struct hmig_dest *dst, double ops_per_s);
 void hmig_dest_set_integrity(struct hmig_dest *dst, const char *integrity,
 			     const char *detail);
 const char *hmig_dest_error(const struct hmig_dest *dst);
+/* Frees the context (NULL does nothing); the guest stays the caller's. */
 void hmig_dest_free(struct hmig_dest *dst);
 
 #ifdef __cplusplus
