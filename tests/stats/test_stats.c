@@ -56,6 +56,19 @@ static char *capture_report(const struct stats_report *r)
 	return buf;
 }
 
+/* The report written and parsed back; *text keeps the text when asked for. */
+static json_t *report_json(const struct stats_report *r, char **text)
+{
+	char *t = capture_report(r);
+	json_t *v = doc_check_parse(t);
+
+	if (text)
+		*text = t;
+	else
+		free(t);
+	return v;
+}
+
 #define path_u64 doc_check_u64
 #define path_dbl doc_check_dbl
 #define expect_str doc_check_str
@@ -290,8 +303,7 @@ Test(report, every_design_key_is_written_with_its_value)
 	char *text;
 
 	fill_source(&r);
-	text = capture_report(&r);
-	v = doc_check_parse(text);
+	v = report_json(&r, &text);
 
 	expect_str(v, "side", "source");
 	expect_str(v, "mode", "hybrid");
@@ -355,12 +367,10 @@ Test(report, failure_and_fault_latency)
 {
 	struct stats_report r;
 	json_t *v;
-	char *text;
 
 	fill_destination(&r);
 	stats_report_set_result(&r, STATS_RESULT_FAILED, "source closed the %s channel", "urgent");
-	text = capture_report(&r);
-	v = doc_check_parse(text);
+	v = report_json(&r, NULL);
 	expect_str(v, "side", "destination");
 	expect_str(v, "result", "failed");
 	expect_str(v, "error", "source closed the urgent channel");
@@ -376,17 +386,14 @@ Test(report, failure_and_fault_latency)
 	cr_assert(eq(dbl, path_dbl(v, "faults.latency_us.max"), 1000));
 	cr_assert(eq(dbl, path_dbl(v, "faults.blocktime_ms"), 210.5));
 	json_decref(v);
-	free(text);
 	stats_report_free(&r);
 
 	/* A report nobody finished does not claim success. */
 	stats_report_init(&r, STATS_SIDE_SOURCE);
-	text = capture_report(&r);
-	v = doc_check_parse(text);
+	v = report_json(&r, NULL);
 	expect_str(v, "result", "failed");
 	expect_str(v, "error", "migration did not finish");
 	json_decref(v);
-	free(text);
 	stats_report_free(&r);
 }
 
@@ -396,17 +403,14 @@ Test(report, text_that_is_not_utf8_still_parses)
 {
 	struct stats_report r;
 	json_t *v;
-	char *text;
 
 	stats_report_init(&r, STATS_SIDE_SOURCE);
 	snprintf(r.guest.workload, sizeof(r.guest.workload), "kv:\xff\xc0\xaf");
 	stats_report_set_result(&r, STATS_RESULT_FAILED, "bad spec 'h\xc3\xa9\xed\xa0\x80'");
-	text = capture_report(&r);
-	v = doc_check_parse(text);
+	v = report_json(&r, NULL);
 	expect_str(v, "guest.workload", "kv:\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
 	expect_str(v, "error", "bad spec 'h\xc3\xa9\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd'");
 	json_decref(v);
-	free(text);
 	stats_report_free(&r);
 }
 
