@@ -220,7 +220,7 @@ static const struct merge_rule top_rules[] = {
 	{ "dirty_logging", M_SRC },
 	{ "guest", M_SRC },
 	{ "total_ms", M_MAX },
-	{ "downtime_ms", M_DST },
+	{ "downtime_ms", M_SRC },
 	{ "bytes", M_SRC },
 	{ "pages", M_SRC, pages_rules, NRULES(pages_rules) },
 	{ "passes", M_SRC },

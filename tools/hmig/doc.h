@@ -59,7 +59,8 @@ int doc_write(const json_t *doc, FILE *f);
  *                prefixed "source: " / "destination: ", joined with "; "
  *                (source first: it drives the migration)
  *   total_ms     the larger of the two (the migration ends when both do)
- *   downtime_ms  the destination's, else the source's
+ *   downtime_ms  the source's (pause to RESUMED: all of it), else the
+ *                destination's (its share only)
  *   integrity, faults, guest_ops_per_s_after
  *                the destination's, else the source's
  *   pages        sent, zero: the source's; duplicate, pulled, pushed: the
