@@ -22,10 +22,12 @@
 extern "C" {
 #endif
 
+/* The values are also the HELLO record's wire values (docs/protocol.md):
+ * never renumber them. */
 enum hmig_mode {
-	HMIG_MODE_PRECOPY,  /* passes, then stop-and-copy; never post-copy */
-	HMIG_MODE_POSTCOPY, /* precopy_passes passes (0 by default), then post-copy */
-	HMIG_MODE_HYBRID,   /* bounded passes; post-copy unless they converge */
+	HMIG_MODE_PRECOPY = 0,  /* passes, then stop-and-copy; never post-copy */
+	HMIG_MODE_POSTCOPY = 1, /* precopy_passes passes (1 by default), then post-copy */
+	HMIG_MODE_HYBRID = 2,   /* bounded passes; post-copy unless they converge */
 };
 
 /* Why pre-copy stopped (the report's switchover.reason). */
@@ -56,7 +58,8 @@ struct hmig_config {
 	double downtime_target_ms;      /* stop when the rest fits this (300, as QEMU) */
 	double byte_budget;             /* give up after sending this many guest sizes; 0 = none */
 	double min_progress;            /* give up when a pass shrinks the dirty set by less; 0 = off */
-	uint32_t precopy_passes;        /* postcopy mode: passes before the switch (0) */
+	uint32_t precopy_passes;        /* postcopy mode: passes before the switch (1:
+					 * pass 0; 0 sends nothing first) */
 	double switch_after_ms;         /* force the switch after this long; 0 = never */
 	/* post-copy */
 	enum hmig_push push;            /* pusher order (hot) */
@@ -73,9 +76,18 @@ struct hmig_config {
 void hmig_config_init(struct hmig_config *cfg);
 
 /* Sets one knob from text.  -EINVAL with a message in errbuf (256 bytes)
- * naming the key or the bad value. */
+ * naming the key or the bad value; an unknown key's message lists every
+ * knob.  cfg is unchanged on failure. */
 int hmig_config_set(struct hmig_config *cfg, const char *key, const char *value,
 		    char *errbuf);
+
+/* Checks every knob against its range, the same ranges hmig_config_set
+ * applies to text: 0, or -EINVAL with one line in errbuf (256 bytes) naming
+ * the first bad knob, its range and its value ("bad value for batch_pages: 0
+ * (pages per PAGES record; 1 to 1024)").  hmig_source_new and hmig_dest_new
+ * call it first, so a config set directly in the struct cannot get past
+ * them; call it yourself to learn of a bad value before opening a guest. */
+int hmig_config_check(const struct hmig_config *cfg, char *errbuf);
 
 const char *hmig_mode_name(enum hmig_mode m);
 int hmig_mode_parse(const char *s, enum hmig_mode *m);
@@ -87,7 +99,8 @@ const char *hmig_push_name(enum hmig_push p);
 struct hmig_source;
 
 /* The guest must be running (ops->run called).  The source does not own it:
- * the caller destroys it after hmig_source_free. */
+ * the caller destroys it after hmig_source_free.  cfg is checked first
+ * (hmig_config_check): a bad one is -EINVAL before the guest is looked at. */
 int hmig_source_new(const struct hmig_config *cfg, struct hmig_guest *guest,
 		    struct hmig_source **out, char *errbuf);
 
@@ -105,6 +118,7 @@ void hmig_source_force_switch(struct hmig_source *src);
 /* Writes the report (DESIGN.md "The report") as JSON. */
 int hmig_source_report(struct hmig_source *src, FILE *f);
 const char *hmig_source_error(const struct hmig_source *src);
+/* Frees the context (NULL does nothing); the guest stays the caller's. */
 void hmig_source_free(struct hmig_source *src);
 
 /* ------------------------------------------------------- destination */
@@ -112,8 +126,9 @@ void hmig_source_free(struct hmig_source *src);
 struct hmig_dest;
 
 /* The guest must be a fresh destination guest (hmig_guest_open with NULL
- * params).  Binds the address at once so the caller learns of "address in
- * use" before anything else. */
+ * params).  cfg is checked first (hmig_config_check): a bad one is -EINVAL
+ * before the guest or the address is used.  Then binds the address at once,
+ * so the caller learns of "address in use" before anything else. */
 int hmig_dest_new(const struct hmig_config *cfg, struct hmig_guest *guest,
 		  const char *listen_addr, struct hmig_dest **out, char *errbuf);
 
@@ -131,6 +146,7 @@ void hmig_dest_set_ops_after(struct hmig_dest *dst, double ops_per_s);
 void hmig_dest_set_integrity(struct hmig_dest *dst, const char *integrity,
 			     const char *detail);
 const char *hmig_dest_error(const struct hmig_dest *dst);
+/* Frees the context (NULL does nothing); the guest stays the caller's. */
 void hmig_dest_free(struct hmig_dest *dst);
 
 #ifdef __cplusplus

@@ -9,6 +9,7 @@
 #include <hmig/hmig.h>
 
 #include "common/err.h"
+#include "proto/proto.h"
 
 void hmig_config_init(struct hmig_config *cfg)
 {
@@ -38,6 +39,11 @@ void hmig_config_init(struct hmig_config *cfg)
 	};
 }
 
+/* The one table of knobs: the "-o key=value" parser (hmig_config_set) and
+ * the constructors' check (hmig_config_check) both take their ranges from
+ * here, so a value the parser refuses is one a library caller cannot slip in
+ * through the struct either.  Enum knobs are ranged by their values; their
+ * spellings come from the type's own parser. */
 enum knob_type { K_U32, K_U64, K_INT, K_DOUBLE, K_MODE, K_DIRTY, K_PUSH };
 
 struct knob {
@@ -50,8 +56,11 @@ struct knob {
 
 #define KNOB(k, t, mn, mx, h) { #k, t, offsetof(struct hmig_config, k), mn, mx, h }
 
+/* One hour bounds every timeout: longer is a hang, not a timeout.  1e15
+ * bounds the counts and rates: far above any real guest or link, and still
+ * exact as a double. */
 static const struct knob knobs[] = {
-	KNOB(mode, K_MODE, 0, 0, "precopy, postcopy or hybrid"),
+	KNOB(mode, K_MODE, HMIG_MODE_PRECOPY, HMIG_MODE_HYBRID, "precopy, postcopy or hybrid"),
 	KNOB(max_passes, K_U32, 1, 1000, "pre-copy passes including pass 0"),
 	KNOB(dirty_threshold_pages, K_U64, 0, 1e15, "converged at or below this many dirty pages"),
 	KNOB(downtime_target_ms, K_DOUBLE, 0, 1e7, "converged when the rest fits this downtime"),
@@ -59,38 +68,19 @@ static const struct knob knobs[] = {
 	KNOB(min_progress, K_DOUBLE, 0, 1, "give up when a pass shrinks the dirty set by less"),
 	KNOB(precopy_passes, K_U32, 0, 1000, "postcopy mode: passes before the switch"),
 	KNOB(switch_after_ms, K_DOUBLE, 0, 1e9, "force the switch after this long (0 = never)"),
-	KNOB(push, K_PUSH, 0, 0, "post-copy pusher order: seq, hot, near or off"),
+	KNOB(push, K_PUSH, HMIG_PUSH_SEQ, HMIG_PUSH_OFF, "post-copy pusher order: seq, hot, near or off"),
 	KNOB(near_pages, K_U32, 1, 1024, "push=near: pages pushed after each pulled one"),
-	KNOB(batch_pages, K_U32, 1, 1024, "pages per PAGES record"),
+	/* A PAGES record carries at most PROTO_MAX_BATCH pages (fewer with
+	 * pages over 4 KiB: the source clamps to proto_pages_max_count). */
+	KNOB(batch_pages, K_U32, 1, PROTO_MAX_BATCH, "pages per PAGES record"),
 	KNOB(rate_limit_bps, K_U64, 0, 1e15, "bulk channel cap in bytes/s (0 = none)"),
 	KNOB(connect_timeout_ms, K_INT, 1, 3.6e6, "connect / accept timeout"),
 	KNOB(accept_timeout_ms, K_INT, 0, 3.6e6, "destination: wait for a source (0 = forever)"),
 	KNOB(io_timeout_ms, K_INT, 1, 3.6e6, "a silent peer is dead after this long"),
-	KNOB(dirty, K_DIRTY, 0, 0, "dirty logging: auto, async or sync"),
+	KNOB(dirty, K_DIRTY, HMIG_DIRTY_AUTO, HMIG_DIRTY_WP_SYNC, "dirty logging: auto, async or sync"),
 };
 
-int hmig_mode_parse(const char *s, enum hmig_mode *m)
-{
-	if (!strcmp(s, "precopy"))
-		*m = HMIG_MODE_PRECOPY;
-	else if (!strcmp(s, "postcopy"))
-		*m = HMIG_MODE_POSTCOPY;
-	else if (!strcmp(s, "hybrid"))
-		*m = HMIG_MODE_HYBRID;
-	else
-		return -EINVAL;
-	return 0;
-}
-
-const char *hmig_mode_name(enum hmig_mode m)
-{
-	switch (m) {
-	case HMIG_MODE_PRECOPY: return "precopy";
-	case HMIG_MODE_POSTCOPY: return "postcopy";
-	case HMIG_MODE_HYBRID: return "hybrid";
-	}
-	return "?";
-}
+#define NKNOBS (sizeof(knobs) / sizeof(knobs[0]))
 
 const char *hmig_push_name(enum hmig_push p)
 {
@@ -116,65 +106,148 @@ const char *hmig_reason_name(enum hmig_reason r)
 	return "?";
 }
 
-static void list_keys(char *buf, size_t len)
+/* Push orders by their -o spelling; the index is the enum value. */
+static int push_parse(const char *s, enum hmig_push *p)
 {
+	for (int i = HMIG_PUSH_SEQ; i <= HMIG_PUSH_OFF; i++)
+		if (!strcmp(s, hmig_push_name((enum hmig_push)i))) {
+			*p = (enum hmig_push)i;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+/* The field's value as a double: every knob's range is checked on that.
+ * Enums are read as int, so a caller's stray -1 is -1, not 4294967295. */
+static double knob_get(const struct hmig_config *cfg, const struct knob *k)
+{
+	const void *field = (const char *)cfg + k->off;
+	int e;
+
+	switch (k->type) {
+	case K_U32: return *(const uint32_t *)field;
+	case K_U64: return (double)*(const uint64_t *)field;
+	case K_INT: return *(const int *)field;
+	case K_DOUBLE: return *(const double *)field;
+	case K_MODE:
+	case K_DIRTY:
+	case K_PUSH:
+		_Static_assert(sizeof(enum hmig_mode) == sizeof(int) &&
+			       sizeof(enum hmig_push) == sizeof(int) &&
+			       sizeof(enum hmig_dirty_mode) == sizeof(int), "enum knobs are ints");
+		memcpy(&e, field, sizeof(e));
+		return e;
+	}
+	return NAN;
+}
+
+static void knob_put(struct hmig_config *cfg, const struct knob *k, double v)
+{
+	void *field = (char *)cfg + k->off;
+	int e = (int)v;
+
+	switch (k->type) {
+	case K_U32: *(uint32_t *)field = (uint32_t)v; break;
+	case K_U64: *(uint64_t *)field = (uint64_t)v; break;
+	case K_INT: *(int *)field = (int)v; break;
+	case K_DOUBLE: *(double *)field = v; break;
+	case K_MODE:
+	case K_DIRTY:
+	case K_PUSH: memcpy(field, &e, sizeof(e)); break;
+	}
+}
+
+/* The range check both paths share.  text is how the value was given (the
+ * -o text, or the struct's number).  NaN fails every comparison, so the
+ * test is written to let nothing but [min, max] through. */
+static int knob_check(const struct knob *k, double v, const char *text, char *errbuf)
+{
+	if (v >= k->min && v <= k->max && (k->type == K_DOUBLE || v == floor(v)))
+		return 0;
+	return err_setf(errbuf, -EINVAL, "bad value for %s: %s (%s; %g to %g)",
+			k->key, text, k->help, k->min, k->max);
+}
+
+int hmig_config_check(const struct hmig_config *cfg, char *errbuf)
+{
+	char text[40];
+
+	for (size_t i = 0; i < NKNOBS; i++) {
+		double v = knob_get(cfg, &knobs[i]);
+
+		snprintf(text, sizeof(text), knobs[i].type == K_DOUBLE ? "%.15g" : "%.0f", v);
+		if (knob_check(&knobs[i], v, text, errbuf))
+			return -EINVAL;
+	}
+	return 0;
+}
+
+/* "unknown knob 'KEY' (knobs: a,b,...)": every knob, however long the list
+ * (the unknown key is what gets cut when the line is full).  Commas without
+ * spaces, as in "-o a=1,b=2" lists elsewhere, keep the whole list inside
+ * ERR_LEN; tests/engine/test_config.c fails when a new knob no longer fits. */
+static int unknown_knob(const char *key, char *errbuf)
+{
+	static const char fmt[] = "unknown knob '%.*s' (knobs: %s)";
+	char list[ERR_LEN * 2];
 	size_t n = 0;
 
-	buf[0] = '\0';
-	for (size_t i = 0; i < sizeof(knobs) / sizeof(knobs[0]) && n < len; i++)
-		n += (size_t)snprintf(buf + n, len - n, "%s%s", i ? ", " : "", knobs[i].key);
+	list[0] = '\0';
+	for (size_t i = 0; i < NKNOBS && n < sizeof(list); i++)
+		n += (size_t)snprintf(list + n, sizeof(list) - n, "%s%s", i ? "," : "", knobs[i].key);
+	/* fmt less its three conversions (8 bytes), the list and the NUL. */
+	long room = (long)ERR_LEN - (long)(sizeof(fmt) - 1 - 8) - (long)strlen(list) - 1;
+	return err_setf(errbuf, -EINVAL, fmt, room > 0 ? (int)room : 0, key, list);
 }
 
 int hmig_config_set(struct hmig_config *cfg, const char *key, const char *value,
 		    char *errbuf)
 {
 	const struct knob *k = NULL;
-	char *end;
+	char *end, quoted[80];
+	double v;
+	int rc = 0;
 
-	for (size_t i = 0; i < sizeof(knobs) / sizeof(knobs[0]); i++)
+	for (size_t i = 0; i < NKNOBS; i++)
 		if (!strcmp(knobs[i].key, key))
 			k = &knobs[i];
-	if (!k) {
-		char keys[200];
-
-		list_keys(keys, sizeof(keys));
-		return err_setf(errbuf, -EINVAL, "unknown knob '%s' (knobs: %s)", key, keys);
-	}
-	void *field = (char *)cfg + k->off;
+	if (!k)
+		return unknown_knob(key, errbuf);
 	switch (k->type) {
-	case K_MODE:
-		if (hmig_mode_parse(value, field))
-			return err_setf(errbuf, -EINVAL,
-					"bad mode '%s': use precopy, postcopy or hybrid", value);
-		return 0;
-	case K_DIRTY:
-		if (hmig_dirty_mode_parse(value, field))
-			return err_setf(errbuf, -EINVAL,
-					"bad dirty mode '%s': use auto, async or sync", value);
-		return 0;
-	case K_PUSH:
-		for (int i = HMIG_PUSH_SEQ; i <= HMIG_PUSH_OFF; i++)
-			if (!strcmp(value, hmig_push_name((enum hmig_push)i))) {
-				*(enum hmig_push *)field = (enum hmig_push)i;
-				return 0;
-			}
-		return err_setf(errbuf, -EINVAL, "bad push order '%s': use seq, hot, near or off",
-				value);
-	default:
+	case K_MODE: {
+		enum hmig_mode m;
+
+		rc = hmig_mode_parse(value, &m);
+		v = m;
 		break;
 	}
-	errno = 0;
-	double v = strtod(value, &end);
-	if (end == value || *end || errno || !isfinite(v) || v < k->min || v > k->max ||
-	    (k->type != K_DOUBLE && v != floor(v)))
-		return err_setf(errbuf, -EINVAL, "bad value for %s: '%s' (%s; %g to %g)",
-				key, value, k->help, k->min, k->max);
-	switch (k->type) {
-	case K_U32: *(uint32_t *)field = (uint32_t)v; break;
-	case K_U64: *(uint64_t *)field = (uint64_t)v; break;
-	case K_INT: *(int *)field = (int)v; break;
-	case K_DOUBLE: *(double *)field = v; break;
-	default: break;
+	case K_DIRTY: {
+		enum hmig_dirty_mode m;
+
+		rc = hmig_dirty_mode_parse(value, &m);
+		v = m;
+		break;
 	}
+	case K_PUSH: {
+		enum hmig_push p;
+
+		rc = push_parse(value, &p);
+		v = p;
+		break;
+	}
+	default:
+		errno = 0;
+		v = strtod(value, &end);
+		if (end == value || *end || errno)
+			v = NAN;
+		break;
+	}
+	if (rc)
+		return err_setf(errbuf, -EINVAL, "bad value for %s: '%s' (use %s)", key, value,
+				k->help);
+	snprintf(quoted, sizeof(quoted), "'%s'", value);
+	if (knob_check(k, v, quoted, errbuf))
+		return -EINVAL;
+	knob_put(cfg, k, v);
 	return 0;
 }

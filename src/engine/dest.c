@@ -50,11 +50,14 @@ static void set_state(struct hmig_dest *d, int st)
 int hmig_dest_new(const struct hmig_config *cfg, struct hmig_guest *guest,
 		  const char *listen_addr, struct hmig_dest **out, char *errbuf)
 {
-	struct hmig_dest *d = calloc(1, sizeof(*d));
+	struct hmig_dest *d;
 	struct net_opts opts = { .peer = "source" };
 	int rc;
 
 	*out = NULL;
+	if (hmig_config_check(cfg, errbuf))
+		return -EINVAL;
+	d = calloc(1, sizeof(*d));
 	if (!d)
 		return err_setf(errbuf, -ENOMEM, "out of memory");
 	d->cfg = *cfg;
@@ -109,8 +112,7 @@ static int accept_and_hello(struct hmig_dest *d)
 		return err_setf(d->err, rc, "cannot hold the source's guest: %s",
 				hmig_guest_error(d->g));
 	d->geo = peer.geo;
-	d->cfg.mode = peer.mode == PROTO_MODE_PRECOPY ? HMIG_MODE_PRECOPY
-		    : peer.mode == PROTO_MODE_POSTCOPY ? HMIG_MODE_POSTCOPY : HMIG_MODE_HYBRID;
+	d->cfg.mode = (enum hmig_mode)peer.mode; /* proto checked the range */
 	d->present = bitmap_new(d->geo.npages);
 	d->stale = bitmap_new(d->geo.npages);
 	if (!d->present || !d->stale)

@@ -40,8 +40,6 @@ void rec_buf_free(struct rec_buf *rb);
 /* Random, never 0. */
 uint64_t eng_session_id(void);
 
-enum stats_mode eng_stats_mode(enum hmig_mode m);
-
 /* Fills the report's mode and guest fields (backend, geometry, workload),
  * and the process's peak resident memory (peak_rss_mib). */
 void eng_report_guest(struct stats_report *rep, enum hmig_mode mode, struct hmig_guest *g,

@@ -115,16 +115,6 @@ uint64_t eng_session_id(void)
 	return id;
 }
 
-enum stats_mode eng_stats_mode(enum hmig_mode m)
-{
-	switch (m) {
-	case HMIG_MODE_PRECOPY: return STATS_MODE_PRECOPY;
-	case HMIG_MODE_POSTCOPY: return STATS_MODE_POSTCOPY;
-	case HMIG_MODE_HYBRID: return STATS_MODE_HYBRID;
-	}
-	return STATS_MODE_HYBRID;
-}
-
 enum stats_reason eng_stats_reason(enum hmig_reason r)
 {
 	switch (r) {
@@ -143,7 +133,7 @@ void eng_report_guest(struct stats_report *rep, enum hmig_mode mode, struct hmig
 {
 	struct hmig_guest_stats gs;
 
-	rep->mode = eng_stats_mode(mode);
+	rep->mode = mode;
 	snprintf(rep->guest.backend, sizeof(rep->guest.backend), "%s", g->ops->name);
 	rep->guest.pages = geo->npages;
 	rep->guest.page_size = geo->page_size;

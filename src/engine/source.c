@@ -125,9 +125,12 @@ static void set_state(struct hmig_source *s, enum src_state st)
 int hmig_source_new(const struct hmig_config *cfg, struct hmig_guest *guest,
 		    struct hmig_source **out, char *errbuf)
 {
-	struct hmig_source *s = calloc(1, sizeof(*s));
+	struct hmig_source *s;
 
 	*out = NULL;
+	if (hmig_config_check(cfg, errbuf))
+		return -EINVAL;
+	s = calloc(1, sizeof(*s));
 	if (!s)
 		return err_setf(errbuf, -ENOMEM, "out of memory");
 	s->cfg = *cfg;
@@ -159,9 +162,7 @@ int hmig_source_new(const struct hmig_config *cfg, struct hmig_guest *guest,
 static int connect_and_hello(struct hmig_source *s, const char *addr)
 {
 	struct proto_hello ours = {
-		.mode = s->cfg.mode == HMIG_MODE_PRECOPY ? PROTO_MODE_PRECOPY
-		      : s->cfg.mode == HMIG_MODE_POSTCOPY ? PROTO_MODE_POSTCOPY
-							  : PROTO_MODE_HYBRID,
+		.mode = s->cfg.mode,
 		.caps = 0,
 		.session_id = eng_session_id(),
 		.geo = s->geo,

@@ -43,8 +43,11 @@
 #define MAX_INFLIGHT 4096
 
 /* Bulk receive buffers: 32 x 128 KiB = 4 MiB, the bulk socket buffer, so the
- * socket can hand over all it holds without waiting for the consumer; 128 KiB
- * holds a 32-page batch, so net_chan_peek often finds one in a single buffer. */
+ * socket can hand over all it holds without waiting for the consumer.  A
+ * PAGES record (256 pages by default, 1 MiB) spans several buffers; the
+ * engine copies records out with net_chan_read.  net_chan_peek, the in-place
+ * view, is not used by the engine yet (docs/benchmarks.md: installing from
+ * the receive buffers would save one copy per page). */
 #define BULK_NBUFS 32
 #define BULK_BUF_SIZE (128u << 10)
 

@@ -12,6 +12,7 @@
 
 #include "common/bitmap.h"
 #include "common/err.h"
+#include "common/utf8.h"
 
 /* Largest errno the ERROR record may carry: Linux keeps errnos below 4096
  * (MAX_ERRNO); anything above is garbage, not a code worth reporting. */
@@ -225,46 +226,6 @@ static int room(size_t len, uint64_t need, uint32_t type, char *err)
 	return 0;
 }
 
-/* ----------------------------------------------------------- preamble */
-
-void proto_preamble_encode(void *buf, const struct proto_preamble *p)
-{
-	struct proto_wire_preamble *w = buf;
-
-	memcpy(w->magic, PROTO_PREAMBLE_MAGIC, sizeof(w->magic));
-	put_le64(w->session_id, p->session_id);
-	put_le32(w->kind, p->kind);
-	put_le32(w->version, PROTO_PREAMBLE_VERSION);
-}
-
-int proto_preamble_decode(const void *buf, size_t len,
-			  struct proto_preamble *out, char *err)
-{
-	const struct proto_wire_preamble *w = buf;
-	uint32_t version, kind;
-
-	if (len < PROTO_PREAMBLE_LEN)
-		return err_setf(err, -EPROTO,
-				"channel preamble: truncated (%zu of %d bytes)",
-				len, PROTO_PREAMBLE_LEN);
-	if (memcmp(w->magic, PROTO_PREAMBLE_MAGIC, sizeof(w->magic)))
-		return err_setf(err, -EPROTO,
-				"channel preamble: bad magic (the peer is not hmig: check host and port)");
-	version = get_le32(w->version);
-	if (version != PROTO_PREAMBLE_VERSION)
-		return err_setf(err, -EPROTONOSUPPORT,
-				"channel preamble: peer sends version %u, this side speaks %d (run the same hmig version on both hosts)",
-				version, PROTO_PREAMBLE_VERSION);
-	kind = get_le32(w->kind);
-	if (kind != PROTO_CHAN_BULK && kind != PROTO_CHAN_URGENT)
-		return err_setf(err, -EPROTO,
-				"channel preamble: unknown channel kind %u (0 bulk, 1 urgent)",
-				kind);
-	out->session_id = get_le64(w->session_id);
-	out->kind = kind;
-	return 0;
-}
-
 /* -------------------------------------------------------------- HELLO */
 
 static int hello_check(const struct proto_hello *h, char *err)
@@ -272,7 +233,7 @@ static int hello_check(const struct proto_hello *h, char *err)
 	uint32_t ps = h->geo.page_size;
 	size_t n = strnlen(h->backend, PROTO_BACKEND_LEN);
 
-	if (h->mode > PROTO_MODE_HYBRID)
+	if (h->mode > HMIG_MODE_HYBRID)
 		return err_setf(err, -EPROTO,
 				"HELLO record: unknown migration mode %u (0 precopy, 1 postcopy, 2 hybrid)",
 				h->mode);
@@ -982,36 +943,6 @@ int proto_done_decode(const struct proto_hdr *h, const void *body,
 }
 
 /* -------------------------------------------------------------- ERROR */
-
-/* Length of the well-formed UTF-8 sequence at s (n bytes left), or 0 when it
- * is malformed, overlong, a surrogate or above U+10FFFF. */
-static size_t utf8_len(const uint8_t *s, size_t n)
-{
-	uint32_t cp;
-	size_t len;
-
-	if (s[0] < 0x80)
-		return 1;
-	if (s[0] >= 0xc2 && s[0] <= 0xdf)
-		len = 2, cp = s[0] & 0x1f;
-	else if (s[0] >= 0xe0 && s[0] <= 0xef)
-		len = 3, cp = s[0] & 0x0f;
-	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-		len = 4, cp = s[0] & 0x07;
-	else
-		return 0;
-	if (len > n)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (s[i] & 0x3f);
-	}
-	if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-	    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
-		return 0;
-	return len;
-}
 
 /* Control characters would let a peer rewrite the operator's terminal line
  * when the text is printed; tab is the one worth keeping. */

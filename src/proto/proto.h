@@ -11,7 +11,7 @@
  *   -EPROTO           malformed record (bad magic, counts that disagree with
  *                     the length, nonzero reserved bits, duplicate pfns,
  *                     unknown mandatory type, record out of sequence)
- *   -EPROTONOSUPPORT  the peer speaks another protocol / preamble version
+ *   -EPROTONOSUPPORT  the peer speaks another protocol version
  *   -EMSGSIZE         body length over the type's limit or PROTO_MAX_BODY
  *   -ERANGE           a pfn, range or page count outside the guest
  *   -EINVAL, -ENOSPC  caller bug: bad encoder argument, buffer too small,
@@ -25,7 +25,7 @@
 #include <stdint.h>
 #include <stdbool.h>
 
-#include <hmig/guest.h>
+#include <hmig/hmig.h>
 
 #include "common/endian.h"
 
@@ -109,31 +109,6 @@ struct proto_hdr {
 	bool skip; /* unknown optional type: read body_len bytes and drop them */
 };
 
-/* ------------------------------------------------------ channel preamble */
-
-/* First bytes on every connection, before any record (sent by src/net). */
-#define PROTO_PREAMBLE_LEN 24
-#define PROTO_PREAMBLE_MAGIC "HMIGCHAN"
-#define PROTO_PREAMBLE_VERSION 1
-
-enum proto_chan {
-	PROTO_CHAN_BULK = 0,
-	PROTO_CHAN_URGENT = 1,
-};
-
-struct proto_wire_preamble {
-	uint8_t magic[8];
-	uint8_t session_id[8];
-	uint8_t kind[4];
-	uint8_t version[4];
-};
-_Static_assert(sizeof(struct proto_wire_preamble) == PROTO_PREAMBLE_LEN, "preamble");
-
-struct proto_preamble {
-	uint64_t session_id;
-	uint32_t kind; /* enum proto_chan */
-};
-
 /* ------------------------------------------------------------- bodies */
 
 #define PROTO_HELLO_MAGIC "HMIGHELO"
@@ -144,11 +119,10 @@ struct proto_preamble {
 #define PROTO_HELLO_MAX 4096u
 #define PROTO_BACKEND_LEN 16
 
-enum proto_mode {
-	PROTO_MODE_PRECOPY = 0,
-	PROTO_MODE_POSTCOPY = 1,
-	PROTO_MODE_HYBRID = 2,
-};
+/* HELLO's mode is enum hmig_mode as is: the public values are the wire
+ * values, so neither may change without the other. */
+_Static_assert(HMIG_MODE_PRECOPY == 0 && HMIG_MODE_POSTCOPY == 1 && HMIG_MODE_HYBRID == 2,
+	       "HELLO mode wire values");
 
 /* The destination can take pages missing after resume (userfaultfd or a
  * paging ring): without it the source may only finish with stop-and-copy. */
@@ -168,7 +142,7 @@ struct proto_wire_hello {
 _Static_assert(sizeof(struct proto_wire_hello) == PROTO_HELLO_LEN, "HELLO");
 
 struct proto_hello {
-	uint32_t mode; /* enum proto_mode */
+	uint32_t mode; /* enum hmig_mode; checked <= HMIG_MODE_HYBRID */
 	uint64_t caps; /* PROTO_CAP_*; unknown bits are ignored, not rejected */
 	uint64_t session_id;
 	struct hmig_guest_geometry geo;
@@ -343,10 +317,6 @@ int proto_done_decode(const struct proto_hdr *h, const void *body,
 int proto_err_decode(const struct proto_hdr *h, const void *body,
 		     struct proto_error *out, char *err);
 
-/* PROTO_PREAMBLE_LEN bytes: magic, version, kind. */
-int proto_preamble_decode(const void *buf, size_t len,
-			  struct proto_preamble *out, char *err);
-
 /* The source's check of the destination's HELLO: same session, mode and
  * geometry (the destination echoes what it prepared). */
 int proto_hello_match(const struct proto_hello *ours,
@@ -417,8 +387,5 @@ int proto_done_encode(void *buf, size_t len, const struct proto_done *d,
  * at most PROTO_HDR_LEN + 8 + PROTO_ERROR_TEXT_MAX. */
 int proto_err_encode(void *buf, size_t len, int code, const char *text,
 		     char *err);
-
-/* Writes PROTO_PREAMBLE_LEN bytes. */
-void proto_preamble_encode(void *buf, const struct proto_preamble *p);
 
 #endif

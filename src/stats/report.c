@@ -6,6 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
+#include "common/utf8.h"
+
 /* ---- names -------------------------------------------------------------- */
 
 #define NAME_OF(table, i) \
@@ -16,13 +20,6 @@ const char *stats_side_name(enum stats_side s)
 	static const char *const names[] = { "source", "destination", "merged" };
 
 	return NAME_OF(names, s);
-}
-
-const char *stats_mode_name(enum stats_mode m)
-{
-	static const char *const names[] = { "hybrid", "precopy", "postcopy" };
-
-	return NAME_OF(names, m);
 }
 
 const char *stats_result_name(enum stats_result r)
@@ -63,7 +60,7 @@ void stats_report_init(struct stats_report *r, enum stats_side side)
 {
 	memset(r, 0, sizeof(*r));
 	r->side = side;
-	r->mode = STATS_MODE_HYBRID;
+	r->mode = HMIG_MODE_HYBRID;
 	r->result = STATS_RESULT_FAILED;
 	snprintf(r->error, sizeof(r->error), "migration did not finish");
 	r->integrity = STATS_INTEGRITY_SKIPPED;
@@ -228,429 +225,180 @@ void stats_report_set_fault_latency(struct stats_report *r,
 
 /* ---- writing ------------------------------------------------------------ */
 
+/* A number; NaN ("not measured") and infinities become null, which jansson
+ * would otherwise refuse. */
+static json_t *num(double v)
+{
+	return isfinite(v) ? json_real(v) : json_null();
+}
+
+/* jansson's integers are signed 64-bit; no counter gets near 2^63. */
+static json_t *count(uint64_t v)
+{
+	return v <= INT64_MAX ? json_integer((json_int_t)v) : json_real((double)v);
+}
+
+/* A string the report always carries, even when it is not UTF-8 (a workload
+ * spec or an error line may quote what a user typed): each byte that does
+ * not start a well-formed sequence becomes U+FFFD. */
+static json_t *text(const char *s)
+{
+	json_t *v = json_string(s);
+	size_t n = strlen(s), o = 0;
+	char *buf;
+
+	if (v)
+		return v;
+	buf = malloc(3 * n + 1);
+	if (!buf)
+		return NULL;
+	for (size_t i = 0; i < n;) {
+		size_t l = utf8_len((const uint8_t *)s + i, n - i);
+
+		if (l) {
+			memcpy(buf + o, s + i, l);
+			o += l;
+			i += l;
+		} else {
+			memcpy(buf + o, "\xef\xbf\xbd", 3);
+			o += 3;
+			i++;
+		}
+	}
+	v = json_stringn(buf, o);
+	free(buf);
+	return v;
+}
+
+/* The document, keys in DESIGN.md's order; NULL when out of memory. */
+static json_t *report_doc(const struct stats_report *r)
+{
+	const char *reason = stats_reason_name(r->switchover.reason);
+	json_t *doc, *passes = json_array(), *timeline = json_array();
+	int rc = passes && timeline ? 0 : -1;
+
+	for (size_t i = 0; !rc && i < r->npasses; i++) {
+		const struct stats_pass_row *p = &r->passes[i];
+
+		rc = json_array_append_new(passes, json_pack("{s:I,s:o,s:o,s:o,s:o,s:o}",
+			"pass", (json_int_t)p->pass, "pages_sent", count(p->pages_sent),
+			"pages_dirtied", count(p->pages_dirtied), "ms", num(p->ms),
+			"mbps", num(p->mbps), "dirty_rate_pps", num(p->dirty_rate_pps)));
+	}
+	for (size_t i = 0; !rc && i < r->ntimeline; i++) {
+		const struct stats_timeline_row *t = &r->timeline[i];
+
+		rc = json_array_append_new(timeline, json_pack("{s:o,s:o,s:o,s:o,s:o,s:o}",
+			"t_ms", num(t->t_ms), "phase", text(t->phase),
+			"bytes_bulk", count(t->bytes_bulk), "bytes_urgent", count(t->bytes_urgent),
+			"pages_present", count(t->pages_present),
+			"guest_ops_per_s", num(t->guest_ops_per_s)));
+	}
+	/* "O": passes and timeline are kept by the caller's references too. */
+	doc = rc ? NULL : json_pack(
+		"{s:s,s:s,s:s,s:o*,s:s,s:o*,"
+		"s:{s:o,s:o,s:o,s:I,s:o},s:o,s:o,"
+		"s:{s:o,s:o,s:o,s:o,s:o},s:{s:o,s:o,s:o,s:o,s:o},s:O,"
+		"s:{s:o,s:o},s:{s:o,s:{s:o,s:o,s:o,s:o},s:o},"
+		"s:o*,s:o*,s:O}",
+		"side", stats_side_name(r->side), "mode", hmig_mode_name(r->mode),
+		"result", stats_result_name(r->result),
+		"error", r->result == STATS_RESULT_OK ? NULL :
+			 text(r->error[0] ? r->error : stats_result_name(r->result)),
+		"integrity", stats_integrity_name(r->integrity),
+		"dirty_logging", r->dirty_logging[0] ? text(r->dirty_logging) : NULL,
+		"guest", "backend", text(r->guest.backend), "pages", count(r->guest.pages),
+		"page_size", count(r->guest.page_size), "vcpus", (json_int_t)r->guest.vcpus,
+		"workload", text(r->guest.workload),
+		"total_ms", num(r->total_ms), "downtime_ms", num(r->downtime_ms),
+		"bytes", "total", count(r->bytes.total), "precopy", count(r->bytes.precopy),
+		"stopcopy", count(r->bytes.stopcopy), "push", count(r->bytes.push),
+		"pull", count(r->bytes.pull),
+		"pages", "sent", count(r->pages.sent), "zero", count(r->pages.zero),
+		"duplicate", count(r->pages.duplicate), "pulled", count(r->pages.pulled),
+		"pushed", count(r->pages.pushed),
+		"passes", passes,
+		"switchover", "reason", reason ? json_string(reason) : json_null(),
+		"stale_pages", count(r->switchover.stale_pages),
+		"faults", "count", count(r->faults.count),
+		"latency_us", "p50", num(r->faults.latency_us.p50),
+		"p90", num(r->faults.latency_us.p90), "p99", num(r->faults.latency_us.p99),
+		"max", num(r->faults.latency_us.max),
+		"blocktime_ms", num(r->faults.blocktime_ms),
+		"guest_ops_per_s_before", isnan(r->guest_ops_per_s_before) ? NULL :
+					  num(r->guest_ops_per_s_before),
+		"guest_ops_per_s_after", isnan(r->guest_ops_per_s_after) ? NULL :
+					 num(r->guest_ops_per_s_after),
+		"timeline", timeline);
+	json_decref(passes);
+	json_decref(timeline);
+	for (size_t i = 0; doc && i < r->nextras; i++) {
+		const struct stats_extra *e = &r->extras[i];
+
+		if (json_object_set_new(doc, e->key, e->is_u64 ? count(e->u) : num(e->d))) {
+			json_decref(doc);
+			doc = NULL;
+		}
+	}
+	return doc;
+}
+
 /* Two pretty levels: the top-level keys and the members of guest, bytes,
  * passes, ... each get a line; a pass or timeline row stays on one line, so a
- * report with 5000 timeline samples is 5000 lines, not 40000. */
+ * report with 5000 timeline rows is 5000 lines, not 40000.  jansson indents
+ * every level or none, so the two outer levels are laid out here and each
+ * value below them is jansson's one-line form.  15 significant digits: the
+ * default 17 writes 43.760373 as 43.760373000000001, and nothing here is
+ * measured to a part in 10^15. */
 #define REPORT_PRETTY 2
+#define DUMP_FLAGS (JSON_ENCODE_ANY | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15))
 
-static int finish_file(struct json_writer *w, FILE *f)
+static int dump(json_t *v, FILE *f, int level)
 {
-	int rc = json_writer_finish(w);
+	bool obj = json_is_object(v);
+	size_t n = obj ? json_object_size(v) : json_array_size(v), i = 0;
+	const char *key;
+	json_t *m;
+	int rc = 0;
 
-	if (fflush(f) != 0 && rc == 0)
-		rc = errno ? -errno : -EIO;
+	if (level >= REPORT_PRETTY || n == 0)
+		return json_dumpf(v, f, DUMP_FLAGS) ? -EIO : 0;
+	fputc(obj ? '{' : '[', f);
+	if (obj) {
+		json_object_foreach(v, key, m) {
+			json_t *k = json_string(key);
+
+			fprintf(f, "%s\n%*s", i++ ? "," : "", 2 * (level + 1), "");
+			if (!k || json_dumpf(k, f, DUMP_FLAGS))
+				rc = -EIO;
+			json_decref(k);
+			fputs(": ", f);
+			if (!rc)
+				rc = dump(m, f, level + 1);
+		}
+	} else {
+		json_array_foreach(v, i, m) {
+			fprintf(f, "%s\n%*s", i ? "," : "", 2 * (level + 1), "");
+			if (!rc)
+				rc = dump(m, f, level + 1);
+		}
+	}
+	fprintf(f, "\n%*s%c", 2 * level, "", obj ? '}' : ']');
 	return rc;
 }
 
 int stats_report_write_json(const struct stats_report *r, FILE *f)
 {
-	struct json_writer w;
-	const char *reason = stats_reason_name(r->switchover.reason);
-	size_t i;
-
-	json_writer_init(&w, f, REPORT_PRETTY);
-	json_obj_begin(&w);
-	json_kv_str(&w, "side", stats_side_name(r->side));
-	json_kv_str(&w, "mode", stats_mode_name(r->mode));
-	json_kv_str(&w, "result", stats_result_name(r->result));
-	if (r->result != STATS_RESULT_OK)
-		json_kv_str(&w, "error", r->error[0] ? r->error :
-			    stats_result_name(r->result));
-	json_kv_str(&w, "integrity", stats_integrity_name(r->integrity));
-	if (r->dirty_logging[0])
-		json_kv_str(&w, "dirty_logging", r->dirty_logging);
-
-	json_key(&w, "guest");
-	json_obj_begin(&w);
-	json_kv_str(&w, "backend", r->guest.backend);
-	json_kv_u64(&w, "pages", r->guest.pages);
-	json_kv_u64(&w, "page_size", r->guest.page_size);
-	json_kv_u64(&w, "vcpus", r->guest.vcpus);
-	json_kv_str(&w, "workload", r->guest.workload);
-	json_obj_end(&w);
-
-	json_kv_double(&w, "total_ms", r->total_ms);
-	json_kv_double(&w, "downtime_ms", r->downtime_ms);
-
-	json_key(&w, "bytes");
-	json_obj_begin(&w);
-	json_kv_u64(&w, "total", r->bytes.total);
-	json_kv_u64(&w, "precopy", r->bytes.precopy);
-	json_kv_u64(&w, "stopcopy", r->bytes.stopcopy);
-	json_kv_u64(&w, "push", r->bytes.push);
-	json_kv_u64(&w, "pull", r->bytes.pull);
-	json_obj_end(&w);
-
-	json_key(&w, "pages");
-	json_obj_begin(&w);
-	json_kv_u64(&w, "sent", r->pages.sent);
-	json_kv_u64(&w, "zero", r->pages.zero);
-	json_kv_u64(&w, "duplicate", r->pages.duplicate);
-	json_kv_u64(&w, "pulled", r->pages.pulled);
-	json_kv_u64(&w, "pushed", r->pages.pushed);
-	json_obj_end(&w);
-
-	json_key(&w, "passes");
-	json_arr_begin(&w);
-	for (i = 0; i < r->npasses; i++) {
-		const struct stats_pass_row *p = &r->passes[i];
-
-		json_obj_begin(&w);
-		json_kv_u64(&w, "pass", p->pass);
-		json_kv_u64(&w, "pages_sent", p->pages_sent);
-		json_kv_u64(&w, "pages_dirtied", p->pages_dirtied);
-		json_kv_double(&w, "ms", p->ms);
-		json_kv_double(&w, "mbps", p->mbps);
-		json_kv_double(&w, "dirty_rate_pps", p->dirty_rate_pps);
-		json_obj_end(&w);
-	}
-	json_arr_end(&w);
-
-	json_key(&w, "switchover");
-	json_obj_begin(&w);
-	json_key(&w, "reason");
-	if (reason)
-		json_put_str(&w, reason);
-	else
-		json_put_null(&w);
-	json_kv_u64(&w, "stale_pages", r->switchover.stale_pages);
-	json_obj_end(&w);
-
-	json_key(&w, "faults");
-	json_obj_begin(&w);
-	json_kv_u64(&w, "count", r->faults.count);
-	json_key(&w, "latency_us");
-	json_obj_begin(&w);
-	json_kv_double(&w, "p50", r->faults.latency_us.p50);
-	json_kv_double(&w, "p90", r->faults.latency_us.p90);
-	json_kv_double(&w, "p99", r->faults.latency_us.p99);
-	json_kv_double(&w, "max", r->faults.latency_us.max);
-	json_obj_end(&w);
-	json_kv_double(&w, "blocktime_ms", r->faults.blocktime_ms);
-	json_obj_end(&w);
-
-	if (!isnan(r->guest_ops_per_s_before))
-		json_kv_double(&w, "guest_ops_per_s_before", r->guest_ops_per_s_before);
-	if (!isnan(r->guest_ops_per_s_after))
-		json_kv_double(&w, "guest_ops_per_s_after", r->guest_ops_per_s_after);
-
-	json_key(&w, "timeline");
-	json_arr_begin(&w);
-	for (i = 0; i < r->ntimeline; i++) {
-		const struct stats_timeline_row *t = &r->timeline[i];
-
-		json_obj_begin(&w);
-		json_kv_double(&w, "t_ms", t->t_ms);
-		json_kv_str(&w, "phase", t->phase);
-		json_kv_u64(&w, "bytes_bulk", t->bytes_bulk);
-		json_kv_u64(&w, "bytes_urgent", t->bytes_urgent);
-		json_kv_u64(&w, "pages_present", t->pages_present);
-		json_kv_double(&w, "guest_ops_per_s", t->guest_ops_per_s);
-		json_obj_end(&w);
-	}
-	json_arr_end(&w);
-
-	for (i = 0; i < r->nextras; i++) {
-		const struct stats_extra *e = &r->extras[i];
-
-		if (e->is_u64)
-			json_kv_u64(&w, e->key, e->u);
-		else
-			json_kv_double(&w, e->key, e->d);
-	}
-	json_obj_end(&w);
-	return finish_file(&w, f);
-}
-
-/* ---- merging ------------------------------------------------------------ */
-
-enum merge_kind {
-	M_SRC,		/* the source's, else the destination's */
-	M_DST,		/* the destination's, else the source's */
-	M_SIDE,		/* "merged" */
-	M_RESULT,
-	M_ERROR,
-	M_MAX,		/* the larger number */
-	M_TL_SRC,	/* the source's timeline, or [] */
-	M_TL_DST,	/* the destination's timeline, or [] */
-};
-
-struct merge_rule {
-	const char *key;
-	enum merge_kind kind;
-	const struct merge_rule *sub;	/* per-member rules if both are objects */
-	size_t nsub;
-};
-
-#define NRULES(a) (sizeof(a) / sizeof((a)[0]))
-
-static const struct merge_rule pages_rules[] = {
-	{ "sent", M_SRC },
-	{ "zero", M_SRC },
-	{ "duplicate", M_DST },
-	{ "pulled", M_DST },
-	{ "pushed", M_DST },
-};
-
-/* Order here is the order in the merged document. */
-static const struct merge_rule top_rules[] = {
-	{ "side", M_SIDE },
-	{ "mode", M_SRC },
-	{ "result", M_RESULT },
-	{ "error", M_ERROR },
-	{ "integrity", M_DST },
-	{ "dirty_logging", M_SRC },
-	{ "guest", M_SRC },
-	{ "total_ms", M_MAX },
-	{ "downtime_ms", M_SRC },
-	{ "bytes", M_SRC },
-	{ "pages", M_SRC, pages_rules, NRULES(pages_rules) },
-	{ "passes", M_SRC },
-	{ "switchover", M_SRC },
-	{ "faults", M_DST },
-	{ "guest_ops_per_s_before", M_SRC },
-	{ "guest_ops_per_s_after", M_DST },
-	{ "timeline", M_TL_SRC },
-	{ "timeline_destination", M_TL_DST },
-};
-
-static bool present(const struct json_val *v)
-{
-	return v && v->type != JSON_NULL;
-}
-
-/* The preferred value if it is there and not null, else the other one if it
- * is, else whichever exists (a null), else NULL: omit the key. */
-static const struct json_val *pick(const struct json_val *pref,
-				   const struct json_val *other)
-{
-	if (present(pref))
-		return pref;
-	if (present(other))
-		return other;
-	return pref ? pref : other;
-}
-
-static bool known(const struct merge_rule *rules, size_t n, const char *key)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		if (strcmp(rules[i].key, key) == 0)
-			return true;
-	return false;
-}
-
-/* Members neither rule table names: the source's, then the destination's,
- * renamed "<key>_destination" where the source has the key too.  Skips all
- * but the last of duplicated keys, the one json_get sees. */
-static void copy_unknown(struct json_writer *w, const struct json_val *s,
-			 const struct json_val *d, const struct merge_rule *rules,
-			 size_t nrules)
-{
-	static const char suffix[] = "_destination";
-	size_t i;
-
-	for (i = 0; s && i < s->obj.n; i++) {
-		const struct json_member *m = &s->obj.m[i];
-
-		if (known(rules, nrules, m->key) || json_get(s, m->key) != &m->val)
-			continue;
-		json_key(w, m->key);
-		json_put_val(w, &m->val);
-	}
-	for (i = 0; d && i < d->obj.n; i++) {
-		const struct json_member *m = &d->obj.m[i];
-		char *k;
-
-		if (known(rules, nrules, m->key) || json_get(d, m->key) != &m->val)
-			continue;
-		if (!json_get(s, m->key)) {
-			json_key(w, m->key);
-			json_put_val(w, &m->val);
-			continue;
-		}
-		k = malloc(strlen(m->key) + sizeof(suffix));
-		if (!k) {
-			/* Make it the writer's sticky error, so the caller
-			 * sees -ENOMEM from finish rather than a short file. */
-			if (!w->err)
-				w->err = -ENOMEM;
-			return;
-		}
-		strcpy(k, m->key);
-		strcat(k, suffix);
-		json_key(w, k);
-		json_put_val(w, &m->val);
-		free(k);
-	}
-}
-
-static const struct json_val *as_obj(const struct json_val *v)
-{
-	return v && v->type == JSON_OBJ ? v : NULL;
-}
-
-static void merge_obj(struct json_writer *w, const struct json_val *s,
-		      const struct json_val *d, const struct merge_rule *rules,
-		      size_t n);
-
-static void merge_member(struct json_writer *w, const struct merge_rule *rule,
-			 const struct json_val *sv, const struct json_val *dv)
-{
-	const struct json_val *v;
-
-	v = rule->kind == M_DST ? pick(dv, sv) : pick(sv, dv);
-	if (!v)
-		return;
-	json_key(w, rule->key);
-	if (rule->sub && (as_obj(sv) || as_obj(dv)))
-		merge_obj(w, as_obj(sv), as_obj(dv), rule->sub, rule->nsub);
-	else
-		json_put_val(w, v);
-}
-
-static void merge_obj(struct json_writer *w, const struct json_val *s,
-		      const struct json_val *d, const struct merge_rule *rules,
-		      size_t n)
-{
-	size_t i;
-
-	json_obj_begin(w);
-	for (i = 0; i < n; i++)
-		merge_member(w, &rules[i], json_get(s, rules[i].key),
-			     json_get(d, rules[i].key));
-	copy_unknown(w, s, d, rules, n);
-	json_obj_end(w);
-}
-
-enum side_result { SR_ABSENT, SR_OK, SR_CANCELLED, SR_FAILED };
-
-static enum side_result side_result(const struct json_val *doc)
-{
-	const char *res;
-
-	if (!doc)
-		return SR_ABSENT;
-	res = json_val_str(json_get(doc, "result"));
-	if (res && strcmp(res, "ok") == 0)
-		return SR_OK;
-	if (res && strcmp(res, "cancelled") == 0)
-		return SR_CANCELLED;
-	return SR_FAILED;	/* "failed", unknown or missing: not a success */
-}
-
-static const char *side_error(const struct json_val *doc)
-{
-	const char *e = json_val_str(json_get(doc, "error"));
-
-	if (e && e[0])
-		return e;
-	if (!json_get(doc, "result"))
-		return "report has no result";
-	return "no error message";
-}
-
-/* "source: X; destination: Y" for the sides that did not succeed. */
-static void put_error(struct json_writer *w, const struct json_val *s,
-		      enum side_result sr, const struct json_val *d,
-		      enum side_result dr)
-{
-	const char *se = sr > SR_OK ? side_error(s) : NULL;
-	const char *de = dr > SR_OK ? side_error(d) : NULL;
-	size_t n = (se ? strlen(se) : 0) + (de ? strlen(de) : 0) + 40;
-	char *msg = malloc(n);
-
-	if (!msg) {
-		if (!w->err)
-			w->err = -ENOMEM;
-		return;
-	}
-	if (se && de)
-		snprintf(msg, n, "source: %s; destination: %s", se, de);
-	else
-		snprintf(msg, n, "%s: %s", se ? "source" : "destination",
-			 se ? se : de);
-	json_kv_str(w, "error", msg);
-	free(msg);
-}
-
-int stats_report_merge_json(const struct json_val *src, const struct json_val *dst,
-			    FILE *out, char *err)
-{
-	struct json_writer w;
-	enum side_result sr, dr;
-	const char *result;
-	double a, b;
-	size_t i;
+	json_t *doc = report_doc(r);
 	int rc;
 
-	if (!src && !dst)
-		return err_setf(err, -EINVAL, "merging reports: neither side has one");
-	if ((src && src->type != JSON_OBJ) || (dst && dst->type != JSON_OBJ))
-		return err_setf(err, -EINVAL,
-				"merging reports: the %s report is not a JSON object",
-				src && src->type != JSON_OBJ ? "source" : "destination");
-	sr = side_result(src);
-	dr = side_result(dst);
-	if (sr == SR_FAILED || dr == SR_FAILED)
-		result = "failed";
-	else if (sr == SR_CANCELLED || dr == SR_CANCELLED)
-		result = "cancelled";
-	else
-		result = "ok";
-
-	json_writer_init(&w, out, REPORT_PRETTY);
-	json_obj_begin(&w);
-	for (i = 0; i < NRULES(top_rules); i++) {
-		const struct merge_rule *rule = &top_rules[i];
-		const struct json_val *sv = json_get(src, rule->key);
-		const struct json_val *dv = json_get(dst, rule->key);
-
-		switch (rule->kind) {
-		case M_SRC:
-		case M_DST:
-			merge_member(&w, rule, sv, dv);
-			break;
-		case M_SIDE:
-			json_kv_str(&w, rule->key, "merged");
-			break;
-		case M_RESULT:
-			json_kv_str(&w, rule->key, result);
-			break;
-		case M_ERROR:
-			if (sr > SR_OK || dr > SR_OK)
-				put_error(&w, src, sr, dst, dr);
-			break;
-		case M_MAX:
-			if (json_val_double(sv, &a) == 0 &&
-			    json_val_double(dv, &b) == 0) {
-				json_key(&w, rule->key);
-				json_put_val(&w, a >= b ? sv : dv);
-			} else {
-				merge_member(&w, rule, sv, dv);
-			}
-			break;
-		case M_TL_SRC:
-		case M_TL_DST: {
-			const struct json_val *tl = json_get(
-				rule->kind == M_TL_SRC ? src : dst, "timeline");
-
-			json_key(&w, rule->key);
-			if (tl && tl->type == JSON_ARR) {
-				json_put_val(&w, tl);
-			} else {
-				json_arr_begin(&w);
-				json_arr_end(&w);
-			}
-			break;
-		}
-		}
-	}
-	copy_unknown(&w, src, dst, top_rules, NRULES(top_rules));
-	json_obj_end(&w);
-	rc = finish_file(&w, out);
-	if (rc)
-		return err_setf(err, rc, "writing the merged report: %s", strerror(-rc));
-	return 0;
+	if (!doc)
+		return -ENOMEM;
+	rc = dump(doc, f, 0);
+	json_decref(doc);
+	if (fputc('\n', f) == EOF && !rc)
+		rc = -EIO;
+	if (fflush(f) != 0 && !rc)
+		rc = errno ? -errno : -EIO;
+	return rc;
 }

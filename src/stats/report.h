@@ -1,5 +1,6 @@
 /* The migration report: one struct per side, written as the JSON document of
- * DESIGN.md "The report", and the merge of a source and a destination report.
+ * DESIGN.md "The report".  Reading reports back and merging a source's with a
+ * destination's is the CLI's business (tools/hmig/doc.c).
  *
  * Conventions of the struct:
  * - times are milliseconds, fault latencies microseconds, as in the JSON;
@@ -20,12 +21,12 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include <hmig/hmig.h>
+
 #include "common/err.h"
 #include "stats/hist.h"
-#include "stats/json.h"
 
 enum stats_side { STATS_SIDE_SOURCE, STATS_SIDE_DESTINATION, STATS_SIDE_MERGED };
-enum stats_mode { STATS_MODE_HYBRID, STATS_MODE_PRECOPY, STATS_MODE_POSTCOPY };
 enum stats_result { STATS_RESULT_OK, STATS_RESULT_FAILED, STATS_RESULT_CANCELLED };
 enum stats_integrity {
 	STATS_INTEGRITY_SKIPPED,
@@ -45,7 +46,6 @@ enum stats_reason {
 /* The JSON spellings ("hybrid", "cancelled", "max_passes", ...); "?" for an
  * out-of-range value, NULL for STATS_REASON_NONE. */
 const char *stats_side_name(enum stats_side s);
-const char *stats_mode_name(enum stats_mode m);
 const char *stats_result_name(enum stats_result r);
 const char *stats_integrity_name(enum stats_integrity i);
 const char *stats_reason_name(enum stats_reason r);
@@ -63,7 +63,9 @@ struct stats_pass_row {
 /* Phase names are short words ("precopy", "switchover", "postcopy", ...). */
 #define STATS_PHASE_LEN 24
 
-/* One row of "timeline": a sample taken every few ms. */
+/* One row of "timeline".  Rows are events, not periodic samples: one per
+ * state change, one at the end of each pass, and a few named moments
+ * ("resumed", "pushed all"), so a report has tens of rows, not thousands. */
 struct stats_timeline_row {
 	double t_ms;	/* since the migration started */
 	char phase[STATS_PHASE_LEN];
@@ -85,7 +87,7 @@ struct stats_extra {
 
 struct stats_report {
 	enum stats_side side;
-	enum stats_mode mode;
+	enum hmig_mode mode;
 	enum stats_result result;
 	char error[ERR_LEN];	/* one line; written only when result != ok */
 	enum stats_integrity integrity;
@@ -162,38 +164,9 @@ void stats_report_set_fault_latency(struct stats_report *r,
 				    const struct stats_hist *lat_ns);
 
 /* Writes the report as one pretty-printed JSON document (table rows one per
- * line) and flushes f.  0, -EINVAL if the report cannot be written (a bug),
- * or -errno of the failed write. */
+ * line) and flushes f.  0, -ENOMEM, or -errno of the failed write.  Strings
+ * that are not UTF-8 are written with U+FFFD for the bad bytes, so the
+ * document always parses. */
 int stats_report_write_json(const struct stats_report *r, FILE *f);
-
-/* Merges a parsed source report and a parsed destination report into one
- * document with "side": "merged", written to out.  Either may be NULL (that
- * side wrote no report), not both.  The rule, key by key:
- *
- *   result       "failed" if either is failed (or has an unknown result),
- *                else "cancelled" if either is, else "ok"
- *   error        present when result is not ok: each not-ok side's error,
- *                prefixed "source: " / "destination: ", joined with "; "
- *                (source first: it drives the migration)
- *   total_ms     the larger of the two (the migration ends when both do)
- *   downtime_ms  the source's (pause to RESUMED: all of it), else the
- *                destination's (its share only)
- *   integrity, faults, guest_ops_per_s_after
- *                the destination's, else the source's
- *   pages        sent, zero: the source's; duplicate, pulled, pushed: the
- *                destination's; each falls back to the other side
- *   mode, guest, bytes, passes, switchover, dirty_logging,
- *   guest_ops_per_s_before
- *                the source's, else the destination's
- *   timeline     the source's (or []); "timeline_destination" the
- *                destination's (or [])
- *   other keys   copied; a key both sides have keeps the source's value and
- *                the destination's goes under "<key>_destination"
- *
- * "else" means: when the preferred side lacks the key or has null there.
- * Returns 0, -EINVAL (a document is not an object; both NULL), or the write
- * error; err (ERR_LEN) says what went wrong. */
-int stats_report_merge_json(const struct json_val *src, const struct json_val *dst,
-			    FILE *out, char *err);
 
 #endif

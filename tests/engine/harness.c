@@ -49,19 +49,11 @@ static int src_report(void *s, FILE *f)
 	return hmig_source_report(s, f);
 }
 
-static bool parse_file(const char *path, struct json_val *out)
+static bool parse_file(const char *path, json_t **out)
 {
-	char err[256], *buf = NULL;
-	size_t cap = 0;
-	FILE *f = fopen(path, "r");
+	char err[DOC_ERR_LEN];
 
-	if (!f)
-		return false;
-	ssize_t n = getdelim(&buf, &cap, '\0', f);
-	fclose(f);
-	bool ok = n > 0 && json_parse(buf, (size_t)n, NULL, out, err) == 0;
-	free(buf);
-	return ok;
+	return doc_load(path, out, err) == 0;
 }
 
 /* The child: a destination that reports to `json` and exits 0 (ok), 1
@@ -185,7 +177,7 @@ void mig_run(const struct mig_case *c, struct mig_result *r)
 	FILE *m = open_memstream(&text, &len);
 	dump(src, m, src_report);
 	fclose(m);
-	r->have_src = json_parse(text, len, NULL, &r->src, err) == 0;
+	r->have_src = doc_parse(text, len, &r->src, err) == 0;
 	free(text);
 	hmig_source_free(src);
 	g->ops->destroy(g);
@@ -199,10 +191,9 @@ void mig_run(const struct mig_case *c, struct mig_result *r)
 
 void mig_result_free(struct mig_result *r)
 {
-	if (r->have_src)
-		json_val_free(&r->src);
-	if (r->have_dst)
-		json_val_free(&r->dst);
+	json_decref(r->src);
+	json_decref(r->dst);
+	r->src = r->dst = NULL;
 }
 
 /* ---------------------------------------------- assertions on reports */
@@ -218,17 +209,17 @@ void need_uffd(void)
 		cr_log_info("no async write-protect: the sync dirty log runs");
 }
 
-uint64_t rep_u64(const struct json_val *r, const char *path)
+uint64_t rep_u64(const json_t *r, const char *path)
 {
 	uint64_t v = 0;
 
-	cr_assert_eq(json_path_u64(r, path, &v), 0, "report has no %s", path);
+	cr_assert_eq(doc_u64(r, path, &v), 0, "report has no %s", path);
 	return v;
 }
 
-const char *rep_str(const struct json_val *r, const char *path)
+const char *rep_str(const json_t *r, const char *path)
 {
-	const char *s = json_path_str(r, path);
+	const char *s = doc_str(r, path);
 
 	cr_assert_not_null(s, "report has no %s", path);
 	return s;
@@ -240,15 +231,15 @@ void assert_migrated(struct mig_result *r, const char *what)
 	cr_assert_eq(r->src_rc, 0, "%s: source failed: %s", what, r->src_err);
 	cr_assert_eq(r->dst_status, 0, "%s: destination exited %d", what, r->dst_status);
 	cr_assert(r->have_src && r->have_dst, "%s: a report is missing", what);
-	cr_assert_str_eq(rep_str(&r->src, "result"), "ok");
-	cr_assert_str_eq(rep_str(&r->dst, "result"), "ok");
-	cr_assert_str_eq(rep_str(&r->dst, "integrity"), "ok", "%s", what);
+	cr_assert_str_eq(rep_str(r->src, "result"), "ok");
+	cr_assert_str_eq(rep_str(r->dst, "result"), "ok");
+	cr_assert_str_eq(rep_str(r->dst, "integrity"), "ok", "%s", what);
 }
 
-double rep_num(const struct json_val *r, const char *path)
+double rep_num(const json_t *r, const char *path)
 {
 	double v = 0;
 
-	cr_assert_eq(json_path_double(r, path, &v), 0, "report has no %s", path);
+	cr_assert_eq(doc_double(r, path, &v), 0, "report has no %s", path);
 	return v;
 }

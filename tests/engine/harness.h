@@ -10,7 +10,7 @@
 
 #include <hmig/hmig.h>
 
-#include "stats/json.h"
+#include "doc.h"
 
 struct mig_case {
 	struct hmig_synth_params guest;
@@ -26,7 +26,7 @@ struct mig_result {
 	int src_rc;               /* hmig_source_run */
 	char src_err[256];
 	int dst_status;           /* child exit status; -signal if killed */
-	struct json_val src, dst; /* reports (dst empty when the child died) */
+	json_t *src, *dst;        /* reports (dst NULL when the child died) */
 	bool have_src, have_dst;
 	uint64_t src_ops_after;   /* source guest ops in 200 ms after the run */
 };
@@ -39,9 +39,9 @@ void mig_result_free(struct mig_result *r);
 void need_uffd(void);
 
 /* A report's value at path, asserting it is there. */
-uint64_t rep_u64(const struct json_val *r, const char *path);
-double rep_num(const struct json_val *r, const char *path);
-const char *rep_str(const struct json_val *r, const char *path);
+uint64_t rep_u64(const json_t *r, const char *path);
+double rep_num(const json_t *r, const char *path);
+const char *rep_str(const json_t *r, const char *path);
 
 /* Both sides say ok and the destination's oracle agrees. */
 void assert_migrated(struct mig_result *r, const char *what);

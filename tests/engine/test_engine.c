@@ -32,7 +32,7 @@ ParameterizedTest(int *i, engine, precopy_every_workload, .timeout = 120)
 	mig_case_init(&c, workloads[*i], 64 * MIB);
 	mig_run(&c, &r);
 	assert_migrated(&r, workloads[*i]);
-	cr_assert_geq(rep_u64(&r.src, "pages.sent") + rep_u64(&r.src, "pages.zero"),
+	cr_assert_geq(rep_u64(r.src, "pages.sent") + rep_u64(r.src, "pages.zero"),
 		      64 * MIB / 4096, "pass 0 must send every page");
 	mig_result_free(&r);
 }
@@ -49,9 +49,9 @@ Test(engine, max_passes_1_is_one_pass_then_stopcopy, .timeout = 120)
 	c.cfg.downtime_target_ms = 0;
 	mig_run(&c, &r);
 	assert_migrated(&r, "max_passes=1");
-	cr_assert_eq(json_len(json_get(&r.src, "passes")), 1);
-	cr_assert_str_eq(rep_str(&r.src, "switchover.reason"), "max_passes");
-	cr_assert_gt(rep_u64(&r.src, "bytes.stopcopy"), 0);
+	cr_assert_eq(json_array_size(json_object_get(r.src, "passes")), 1);
+	cr_assert_str_eq(rep_str(r.src, "switchover.reason"), "max_passes");
+	cr_assert_gt(rep_u64(r.src, "bytes.stopcopy"), 0);
 	mig_result_free(&r);
 }
 
@@ -65,16 +65,16 @@ Test(engine, idle_guest_converges_and_zero_pages_carry_no_data, .timeout = 120)
 	c.guest.fill = 0.25;
 	mig_run(&c, &r);
 	assert_migrated(&r, "idle");
-	size_t passes = json_len(json_get(&r.src, "passes"));
+	size_t passes = json_array_size(json_object_get(r.src, "passes"));
 	cr_assert_leq(passes, 2, "an idle guest took %zu passes", passes);
-	cr_assert_str_eq(rep_str(&r.src, "switchover.reason"), "converged");
-	uint64_t sent = rep_u64(&r.src, "pages.sent"), zero = rep_u64(&r.src, "pages.zero");
+	cr_assert_str_eq(rep_str(r.src, "switchover.reason"), "converged");
+	uint64_t sent = rep_u64(r.src, "pages.sent"), zero = rep_u64(r.src, "pages.zero");
 	uint64_t npages = 64 * MIB / 4096;
 	cr_assert_eq(sent + zero, npages);
 	/* A quarter of the pages hold data; the zero pages travel as pfns only. */
 	cr_assert_lt(sent, npages / 3, "%lu pages sent with data", (unsigned long)sent);
 	cr_assert_gt(zero, npages / 2);
-	uint64_t bytes = rep_u64(&r.src, "bytes.total");
+	uint64_t bytes = rep_u64(r.src, "bytes.total");
 	/* data + pfn lists + the vCPU state (4 bytes a page) + record headers */
 	uint64_t most = sent * 4096 + zero * 8 + npages * 4 + 64 * 1024;
 	cr_assert_leq(bytes, most, "%lu bytes for %lu data pages", (unsigned long)bytes,
@@ -95,9 +95,9 @@ Test(engine, high_dirty_rate_hits_max_passes, .timeout = 120)
 	c.cfg.downtime_target_ms = 0;
 	mig_run(&c, &r);
 	assert_migrated(&r, "high dirty rate");
-	cr_assert_eq(json_len(json_get(&r.src, "passes")), 3);
-	cr_assert_str_eq(rep_str(&r.src, "switchover.reason"), "max_passes");
-	cr_assert_gt(rep_u64(&r.src, "switchover.stale_pages"), 0);
+	cr_assert_eq(json_array_size(json_object_get(r.src, "passes")), 3);
+	cr_assert_str_eq(rep_str(r.src, "switchover.reason"), "max_passes");
+	cr_assert_gt(rep_u64(r.src, "switchover.stale_pages"), 0);
 	mig_result_free(&r);
 }
 
@@ -115,7 +115,7 @@ Test(engine, destination_killed_mid_pass_leaves_source_running, .timeout = 120)
 	cr_assert(strstr(r.src_err, "destination"), "error does not name the peer: %s", r.src_err);
 	cr_assert_eq(r.dst_status, -SIGKILL);
 	cr_assert_gt(r.src_ops_after, 0, "the source guest stopped running after the failure");
-	cr_assert_str_eq(rep_str(&r.src, "result"), "failed");
+	cr_assert_str_eq(rep_str(r.src, "result"), "failed");
 	mig_result_free(&r);
 }
 
@@ -195,22 +195,22 @@ ParameterizedTest(int *i, engine, postcopy_every_mode_and_workload, .timeout = 1
 	mig_run(&c, &r);
 	assert_migrated(&r, what);
 	if (m == 0) {
-		cr_assert_eq(json_len(json_get(&r.src, "passes")), 0, "%s", what);
-		cr_assert_eq(rep_u64(&r.src, "switchover.stale_pages"), 64 * MIB / 4096);
+		cr_assert_eq(json_array_size(json_object_get(r.src, "passes")), 0, "%s", what);
+		cr_assert_eq(rep_u64(r.src, "switchover.stale_pages"), 64 * MIB / 4096);
 	}
 	/* Hybrid may still converge (an idle guest, or a pass that found
 	 * nothing dirty): then stop-and-copy is right, and the report says why. */
-	if (m == 2 && !strcmp(rep_str(&r.src, "switchover.reason"), "converged")) {
+	if (m == 2 && !strcmp(rep_str(r.src, "switchover.reason"), "converged")) {
 		mig_result_free(&r);
 		return;
 	}
 	/* Post-copy moved what was stale, by push or by pull. */
-	uint64_t stale = rep_u64(&r.dst, "switchover.stale_pages");
-	cr_assert_eq(rep_u64(&r.dst, "pages.pulled") + rep_u64(&r.dst, "pages.pushed"), stale,
+	uint64_t stale = rep_u64(r.dst, "switchover.stale_pages");
+	cr_assert_eq(rep_u64(r.dst, "pages.pulled") + rep_u64(r.dst, "pages.pushed"), stale,
 		     "%s: %lu stale pages, %lu pulled + %lu pushed", what, (unsigned long)stale,
-		     (unsigned long)rep_u64(&r.dst, "pages.pulled"),
-		     (unsigned long)rep_u64(&r.dst, "pages.pushed"));
-	cr_assert_eq(rep_u64(&r.src, "bytes.stopcopy"), 0, "%s went stop-and-copy", what);
+		     (unsigned long)rep_u64(r.dst, "pages.pulled"),
+		     (unsigned long)rep_u64(r.dst, "pages.pushed"));
+	cr_assert_eq(rep_u64(r.src, "bytes.stopcopy"), 0, "%s went stop-and-copy", what);
 	mig_result_free(&r);
 }
 
@@ -229,9 +229,9 @@ Test(engine, push_off_sweep_completes_by_pulls_alone, .timeout = 120)
 	c.run_after_s = 0.2;
 	mig_run(&c, &r);
 	assert_migrated(&r, "push=off");
-	cr_assert_eq(rep_u64(&r.dst, "pages.pushed"), 0);
-	cr_assert_eq(rep_u64(&r.dst, "pages.pulled"), 16 * MIB / 4096);
-	cr_assert_geq(rep_u64(&r.dst, "faults.count"), 16 * MIB / 4096);
+	cr_assert_eq(rep_u64(r.dst, "pages.pushed"), 0);
+	cr_assert_eq(rep_u64(r.dst, "pages.pulled"), 16 * MIB / 4096);
+	cr_assert_geq(rep_u64(r.dst, "faults.count"), 16 * MIB / 4096);
 	mig_result_free(&r);
 }
 
@@ -249,11 +249,11 @@ Test(engine, vcpus_blocked_on_a_large_stale_set, .timeout = 120)
 	c.cfg.push = HMIG_PUSH_OFF;
 	mig_run(&c, &r);
 	assert_migrated(&r, "blocked vCPUs");
-	cr_assert_gt(rep_u64(&r.dst, "faults.count"), 1000);
-	cr_assert_gt(rep_num(&r.dst, "faults.blocktime_ms"), 0);
-	cr_assert_gt(rep_num(&r.dst, "faults.latency_us.p50"), 0);
-	cr_assert_geq(rep_num(&r.dst, "faults.latency_us.max"),
-		      rep_num(&r.dst, "faults.latency_us.p99"));
+	cr_assert_gt(rep_u64(r.dst, "faults.count"), 1000);
+	cr_assert_gt(rep_num(r.dst, "faults.blocktime_ms"), 0);
+	cr_assert_gt(rep_num(r.dst, "faults.latency_us.p50"), 0);
+	cr_assert_geq(rep_num(r.dst, "faults.latency_us.max"),
+		      rep_num(r.dst, "faults.latency_us.p99"));
 	mig_result_free(&r);
 }
 
@@ -272,10 +272,10 @@ Test(engine, hybrid_switches_to_postcopy_when_the_link_is_too_slow, .timeout = 1
 	c.cfg.downtime_target_ms = 50;
 	mig_run(&c, &r);
 	assert_migrated(&r, "slow link");
-	const char *why = rep_str(&r.src, "switchover.reason");
+	const char *why = rep_str(r.src, "switchover.reason");
 	cr_assert(!strcmp(why, "no_progress") || !strcmp(why, "max_passes"), "reason %s", why);
-	cr_assert_eq(rep_u64(&r.src, "bytes.stopcopy"), 0);
-	cr_assert_gt(rep_u64(&r.dst, "pages.pulled") + rep_u64(&r.dst, "pages.pushed"), 0);
+	cr_assert_eq(rep_u64(r.src, "bytes.stopcopy"), 0);
+	cr_assert_gt(rep_u64(r.dst, "pages.pulled") + rep_u64(r.dst, "pages.pushed"), 0);
 	mig_result_free(&r);
 }
 
@@ -295,8 +295,8 @@ Test(engine, source_lost_in_postcopy_fails_the_destination, .timeout = 120)
 	mig_run(&c, &r);
 	cr_assert_eq(r.dst_status, 1, "destination exited %d", r.dst_status);
 	cr_assert(r.have_dst);
-	cr_assert_str_eq(rep_str(&r.dst, "result"), "failed");
-	const char *e = rep_str(&r.dst, "error");
+	cr_assert_str_eq(rep_str(r.dst, "result"), "failed");
+	const char *e = rep_str(r.dst, "error");
 	cr_assert(strstr(e, "missing"), "error does not say pages are missing: %s", e);
 	mig_result_free(&r);
 }

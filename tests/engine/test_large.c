@@ -31,14 +31,14 @@ static void large_case(struct mig_case *c, const char *workload, enum hmig_mode 
  * stop-and-copy. */
 static void assert_postcopy(struct mig_result *r, const char *what)
 {
-	uint64_t stale = rep_u64(&r->dst, "switchover.stale_pages");
+	uint64_t stale = rep_u64(r->dst, "switchover.stale_pages");
 
 	cr_assert_gt(stale, 0, "%s: nothing was left for post-copy", what);
-	cr_assert_eq(rep_u64(&r->dst, "pages.pulled") + rep_u64(&r->dst, "pages.pushed"), stale,
+	cr_assert_eq(rep_u64(r->dst, "pages.pulled") + rep_u64(r->dst, "pages.pushed"), stale,
 		     "%s: %lu stale pages, %lu pulled + %lu pushed", what, (unsigned long)stale,
-		     (unsigned long)rep_u64(&r->dst, "pages.pulled"),
-		     (unsigned long)rep_u64(&r->dst, "pages.pushed"));
-	cr_assert_eq(rep_u64(&r->src, "bytes.stopcopy"), 0, "%s went stop-and-copy", what);
+		     (unsigned long)rep_u64(r->dst, "pages.pulled"),
+		     (unsigned long)rep_u64(r->dst, "pages.pushed"));
+	cr_assert_eq(rep_u64(r->src, "bytes.stopcopy"), 0, "%s went stop-and-copy", what);
 }
 
 Test(large, precopy_idle, .timeout = 900)
@@ -50,8 +50,8 @@ Test(large, precopy_idle, .timeout = 900)
 	large_case(&c, "idle", HMIG_MODE_PRECOPY);
 	mig_run(&c, &r);
 	assert_migrated(&r, "4 GiB precopy idle");
-	cr_assert_eq(rep_u64(&r.src, "pages.sent") + rep_u64(&r.src, "pages.zero"), NPAGES);
-	cr_assert_eq(rep_u64(&r.src, "switchover.stale_pages"), 0);
+	cr_assert_eq(rep_u64(r.src, "pages.sent") + rep_u64(r.src, "pages.zero"), NPAGES);
+	cr_assert_eq(rep_u64(r.src, "switchover.stale_pages"), 0);
 	mig_result_free(&r);
 }
 
@@ -66,8 +66,8 @@ Test(large, precopy_busy, .timeout = 900)
 	large_case(&c, "uniform:rate=50000", HMIG_MODE_PRECOPY);
 	mig_run(&c, &r);
 	assert_migrated(&r, "4 GiB precopy busy");
-	cr_assert_geq(json_len(json_get(&r.src, "passes")), 2, "the writer left nothing dirty");
-	cr_assert_gt(rep_u64(&r.src, "pages.duplicate"), 0);
+	cr_assert_geq(json_array_size(json_object_get(r.src, "passes")), 2, "the writer left nothing dirty");
+	cr_assert_gt(rep_u64(r.src, "pages.duplicate"), 0);
 	mig_result_free(&r);
 }
 
@@ -84,8 +84,8 @@ Test(large, postcopy_with_nothing_sent_first, .timeout = 900)
 	c.cfg.precopy_passes = 0;
 	mig_run(&c, &r);
 	assert_migrated(&r, "4 GiB postcopy, 0 passes");
-	cr_assert_eq(rep_u64(&r.src, "switchover.stale_pages"), NPAGES);
-	cr_assert_eq(rep_u64(&r.dst, "stale_dropped_in_downtime"), 0);
+	cr_assert_eq(rep_u64(r.src, "switchover.stale_pages"), NPAGES);
+	cr_assert_eq(rep_u64(r.dst, "stale_dropped_in_downtime"), 0);
 	assert_postcopy(&r, "4 GiB postcopy, 0 passes");
 	mig_result_free(&r);
 }
@@ -103,8 +103,8 @@ Test(large, postcopy_after_one_pass, .timeout = 900)
 	c.cfg.precopy_passes = 1;
 	mig_run(&c, &r);
 	assert_migrated(&r, "4 GiB postcopy, 1 pass");
-	uint64_t before = rep_u64(&r.dst, "stale_dropped_before_pause");
-	uint64_t during = rep_u64(&r.dst, "stale_dropped_in_downtime");
+	uint64_t before = rep_u64(r.dst, "stale_dropped_before_pause");
+	uint64_t during = rep_u64(r.dst, "stale_dropped_in_downtime");
 	cr_assert_gt(before, during, "%lu pages dropped before the pause, %lu in the downtime",
 		     (unsigned long)before, (unsigned long)during);
 	assert_postcopy(&r, "4 GiB postcopy, 1 pass");
@@ -123,7 +123,7 @@ Test(large, hybrid_unthrottled_writer, .timeout = 900)
 	large_case(&c, "uniform", HMIG_MODE_HYBRID);
 	mig_run(&c, &r);
 	assert_migrated(&r, "4 GiB hybrid, unthrottled");
-	const char *why = rep_str(&r.src, "switchover.reason");
+	const char *why = rep_str(r.src, "switchover.reason");
 	cr_assert(strcmp(why, "converged"), "an unthrottled writer converged");
 	assert_postcopy(&r, "4 GiB hybrid, unthrottled");
 	mig_result_free(&r);

@@ -408,6 +408,38 @@ Test(net, preamble_mismatch_rejected, .timeout = 30)
 	net_listener_close(&l);
 }
 
+/* The rest of the preamble's checks (they were proto's, for a twin of this
+ * preamble nobody sent): an unknown channel kind, and a sender that closes
+ * before its 24 bytes are complete. */
+Test(net, preamble_unknown_kind_or_truncated_rejected, .timeout = 30)
+{
+	struct net_listener l;
+	struct net_pair dst;
+	uint8_t pre[NET_PREAMBLE_LEN];
+	int kind2, cut;
+
+	require_uring();
+	cr_assert(eq(int, net_listen(&l, "127.0.0.1:0", NULL), 0), "%s", l.err);
+	kind2 = raw_connect(&l.addr, NET_PREAMBLE_MAGIC, 1, 2, NET_PREAMBLE_VERSION);
+	cr_assert(eq(int, net_accept_pair(&l, 500, &dst), -ETIMEDOUT));
+	cr_expect(eq(u32, l.rejected, 1));
+	cr_expect(strstr(l.err, "channel kind 2") != NULL, "%s", l.err);
+	close(kind2);
+
+	cut = socket(l.addr.ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_assert(cut >= 0);
+	cr_assert(eq(int, connect(cut, (const struct sockaddr *)&l.addr.ss, l.addr.len), 0));
+	memcpy(pre, NET_PREAMBLE_MAGIC, 8);
+	cr_assert(eq(sz, (size_t)send(cut, pre, NET_PREAMBLE_LEN - 1, MSG_NOSIGNAL),
+		     (size_t)NET_PREAMBLE_LEN - 1));
+	shutdown(cut, SHUT_WR);
+	cr_assert(eq(int, net_accept_pair(&l, 500, &dst), -ETIMEDOUT));
+	cr_expect(eq(u32, l.rejected, 2));
+	cr_expect(strstr(l.err, "closed before sending its channel preamble") != NULL, "%s", l.err);
+	close(cut);
+	net_listener_close(&l);
+}
+
 Test(net, session_ids_pair_interleaved_connections, .timeout = 30)
 {
 	struct net_listener l;

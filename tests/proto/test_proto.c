@@ -94,11 +94,11 @@ static int decode_any(const uint8_t *buf, size_t len,
 enum base {
 	BASE_HELLO, BASE_PAGES, BASE_ZERO, BASE_REQUEST, BASE_PASS_END,
 	BASE_STALE_RANGES, BASE_STALE_BITMAP, BASE_VCPU, BASE_RESUMED,
-	BASE_DONE, BASE_ERROR, BASE_PREAMBLE,
+	BASE_DONE, BASE_ERROR,
 };
 
 static const struct proto_hello HELLO = {
-	.mode = PROTO_MODE_HYBRID, .caps = PROTO_CAP_POSTCOPY,
+	.mode = HMIG_MODE_HYBRID, .caps = PROTO_CAP_POSTCOPY,
 	.session_id = 0x1122334455667788ull, .geo = { 1000, 4096, 4 },
 	.backend = "synth",
 };
@@ -159,36 +159,20 @@ static size_t build(enum base which, uint8_t *buf)
 	case BASE_ERROR:
 		n = proto_err_encode(buf, REC_MAX, EIO, "disk on fire", err);
 		break;
-	case BASE_PREAMBLE:
-		proto_preamble_encode(buf, &(struct proto_preamble){
-			.session_id = 0x1122334455667788ull,
-			.kind = PROTO_CHAN_URGENT });
-		n = PROTO_PREAMBLE_LEN;
-		break;
 	}
 	free(bm);
 	cr_assert(gt(int, n, 0), "building base %d: %s", which, err);
 	return (size_t)n;
 }
 
-static int decode_base(enum base which, const uint8_t *buf, size_t len,
-		       const struct hmig_guest_geometry *geo, char *err)
-{
-	struct proto_preamble p;
-
-	if (which == BASE_PREAMBLE)
-		return proto_preamble_decode(buf, len, &p, err);
-	return decode_any(buf, len, geo, err);
-}
-
 Test(proto, every_base_record_is_valid)
 {
 	uint8_t *buf = calloc(1, REC_MAX);
 
-	for (int b = BASE_HELLO; b <= BASE_PREAMBLE; b++) {
+	for (int b = BASE_HELLO; b <= BASE_ERROR; b++) {
 		char err[ERR_LEN] = "";
 		size_t len = build(b, buf);
-		int rc = decode_base(b, buf, len, b == BASE_HELLO ? NULL : &G, err);
+		int rc = decode_any(buf, len, b == BASE_HELLO ? NULL : &G, err);
 
 		cr_assert(eq(int, rc, 0), "base %d: %s", b, err);
 	}
@@ -206,21 +190,6 @@ Test(proto, header_layout)
 
 	proto_hdr_encode(buf, 0x01020304, 0x05060708, 0x090a0b0c);
 	cr_assert(eq(int, memcmp(buf, want, sizeof(want)), 0), "little-endian, reserved 0");
-}
-
-Test(proto, preamble_round_trip)
-{
-	uint8_t buf[PROTO_PREAMBLE_LEN];
-	struct proto_preamble out;
-	char err[ERR_LEN] = "";
-
-	build(BASE_PREAMBLE, buf);
-	cr_assert(eq(int, memcmp(buf, "HMIGCHAN", 8), 0));
-	cr_assert(eq(u32, get_le32(buf + 16), PROTO_CHAN_URGENT));
-	cr_assert(eq(u32, get_le32(buf + 20), 1));
-	cr_assert(eq(int, proto_preamble_decode(buf, sizeof(buf), &out, err), 0));
-	cr_assert(eq(u64, out.session_id, 0x1122334455667788ull));
-	cr_assert(eq(u32, out.kind, PROTO_CHAN_URGENT));
 }
 
 Test(proto, hello_round_trip)
@@ -768,14 +737,6 @@ static const struct bad_case bad_cases[] = {
 	  .want = -EPROTO, .record = "ERROR record", .detail = "text byte 0" },
 	{ "ERROR code 0", BASE_ERROR, { P4(B, 0) },
 	  .want = -EPROTO, .record = "ERROR record", .detail = "code 0" },
-	{ "preamble truncated", BASE_PREAMBLE, {}, .len = 23,
-	  .want = -EPROTO, .record = "channel preamble", .detail = "truncated" },
-	{ "preamble bad magic", BASE_PREAMBLE, { P4(0, 0x50545448) },
-	  .want = -EPROTO, .record = "channel preamble", .detail = "bad magic" },
-	{ "preamble version 2", BASE_PREAMBLE, { P4(20, 2) },
-	  .want = -EPROTONOSUPPORT, .record = "channel preamble", .detail = "version 2" },
-	{ "preamble unknown channel", BASE_PREAMBLE, { P4(16, 2) },
-	  .want = -EPROTO, .record = "channel preamble", .detail = "channel kind 2" },
 };
 
 #define NBAD (sizeof(bad_cases) / sizeof(bad_cases[0]))
@@ -805,8 +766,8 @@ ParameterizedTest(int *i, proto, malformed)
 		else if (c->p[k].width == 8)
 			put_le64(buf + c->p[k].off, c->p[k].val);
 	}
-	rc = decode_base(c->base, buf, c->len ? c->len : len,
-			 c->no_hello ? NULL : &G, err);
+	rc = decode_any(buf, c->len ? c->len : len,
+			c->no_hello ? NULL : &G, err);
 	cr_assert(eq(int, rc, c->want), "%s: got %d (%s)", c->name, rc, err);
 	if (c->want) {
 		cr_assert(ne(ptr, strstr(err, c->record), NULL),

@@ -1,18 +1,21 @@
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "baseline.h"
-#include "common/clock.h"
-#include "stats/hist.h"
-#include "uffd/uffd.h"
+#include "cmd.h"
 
 #define CHUNK (1u << 20)
 
@@ -61,7 +64,7 @@ static double blast(uint64_t bytes, int fresh)
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0) {
-		uint64_t t0 = clock_now_ns(), sent = 0;
+		uint64_t t0 = mono_ns(), sent = 0;
 
 		while (sent < bytes) {
 			size_t want = bytes - sent < CHUNK ? (size_t)(bytes - sent) : CHUNK;
@@ -72,7 +75,7 @@ static double blast(uint64_t bytes, int fresh)
 			sent += (uint64_t)n;
 		}
 		if (sent == bytes && recv(fd, &ack, 1, 0) == 1)
-			mbs = (double)bytes / ((double)(clock_now_ns() - t0) / 1e9) / 1e6;
+			mbs = (double)bytes / ((double)(mono_ns() - t0) / 1e9) / 1e6;
 	}
 	close(fd);
 	waitpid(pid, NULL, 0);
@@ -102,10 +105,10 @@ double baseline_touch(uint64_t bytes)
 	if (m == MAP_FAILED)
 		return -1;
 	madvise(m, bytes, MADV_NOHUGEPAGE); /* as guest memory */
-	uint64_t t = clock_now_ns();
+	uint64_t t = mono_ns();
 	if (madvise(m, bytes, MADV_POPULATE_WRITE))
 		memset(m, 1, bytes);
-	double ms = clock_ms(clock_now_ns() - t);
+	double ms = (double)(mono_ns() - t) / 1e6;
 	munmap(m, bytes);
 	return ms;
 }
@@ -116,6 +119,44 @@ void baseline_warm_memory(uint64_t bytes)
 }
 
 #define PULL_ROUNDS 4000
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Nearest-rank quantile of n samples, sorting them in place. */
+static double quantile(uint64_t *v, size_t n, double q)
+{
+	size_t rank = (size_t)ceil(q * (double)n);
+
+	qsort(v, n, sizeof(*v), cmp_u64);
+	return (double)v[rank ? rank - 1 : 0];
+}
+
+/* A userfaultfd with [m, m+len) registered for missing pages.  Raw
+ * syscalls, not libhmig: the baseline measures the kernel's floor. */
+static int uffd_missing(void *m, size_t len)
+{
+	struct uffdio_api api = { .api = UFFD_API };
+	struct uffdio_register reg = {
+		.range = { .start = (uintptr_t)m, .len = len },
+		.mode = UFFDIO_REGISTER_MODE_MISSING,
+	};
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+
+	if (fd < 0)
+		return -errno;
+	if (ioctl(fd, UFFDIO_API, &api) || ioctl(fd, UFFDIO_REGISTER, &reg)) {
+		int rc = -errno;
+
+		close(fd);
+		return rc;
+	}
+	return fd;
+}
 
 static void echo_server(int lfd)
 {
@@ -141,7 +182,8 @@ int baseline_pull(struct baseline_pull *out)
 {
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	socklen_t alen = sizeof(a);
-	struct stats_hist h;
+	uint64_t ns[PULL_ROUNDS];
+	int got_rounds = 0;
 	char req[24] = { 0 }, page[4096];
 	int lfd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
 
@@ -159,9 +201,8 @@ int baseline_pull(struct baseline_pull *out)
 		waitpid(pid, NULL, 0);
 		return -EIO;
 	}
-	stats_hist_init(&h);
 	for (int i = 0; i < PULL_ROUNDS; i++) {
-		uint64_t t0 = clock_now_ns();
+		uint64_t t0 = mono_ns();
 		size_t got = 0;
 
 		if (send(fd, req, sizeof(req), 0) != sizeof(req))
@@ -172,35 +213,37 @@ int baseline_pull(struct baseline_pull *out)
 				break;
 			got += (size_t)n;
 		}
-		stats_hist_add(&h, clock_now_ns() - t0);
+		ns[got_rounds++] = mono_ns() - t0;
 	}
 	close(fd);
 	waitpid(pid, NULL, 0);
-	out->rtt_p50_ns = stats_hist_quantile(&h, 0.5);
-	out->rtt_p99_ns = stats_hist_quantile(&h, 0.99);
+	if (!got_rounds)
+		return -EIO;
+	out->rtt_p50_ns = quantile(ns, (size_t)got_rounds, 0.5);
+	out->rtt_p99_ns = quantile(ns, (size_t)got_rounds, 0.99);
 
 	/* One page at a time into fresh memory, as a pull installs it. */
-	int ufd = uffd_open(0);
 	size_t len = (size_t)PULL_ROUNDS * 4096;
 	uint8_t *m = mmap(NULL, len, PROT_READ | PROT_WRITE,
 			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (ufd < 0 || m == MAP_FAILED)
+	if (m == MAP_FAILED)
 		return -EIO;
 	madvise(m, len, MADV_NOHUGEPAGE);
-	if (uffd_register(ufd, m, len, UFFDIO_REGISTER_MODE_MISSING)) {
-		close(ufd);
+	int ufd = uffd_missing(m, len);
+	if (ufd < 0) {
 		munmap(m, len);
 		return -EIO;
 	}
-	stats_hist_init(&h);
 	for (int i = 0; i < PULL_ROUNDS; i++) {
-		uint64_t t0 = clock_now_ns();
+		struct uffdio_copy c = { .dst = (uintptr_t)(m + (size_t)i * 4096),
+					 .src = (uintptr_t)page, .len = 4096 };
+		uint64_t t0 = mono_ns();
 
-		uffd_copy(ufd, m + (size_t)i * 4096, page, 4096, NULL);
-		stats_hist_add(&h, clock_now_ns() - t0);
+		ioctl(ufd, UFFDIO_COPY, &c);
+		ns[i] = mono_ns() - t0;
 	}
-	out->copy_p50_ns = stats_hist_quantile(&h, 0.5);
-	out->copy_p99_ns = stats_hist_quantile(&h, 0.99);
+	out->copy_p50_ns = quantile(ns, PULL_ROUNDS, 0.5);
+	out->copy_p99_ns = quantile(ns, PULL_ROUNDS, 0.99);
 	close(ufd);
 	munmap(m, len);
 	return 0;

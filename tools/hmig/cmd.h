@@ -36,6 +36,13 @@ void cmd_demo_usage(void);
 /* Exit statuses: 0 ok, 1 the operation failed, 2 bad usage or bad value. */
 #define EXIT_USAGE 2
 
+/* Monotonic time in ns, and a span of it in ms: the CLI's own timing. */
+uint64_t mono_ns(void);
+static inline double ms_of_ns(uint64_t ns)
+{
+	return (double)ns / 1e6;
+}
+
 /* Prints "hmig: <msg>" on one line to stderr. */
 void die_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -3,7 +3,6 @@
  * by timed assertions in tests. */
 #include <errno.h>
 #include <getopt.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,7 +11,7 @@
 #include "cmd.h"
 #include "local.h"
 #include "profile.h"
-#include "stats/json.h"
+#include "doc.h"
 
 struct bench_opts {
 	uint64_t mem;
@@ -87,8 +86,7 @@ static int bench_guest(const struct bench_opts *o)
 /* One local migration with `workload` and knobs ("key=value", NULL-ended,
  * for the source); parses both reports. */
 static int migrate_k(const struct bench_opts *o, const char *workload, enum hmig_mode mode,
-		     double warmup, const char *const *knobs, struct json_val *src,
-		     struct json_val *dst)
+		     double warmup, const char *const *knobs, json_t **src, json_t **dst)
 {
 	struct mig_opts m;
 	struct local_run lr;
@@ -116,12 +114,11 @@ static int migrate_k(const struct bench_opts *o, const char *workload, enum hmig
 	m.quiet = true;
 	int status = local_migrate(&m, 0, argv, &lr);
 	int rc = -1;
-	if (lr.src_json && lr.dst_json &&
-	    json_parse(lr.src_json, lr.src_len, NULL, src, err) == 0) {
-		if (json_parse(lr.dst_json, lr.dst_len, NULL, dst, err) == 0)
+	if (lr.src_json && lr.dst_json && doc_parse(lr.src_json, lr.src_len, src, err) == 0) {
+		if (doc_parse(lr.dst_json, lr.dst_len, dst, err) == 0)
 			rc = 0;
 		else
-			json_val_free(src);
+			json_decref(*src);
 	}
 	local_run_free(&lr);
 	if (rc)
@@ -130,16 +127,16 @@ static int migrate_k(const struct bench_opts *o, const char *workload, enum hmig
 }
 
 static int migrate(const struct bench_opts *o, const char *workload, enum hmig_mode mode,
-		   double warmup, struct json_val *src, struct json_val *dst)
+		   double warmup, json_t **src, json_t **dst)
 {
 	return migrate_k(o, workload, mode, warmup, NULL, src, dst);
 }
 
-static double jd(const struct json_val *r, const char *path)
+static double jd(const json_t *r, const char *path)
 {
 	double v = 0;
 
-	json_path_double(r, path, &v);
+	doc_double(r, path, &v);
 	return v;
 }
 
@@ -150,7 +147,7 @@ static int bench_precopy(const struct bench_opts *o)
 	static const char *const rates[] = {
 		"idle", "uniform:rate=10000", "uniform:rate=50000", "uniform:rate=200000",
 	};
-	struct json_val src, dst;
+	json_t *src, *dst;
 	struct baseline_tcp tcp;
 
 	printf("## bench precopy (%lu MiB guest, %u vCPUs, loopback)\n\n",
@@ -166,13 +163,13 @@ static int bench_precopy(const struct bench_opts *o)
 
 	if (migrate(o, "idle", HMIG_MODE_PRECOPY, 0.2, &src, &dst))
 		return 1;
-	double ms = jd(&src, "passes[0].ms"), pages = jd(&src, "passes[0].pages_sent");
+	double ms = jd(src, "passes[0].ms"), pages = jd(src, "passes[0].pages_sent");
 	double mbs = pages * 4096 / (ms / 1e3) / 1e6;
 	printf("pass 0 of an idle guest: %.0f ms, %.0f MB/s = %.2fx raw TCP (reused buffer), "
 	       "%.2fx raw TCP into fresh memory (target >= 0.8x); integrity %s\n\n",
-	       ms, mbs, mbs / tcp.reused_mbs, mbs / tcp.fresh_mbs, json_path_str(&dst, "integrity"));
-	json_val_free(&src);
-	json_val_free(&dst);
+	       ms, mbs, mbs / tcp.reused_mbs, mbs / tcp.fresh_mbs, doc_str(dst, "integrity"));
+	json_decref(src);
+	json_decref(dst);
 
 	printf("| workload | passes | switchover | stale pages | downtime ms | total ms | "
 	       "bytes / guest size | integrity |\n|---|---|---|---|---|---|---|---|\n");
@@ -180,13 +177,13 @@ static int bench_precopy(const struct bench_opts *o)
 		if (migrate(o, rates[i], HMIG_MODE_PRECOPY, 1.0, &src, &dst))
 			return 1;
 		printf("| %s | %zu | %s | %.0f | %.1f | %.0f | %.2f | %s |\n", rates[i],
-		       json_len(json_get(&src, "passes")), json_path_str(&src, "switchover.reason"),
-		       jd(&src, "switchover.stale_pages"), jd(&src, "downtime_ms"),
-		       jd(&src, "total_ms"), jd(&src, "bytes.total") / (double)o->mem,
-		       json_path_str(&dst, "integrity"));
+		       json_array_size(json_object_get(src, "passes")), doc_str(src, "switchover.reason"),
+		       jd(src, "switchover.stale_pages"), jd(src, "downtime_ms"),
+		       jd(src, "total_ms"), jd(src, "bytes.total") / (double)o->mem,
+		       doc_str(dst, "integrity"));
 		fflush(stdout);
-		json_val_free(&src);
-		json_val_free(&dst);
+		json_decref(src);
+		json_decref(dst);
 	}
 	return 0;
 }
@@ -204,7 +201,7 @@ static int cmp_double(const void *a, const void *b)
 static int bench_postcopy(const struct bench_opts *o)
 {
 	enum { DOWNTIME_RUNS = 5 };
-	struct json_val src, dst;
+	json_t *src, *dst;
 	struct baseline_tcp tcp;
 	struct baseline_pull pull;
 	printf("## bench postcopy (%lu MiB guest, %u vCPUs, loopback)\n\n",
@@ -228,14 +225,14 @@ static int bench_postcopy(const struct bench_opts *o)
 	for (int i = 0; i < DOWNTIME_RUNS; i++) {
 		if (migrate(o, "uniform:rate=20000", HMIG_MODE_POSTCOPY, 1.0, &src, &dst))
 			return 1;
-		dt[i] = jd(&src, "downtime_ms");
-		double p50 = jd(&dst, "faults.latency_us.p50"), p99 = jd(&dst, "faults.latency_us.p99");
+		dt[i] = jd(src, "downtime_ms");
+		double p50 = jd(dst, "faults.latency_us.p50"), p99 = jd(dst, "faults.latency_us.p99");
 		printf("| %d | %.2f | %.0f | %.0f | %.1f | %.1f | %.1fx | %.1fx | %s |\n", i, dt[i],
-		       jd(&src, "switchover.stale_pages"), jd(&dst, "faults.count"), p50, p99,
-		       p50 / floor_us, p99 / floor_us, json_path_str(&dst, "integrity"));
+		       jd(src, "switchover.stale_pages"), jd(dst, "faults.count"), p50, p99,
+		       p50 / floor_us, p99 / floor_us, doc_str(dst, "integrity"));
 		fflush(stdout);
-		json_val_free(&src);
-		json_val_free(&dst);
+		json_decref(src);
+		json_decref(dst);
 	}
 	qsort(dt, DOWNTIME_RUNS, sizeof(dt[0]), cmp_double);
 	printf("\npost-copy downtime p50 over %d runs: %.2f ms (target <= 2 ms)\n\n",
@@ -245,14 +242,14 @@ static int bench_postcopy(const struct bench_opts *o)
 	static const char *const nothing_first[] = { "precopy_passes=0", "push=seq", NULL };
 	if (migrate_k(o, "idle", HMIG_MODE_POSTCOPY, 0.2, nothing_first, &src, &dst))
 		return 1;
-	double ms = jd(&dst, "resume_to_complete_ms");
+	double ms = jd(dst, "resume_to_complete_ms");
 	double mbs = (double)o->mem / (ms / 1e3) / 1e6;
 	printf("post-copy of an idle guest (precopy_passes=0, push=seq): resume to complete %.0f ms, "
 	       "%.0f MB/s = %.2fx raw TCP (reused buffer), %.2fx raw TCP into fresh memory "
 	       "(target >= 0.8x); integrity %s\n\n",
-	       ms, mbs, mbs / tcp.reused_mbs, mbs / tcp.fresh_mbs, json_path_str(&dst, "integrity"));
-	json_val_free(&src);
-	json_val_free(&dst);
+	       ms, mbs, mbs / tcp.reused_mbs, mbs / tcp.fresh_mbs, doc_str(dst, "integrity"));
+	json_decref(src);
+	json_decref(dst);
 
 	/* A dirty rate pre-copy cannot beat: unthrottled uniform writes. */
 	static const char *const bounded[] = { "min_progress=0", NULL };
@@ -264,13 +261,13 @@ static int bench_postcopy(const struct bench_opts *o)
 		if (migrate_k(o, "uniform", mode, 1.0, m ? bounded : NULL, &src, &dst))
 			return 1;
 		printf("| %s | %zu | %s | %.1f | %.0f | %.2f | %.0f | %s |\n", hmig_mode_name(mode),
-		       json_len(json_get(&src, "passes")), json_path_str(&src, "switchover.reason"),
-		       jd(&src, "downtime_ms"), jd(&src, "total_ms"),
-		       jd(&src, "bytes.total") / (double)o->mem, jd(&dst, "faults.count"),
-		       json_path_str(&dst, "integrity"));
+		       json_array_size(json_object_get(src, "passes")), doc_str(src, "switchover.reason"),
+		       jd(src, "downtime_ms"), jd(src, "total_ms"),
+		       jd(src, "bytes.total") / (double)o->mem, jd(dst, "faults.count"),
+		       doc_str(dst, "integrity"));
 		fflush(stdout);
-		json_val_free(&src);
-		json_val_free(&dst);
+		json_decref(src);
+		json_decref(dst);
 	}
 
 	/* Push against pull: the three push orders after a switch at pass 0. */
@@ -286,14 +283,14 @@ static int bench_postcopy(const struct bench_opts *o)
 			if (migrate_k(o, loads[w], HMIG_MODE_POSTCOPY, 1.0, orders[k], &src, &dst))
 				return 1;
 			printf("| %s | %s | %.0f | %.1f | %.1f | %.1f | %.0f | %.0f | %.0f | %.0f | %s |\n",
-			       loads[w], orders[k][0] + 5, jd(&dst, "faults.count"),
-			       jd(&dst, "faults.blocktime_ms"), jd(&dst, "faults.latency_us.p50"),
-			       jd(&dst, "faults.latency_us.p99"), jd(&dst, "pages.pulled"),
-			       jd(&dst, "pages.pushed"), jd(&dst, "guest_ops_per_s_postcopy"),
-			       jd(&dst, "resume_to_complete_ms"), json_path_str(&dst, "integrity"));
+			       loads[w], orders[k][0] + 5, jd(dst, "faults.count"),
+			       jd(dst, "faults.blocktime_ms"), jd(dst, "faults.latency_us.p50"),
+			       jd(dst, "faults.latency_us.p99"), jd(dst, "pages.pulled"),
+			       jd(dst, "pages.pushed"), jd(dst, "guest_ops_per_s_postcopy"),
+			       jd(dst, "resume_to_complete_ms"), doc_str(dst, "integrity"));
 			fflush(stdout);
-			json_val_free(&src);
-			json_val_free(&dst);
+			json_decref(src);
+			json_decref(dst);
 		}
 	}
 	return 0;
@@ -356,21 +353,22 @@ static int bench_scale(const struct bench_opts *o)
 			const char *integrity = "ok";
 
 			for (int r = 0; r < RUNS; r++) {
-				struct json_val src, dst;
+				json_t *src, *dst;
 
 				if (migrate_k(&so, cells[c].workload, cells[c].mode, 1.0,
 					      cells[c].knobs, &src, &dst))
 					return 1;
-				tot[r] = jd(&src, "total_ms") / 1e3;
-				dt[r] = jd(&src, "downtime_ms");
-				bytes = jd(&src, "bytes.total") / (double)so.mem;
-				psrc = fmax(psrc, jd(&src, "peak_rss_mib"));
-				pdst = fmax(pdst, jd(&dst, "peak_rss_mib"));
-				const char *in = json_path_str(&dst, "integrity");
+				tot[r] = jd(src, "total_ms") / 1e3;
+				dt[r] = jd(src, "downtime_ms");
+				bytes = jd(src, "bytes.total") / (double)so.mem;
+				double ps = jd(src, "peak_rss_mib"), pd = jd(dst, "peak_rss_mib");
+				psrc = ps > psrc ? ps : psrc;
+				pdst = pd > pdst ? pd : pdst;
+				const char *in = doc_str(dst, "integrity");
 				if (!in || strcmp(in, "ok"))
 					integrity = "MISMATCH";
-				json_val_free(&src);
-				json_val_free(&dst);
+				json_decref(src);
+				json_decref(dst);
 			}
 			struct spread t = spread_of(tot, RUNS), d = spread_of(dt, RUNS);
 			printf("| %g GiB | %s | %.2f (%.2f-%.2f) | %.2f | %.2f | %.2f | "

@@ -8,7 +8,7 @@
 
 #include "cmd.h"
 #include "migopts.h"
-#include "stats/report.h"
+#include "doc.h"
 #include "local.h"
 #include "summary.h"
 
@@ -20,23 +20,23 @@ void cmd_demo_usage(void)
 static int merge(const char *src_text, size_t src_len, const char *dst_text, size_t dst_len,
 		 const char *out)
 {
-	struct json_val s, d;
-	char err[256];
+	json_t *s = NULL, *d = NULL;
+	char err[DOC_ERR_LEN] = "no report from either side";
 	int rc = -EINVAL;
-	bool have_s = src_text && json_parse(src_text, src_len, NULL, &s, err) == 0;
-	bool have_d = dst_text && json_parse(dst_text, dst_len, NULL, &d, err) == 0;
 	FILE *f = fopen(out, "w");
 
-	if (f && (have_s || have_d))
-		rc = stats_report_merge_json(have_s ? &s : NULL, have_d ? &d : NULL, f, err);
+	if (src_text)
+		doc_parse(src_text, src_len, &s, err);
+	if (dst_text)
+		doc_parse(dst_text, dst_len, &d, err);
+	if (f && (s || d))
+		rc = doc_merge(s, d, f, err);
 	if (!f || fclose(f) || rc) {
 		die_msg("cannot write the merged report %s: %s", out, rc ? err : strerror(errno));
 		rc = -1;
 	}
-	if (have_s)
-		json_val_free(&s);
-	if (have_d)
-		json_val_free(&d);
+	json_decref(s);
+	json_decref(d);
 	return rc;
 }
 

@@ -12,7 +12,7 @@
 
 #include "cmd.h"
 #include "profile.h"
-#include "stats/json.h"
+#include "doc.h"
 
 struct guest_opts {
 	struct profile_opts prof;
@@ -132,56 +132,51 @@ static int parse_guest_opts(int argc, char **argv, struct guest_opts *o)
 
 static int write_json(const char *path, const struct guest_opts *o, const struct profile *pr)
 {
-	struct json_writer w;
-	FILE *f = fopen(path, "w");
+	json_t *doc = json_pack("{s:{s:s,s:I,s:I,s:I,s:s},s:s,s:s,s:o,s:o}",
+		"guest", "backend", "synth", "pages", (json_int_t)pr->geo.npages,
+		"page_size", (json_int_t)pr->geo.page_size, "vcpus", (json_int_t)pr->geo.nvcpus,
+		"workload", o->prof.p.workload,
+		"dirty_logging", pr->mode, "integrity", pr->integrity,
+		"collect_mean_ms", doc_real(pr->collect_mean_ms),
+		"guest_ops_per_s_logged", doc_real(pr->ops_logged));
+	json_t *rows = json_array();
+	int rc = doc && rows ? 0 : -ENOMEM;
 
-	if (!f) {
-		die_msg("cannot write %s: %s", path, strerror(errno));
-		return -1;
+	if (!rc && pr->ops_unlogged > 0) {
+		json_object_set_new(doc, "guest_ops_per_s_unlogged", doc_real(pr->ops_unlogged));
+		json_object_set_new(doc, "logging_slowdown", doc_real(
+			pr->ops_unlogged / (pr->ops_logged > 0 ? pr->ops_logged : 1)));
 	}
-	json_writer_init(&w, f, 2);
-	json_obj_begin(&w);
-	json_key(&w, "guest");
-	json_obj_begin(&w);
-	json_kv_str(&w, "backend", "synth");
-	json_kv_u64(&w, "pages", pr->geo.npages);
-	json_kv_u64(&w, "page_size", pr->geo.page_size);
-	json_kv_u64(&w, "vcpus", pr->geo.nvcpus);
-	json_kv_str(&w, "workload", o->prof.p.workload);
-	json_obj_end(&w);
-	json_kv_str(&w, "dirty_logging", pr->mode);
-	json_kv_str(&w, "integrity", pr->integrity);
-	json_kv_double(&w, "collect_mean_ms", pr->collect_mean_ms);
-	json_kv_double(&w, "guest_ops_per_s_logged", pr->ops_logged);
-	if (pr->ops_unlogged > 0) {
-		json_kv_double(&w, "guest_ops_per_s_unlogged", pr->ops_unlogged);
-		json_kv_double(&w, "logging_slowdown",
-			       pr->ops_unlogged / (pr->ops_logged > 0 ? pr->ops_logged : 1));
+	if (!rc && pr->final.lat_count) {
+		json_object_set_new(doc, "kv_latency_p50_ns", doc_real(pr->final.lat_p50_ns));
+		json_object_set_new(doc, "kv_latency_p99_ns", doc_real(pr->final.lat_p99_ns));
 	}
-	if (pr->final.lat_count) {
-		json_kv_double(&w, "kv_latency_p50_ns", pr->final.lat_p50_ns);
-		json_kv_double(&w, "kv_latency_p99_ns", pr->final.lat_p99_ns);
-	}
-	json_key(&w, "intervals");
-	json_arr_begin(&w);
-	for (size_t i = 0; i < pr->nrows; i++) {
+	for (size_t i = 0; !rc && i < pr->nrows; i++) {
 		const struct profile_row *r = &pr->rows[i];
 
-		json_obj_begin(&w);
-		json_kv_double(&w, "t_ms", r->t_ms);
-		json_kv_u64(&w, "pages_dirtied", r->dirtied);
-		json_kv_double(&w, "dirty_rate_pps",
-			       (double)r->dirtied * 1000.0 / (double)o->prof.interval_ms);
-		json_kv_double(&w, "collect_ms", r->collect_ms);
-		json_kv_double(&w, "guest_ops_per_s", r->ops_per_s);
-		json_obj_end(&w);
+		if (json_array_append_new(rows, json_pack("{s:o,s:I,s:o,s:o,s:o}",
+				"t_ms", doc_real(r->t_ms), "pages_dirtied", (json_int_t)r->dirtied,
+				"dirty_rate_pps", doc_real((double)r->dirtied * 1000.0 /
+							   (double)o->prof.interval_ms),
+				"collect_ms", doc_real(r->collect_ms),
+				"guest_ops_per_s", doc_real(r->ops_per_s))))
+			rc = -ENOMEM;
 	}
-	json_arr_end(&w);
-	json_obj_end(&w);
-	int rc = json_writer_finish(&w);
-	json_writer_free(&w);
-	if (fclose(f) || rc) {
-		die_msg("cannot write %s: %s", path, strerror(errno));
+	if (!rc && json_object_set(doc, "intervals", rows))
+		rc = -ENOMEM;
+	json_decref(rows);
+
+	FILE *f = NULL;
+	if (!rc && !(f = fopen(path, "w")))
+		rc = -errno;
+	if (f) {
+		rc = doc_write(doc, f);
+		if (fclose(f) && !rc)
+			rc = -errno;
+	}
+	json_decref(doc);
+	if (rc) {
+		die_msg("cannot write %s: %s", path, strerror(-rc));
 		return -1;
 	}
 	return 0;

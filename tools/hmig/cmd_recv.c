@@ -7,7 +7,6 @@
 #include <unistd.h>
 
 #include "cmd.h"
-#include "common/clock.h"
 #include "migopts.h"
 #include "summary.h"
 
@@ -22,7 +21,7 @@ static int run_and_verify(struct hmig_dest *d, struct hmig_guest *g, double seco
 	struct hmig_guest_stats a, b;
 	struct timespec w = { .tv_sec = (time_t)seconds,
 			      .tv_nsec = (long)((seconds - (double)(time_t)seconds) * 1e9) };
-	uint64_t t0 = clock_now_ns();
+	uint64_t t0 = mono_ns();
 
 	g->ops->stats(g, &a);
 	nanosleep(&w, NULL);
@@ -30,7 +29,7 @@ static int run_and_verify(struct hmig_dest *d, struct hmig_guest *g, double seco
 	g->ops->stats(g, &b);
 	if (seconds > 0)
 		hmig_dest_set_ops_after(d, (double)(b.ops - a.ops) /
-					       ((double)(clock_now_ns() - t0) / 1e9));
+					       ((double)(mono_ns() - t0) / 1e9));
 	int rc = g->ops->verify(g);
 	if (rc == -EOPNOTSUPP) {
 		hmig_dest_set_integrity(d, "skipped", NULL);

@@ -1,8 +1,5 @@
 /* hmig report: print the summary of a report file (hmig ... --json FILE). */
-#include <errno.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "cmd.h"
 #include "summary.h"
@@ -21,38 +18,16 @@ int cmd_report(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	for (int i = 1; i < argc; i++) {
-		FILE *f = fopen(argv[i], "r");
-		char *buf = NULL, err[256];
-		size_t cap = 0, len = 0;
-		struct json_val v;
+		char err[DOC_ERR_LEN];
+		json_t *v;
 
-		if (!f) {
-			die_msg("cannot read %s: %s", argv[i], strerror(errno));
+		if (doc_load(argv[i], &v, err)) {
+			die_msg("%s", err);
 			status = 1;
 			continue;
 		}
-		for (;;) {
-			if (len + 65536 > cap) {
-				cap = (cap + 65536) * 2;
-				char *nb = realloc(buf, cap);
-				if (!nb)
-					break;
-				buf = nb;
-			}
-			size_t n = fread(buf + len, 1, cap - len, f);
-			if (!n)
-				break;
-			len += n;
-		}
-		fclose(f);
-		if (!buf || json_parse(buf, len, NULL, &v, err)) {
-			die_msg("%s is not a report: %s", argv[i], buf ? err : "out of memory");
-			status = 1;
-		} else {
-			summary_print(&v, stdout);
-			json_val_free(&v);
-		}
-		free(buf);
+		summary_print(v, stdout);
+		json_decref(v);
 	}
 	return status;
 }

@@ -3,8 +3,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "common/bitmap.h"
-#include "common/clock.h"
+#include "cmd.h"
 #include "profile.h"
 
 static void sleep_until_ns(uint64_t t)
@@ -14,6 +13,21 @@ static void sleep_until_ns(uint64_t t)
 
 	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
 		;
+}
+
+/* dirty_collect's bitmap: npages bits in 64-bit words. */
+static size_t bitmap_words(uint64_t npages)
+{
+	return (size_t)((npages + 63) / 64);
+}
+
+static uint64_t bitmap_weight(const uint64_t *b, uint64_t npages)
+{
+	uint64_t n = 0;
+
+	for (size_t w = 0; w < bitmap_words(npages); w++)
+		n += (uint64_t)__builtin_popcountll(b[w]);
+	return n;
 }
 
 static int fail(struct profile *pr, struct hmig_guest *g, int rc)
@@ -26,7 +40,7 @@ static int measure(const struct profile_opts *o, struct profile *pr, struct hmig
 		   uint64_t *dirty)
 {
 	struct hmig_guest_stats st0, prev, cur;
-	uint64_t start = clock_now_ns(), tick = start;
+	uint64_t start = mono_ns(), tick = start;
 	double collect_sum = 0;
 	uint64_t dirtied_sum = 0;
 
@@ -38,18 +52,18 @@ static int measure(const struct profile_opts *o, struct profile *pr, struct hmig
 	for (size_t i = 0; i < pr->nrows; i++) {
 		tick += o->interval_ms * 1000000ull;
 		sleep_until_ns(tick);
-		memset(dirty, 0, BITMAP_WORDS(pr->geo.npages) * 8);
-		uint64_t c0 = clock_now_ns();
+		memset(dirty, 0, bitmap_words(pr->geo.npages) * sizeof(*dirty));
+		uint64_t c0 = mono_ns();
 		int64_t n = g->ops->dirty_collect(g, dirty, 0);
-		uint64_t c1 = clock_now_ns();
+		uint64_t c1 = mono_ns();
 		if (n < 0)
 			return fail(pr, g, (int)n);
 		g->ops->stats(g, &cur);
 		struct profile_row *r = &pr->rows[i];
 		*r = (struct profile_row){
-			.t_ms = clock_ms(c1 - start),
-			.dirtied = bitmap_count(dirty, pr->geo.npages),
-			.collect_ms = clock_ms(c1 - c0),
+			.t_ms = ms_of_ns(c1 - start),
+			.dirtied = bitmap_weight(dirty, pr->geo.npages),
+			.collect_ms = ms_of_ns(c1 - c0),
 			.ops_per_s = (double)(cur.ops - prev.ops) * 1000.0 / (double)o->interval_ms,
 		};
 		prev = cur;
@@ -63,7 +77,7 @@ static int measure(const struct profile_opts *o, struct profile *pr, struct hmig
 				(double)r->dirtied * 1000.0 / (double)o->interval_ms,
 				r->collect_ms, r->ops_per_s);
 	}
-	double secs = (double)(clock_now_ns() - start) / 1e9;
+	double secs = (double)(mono_ns() - start) / 1e9;
 	pr->ops_logged = (double)(cur.ops - st0.ops) / secs;
 	pr->writes_logged = (double)(cur.writes - st0.writes) / secs;
 	pr->collect_mean_ms = collect_sum / (double)pr->nrows;
@@ -78,17 +92,17 @@ int profile_run(const struct profile_opts *o, struct profile *pr)
 	int rc;
 
 	memset(pr, 0, sizeof(*pr));
-	uint64_t t0 = clock_now_ns();
+	uint64_t t0 = mono_ns();
 	rc = hmig_guest_open("synth", &o->p, &g, pr->err);
 	if (rc)
 		return rc;
-	pr->fill_ms = clock_ms(clock_now_ns() - t0);
+	pr->fill_ms = ms_of_ns(mono_ns() - t0);
 	g->ops->geometry(g, &pr->geo);
 	pr->nrows = (size_t)(o->seconds * 1000 / (double)o->interval_ms);
 	if (!pr->nrows)
 		pr->nrows = 1;
 	pr->rows = calloc(pr->nrows, sizeof(*pr->rows));
-	dirty = bitmap_new(pr->geo.npages);
+	dirty = calloc(bitmap_words(pr->geo.npages), sizeof(*dirty));
 	if (!pr->rows || !dirty) {
 		rc = -ENOMEM;
 		snprintf(pr->err, sizeof(pr->err), "out of memory");
@@ -114,18 +128,18 @@ int profile_run(const struct profile_opts *o, struct profile *pr)
 	}
 	if (o->baseline) {
 		struct hmig_guest_stats a, b;
-		uint64_t b0 = clock_now_ns();
+		uint64_t b0 = mono_ns();
 
 		g->ops->stats(g, &a);
 		sleep_until_ns(b0 + (uint64_t)(o->seconds * 1e9));
 		g->ops->stats(g, &b);
-		pr->ops_unlogged = (double)(b.ops - a.ops) / ((double)(clock_now_ns() - b0) / 1e9);
+		pr->ops_unlogged = (double)(b.ops - a.ops) / ((double)(mono_ns() - b0) / 1e9);
 	}
 	g->ops->pause(g);
 	g->ops->stats(g, &pr->final);
-	uint64_t v0 = clock_now_ns();
+	uint64_t v0 = mono_ns();
 	rc = g->ops->verify(g);
-	pr->verify_ms = clock_ms(clock_now_ns() - v0);
+	pr->verify_ms = ms_of_ns(mono_ns() - v0);
 	pr->integrity = rc == 0 ? "ok" : rc == -EOPNOTSUPP ? "skipped" : "mismatch";
 	if (rc && rc != -EOPNOTSUPP)
 		snprintf(pr->err, sizeof(pr->err), "%s", hmig_guest_error(g));

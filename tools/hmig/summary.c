@@ -6,23 +6,23 @@
 #include "cmd.h"
 #include "summary.h"
 
-static double num(const struct json_val *r, const char *path)
+static double num(const json_t *r, const char *path)
 {
 	double v;
 
-	return json_path_double(r, path, &v) ? NAN : v;
+	return doc_double(r, path, &v) ? NAN : v;
 }
 
-static unsigned long long u64(const struct json_val *r, const char *path)
+static unsigned long long u64(const json_t *r, const char *path)
 {
 	uint64_t v;
 
-	return json_path_u64(r, path, &v) ? 0 : (unsigned long long)v;
+	return doc_u64(r, path, &v) ? 0 : (unsigned long long)v;
 }
 
-static const char *str(const struct json_val *r, const char *path)
+static const char *str(const json_t *r, const char *path)
 {
-	const char *s = json_path_str(r, path);
+	const char *s = doc_str(r, path);
 
 	return s ? s : "-";
 }
@@ -32,13 +32,13 @@ static void mib(FILE *f, const char *label, unsigned long long b)
 	fprintf(f, "%s %.1f MiB", label, (double)b / (1 << 20));
 }
 
-void summary_print(const struct json_val *r, FILE *f)
+void summary_print(const json_t *r, FILE *f)
 {
-	const char *side = json_path_str(r, "side");
+	const char *side = doc_str(r, "side");
 
 	fprintf(f, "== %s: %s migration, result %s", side ? side : "migration", str(r, "mode"),
 		str(r, "result"));
-	if (json_path_str(r, "error"))
+	if (doc_str(r, "error"))
 		fprintf(f, " (%s)", str(r, "error"));
 	fprintf(f, "\n   guest %s, %llu pages x %llu B, %llu vCPUs, workload %s\n",
 		str(r, "guest.backend"), u64(r, "guest.pages"), u64(r, "guest.page_size"),
@@ -55,9 +55,9 @@ void summary_print(const struct json_val *r, FILE *f)
 	fprintf(f, "\n   pages: sent %llu, zero %llu, duplicate %llu, pulled %llu, pushed %llu\n",
 		u64(r, "pages.sent"), u64(r, "pages.zero"), u64(r, "pages.duplicate"),
 		u64(r, "pages.pulled"), u64(r, "pages.pushed"));
-	const struct json_val *passes = json_get(r, "passes");
-	for (size_t i = 0; i < json_len(passes); i++) {
-		const struct json_val *p = json_at(passes, i);
+	const json_t *passes = json_object_get(r, "passes");
+	for (size_t i = 0; i < json_array_size(passes); i++) {
+		const json_t *p = json_array_get(passes, i);
 
 		fprintf(f, "   pass %llu: %llu pages in %.1f ms (%.0f Mbit/s), %llu dirtied (%.0f pages/s)\n",
 			u64(p, "pass"), u64(p, "pages_sent"), num(p, "ms"), num(p, "mbps"),
@@ -74,10 +74,10 @@ void summary_print(const struct json_val *r, FILE *f)
 		fprintf(f, "   integrity: %s\n", str(r, "integrity"));
 }
 
-int summary_capture(int (*write)(void *ctx, FILE *f), void *ctx, struct json_val *out,
+int summary_capture(int (*write)(void *ctx, FILE *f), void *ctx, json_t **out,
 		    char **text, size_t *len)
 {
-	char err[256];
+	char err[DOC_ERR_LEN];
 	FILE *m = open_memstream(text, len);
 	int rc;
 
@@ -88,21 +88,21 @@ int summary_capture(int (*write)(void *ctx, FILE *f), void *ctx, struct json_val
 		rc = -EIO;
 	if (rc)
 		return rc;
-	return json_parse(*text, *len, NULL, out, err);
+	return doc_parse(*text, *len, out, err);
 }
 
 int summary_finish(int (*write)(void *ctx, FILE *f), void *ctx, bool quiet,
 		   const char *json_path)
 {
-	struct json_val rep;
+	json_t *rep;
 	char *text = NULL;
 	size_t len = 0;
 	int rc = 0;
 
 	if (summary_capture(write, ctx, &rep, &text, &len) == 0) {
 		if (!quiet)
-			summary_print(&rep, stdout);
-		json_val_free(&rep);
+			summary_print(rep, stdout);
+		json_decref(rep);
 	}
 	if (json_path && text && write_text_file(json_path, text, len))
 		rc = -1;

@@ -6,12 +6,12 @@
 #include <stdbool.h>
 #include <stdio.h>
 
-#include "stats/json.h"
+#include "doc.h"
 
-void summary_print(const struct json_val *report, FILE *f);
+void summary_print(const json_t *report, FILE *f);
 
 /* Writes a report through `write` into memory and parses it back. */
-int summary_capture(int (*write)(void *ctx, FILE *f), void *ctx, struct json_val *out,
+int summary_capture(int (*write)(void *ctx, FILE *f), void *ctx, json_t **out,
 		    char **text, size_t *len);
 
 /* The tail of send and recv: captures the report written by `write`, prints
