@@ -29,10 +29,17 @@ static inline void bitmap_clear(uint64_t *b, uint64_t i)
 	b[i / 64] &= ~(1ull << (i % 64));
 }
 
+/* Sets bits [start, end) a word at a time: a range may cover the whole guest
+ * (a collect under an unthrottled writer, a stale set of everything), and
+ * one bit at a time would be a million stores per 4 GiB. */
 static inline void bitmap_set_range(uint64_t *b, uint64_t start, uint64_t end)
 {
-	for (uint64_t i = start; i < end; i++)
-		bitmap_set(b, i);
+	while (start < end && start % 64)
+		bitmap_set(b, start++);
+	for (; start + 64 <= end; start += 64)
+		b[start / 64] = ~0ull;
+	while (start < end)
+		bitmap_set(b, start++);
 }
 
 static inline uint64_t bitmap_count(const uint64_t *b, uint64_t nbits)

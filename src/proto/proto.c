@@ -694,22 +694,6 @@ int proto_dirty_encode(void *buf, size_t len, const struct hmig_guest_geometry *
 	return set_encode(buf, len, PROTO_DIRTY, geo, dirty, pos, err);
 }
 
-/* Sets bits [start, start + count) a word at a time: a range may cover the
- * whole guest, and one bit at a time would be 16M stores for 64 GiB. */
-static void set_range(uint64_t *b, uint64_t start, uint64_t count)
-{
-	uint64_t end = start + count;
-
-	while (start < end && start % 64) {
-		bitmap_set(b, start);
-		start++;
-	}
-	for (; start + 64 <= end; start += 64)
-		b[start / 64] = ~0ull;
-	for (; start < end; start++)
-		bitmap_set(b, start);
-}
-
 static int stale_ranges(const struct proto_hdr *h, const uint8_t *body,
 			uint64_t npages, uint64_t *stale, char *err)
 {
@@ -749,7 +733,8 @@ static int stale_ranges(const struct proto_hdr *h, const uint8_t *body,
 		prev_end = start + count;
 	}
 	for (uint32_t i = 0; i < n; i++)
-		set_range(stale, get_le64(r[i].start), get_le64(r[i].count));
+		bitmap_set_range(stale, get_le64(r[i].start),
+				 get_le64(r[i].start) + get_le64(r[i].count));
 	return 0;
 }
 
