@@ -94,6 +94,45 @@ int hmig_mode_parse(const char *s, enum hmig_mode *m);
 const char *hmig_reason_name(enum hmig_reason r);
 const char *hmig_push_name(enum hmig_push p);
 
+/* ------------------------------------------------ the pre-copy stop rule */
+
+/* What the source knows when a pre-copy pass ends: the stop rule's input. */
+struct hmig_pass_stats {
+	uint32_t pass;          /* the pass that just ended, 0-based */
+	uint64_t dirty_pages;   /* pages dirtied during it: the next pass's work */
+	uint64_t pages_sent;    /* pages the pass sent (pass 0: every page) */
+	uint64_t bytes_sent;    /* all bytes sent so far, every pass */
+	uint64_t guest_bytes;   /* npages * page_size */
+	uint32_t page_size;
+	double bandwidth_bps;   /* bytes/s measured over this pass; 0 if unknown */
+	double elapsed_ms;      /* since the migration started */
+	bool operator_forced;   /* the operator asked for the switch */
+};
+
+enum hmig_decision {
+	HMIG_DECIDE_PASS,     /* run another pre-copy pass */
+	HMIG_DECIDE_STOPCOPY, /* pause and send the rest before the destination resumes */
+	HMIG_DECIDE_POSTCOPY, /* pause, move the vCPUs, pull the rest after the resume */
+};
+
+/* A pre-copy stop rule, in the manner of Xen's precopy_policy callback: the
+ * source calls it once after every pass, on its own thread, with the knobs
+ * and that pass's figures, and does what it returns.  Unless it returns
+ * HMIG_DECIDE_PASS it sets *reason (the report's switchover.reason).  It
+ * should be pure (no I/O, no clock: the figures carry the time) and fast:
+ * the guest keeps running while it decides.  In precopy mode a POSTCOPY
+ * answer is taken as STOPCOPY: the mode is the operator's promise that the
+ * guest never runs with pages missing. */
+typedef enum hmig_decision (*hmig_stop_rule)(const struct hmig_config *cfg,
+					     const struct hmig_pass_stats *pass,
+					     enum hmig_reason *reason, void *data);
+
+/* The built-in rule (docs/architecture.md, "The policy"); `data` is unused.
+ * A custom rule may call it for the cases it does not want to decide. */
+enum hmig_decision hmig_stop_rule_default(const struct hmig_config *cfg,
+					  const struct hmig_pass_stats *pass,
+					  enum hmig_reason *reason, void *data);
+
 /* ------------------------------------------------------------ source */
 
 struct hmig_source;
@@ -110,6 +149,11 @@ int hmig_source_new(const struct hmig_config *cfg, struct hmig_guest *guest,
  * the destination confirmed the resume leaves the source guest running:
  * nothing is lost. */
 int hmig_source_run(struct hmig_source *src, const char *addr);
+
+/* Replaces the pre-copy stop rule for this source; NULL restores the
+ * built-in one.  Call it before hmig_source_run.  `data` is passed to every
+ * call and must outlive the run. */
+void hmig_source_set_stop_rule(struct hmig_source *src, hmig_stop_rule rule, void *data);
 
 /* Asks a running migration to switch to post-copy (stop-and-copy in precopy
  * mode) after the current pass.  Safe from any thread or a signal handler. */

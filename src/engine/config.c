@@ -82,17 +82,6 @@ static const struct knob knobs[] = {
 
 #define NKNOBS (sizeof(knobs) / sizeof(knobs[0]))
 
-const char *hmig_push_name(enum hmig_push p)
-{
-	switch (p) {
-	case HMIG_PUSH_SEQ: return "seq";
-	case HMIG_PUSH_HOT: return "hot";
-	case HMIG_PUSH_NEAR: return "near";
-	case HMIG_PUSH_OFF: return "off";
-	}
-	return "?";
-}
-
 const char *hmig_reason_name(enum hmig_reason r)
 {
 	switch (r) {

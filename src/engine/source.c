@@ -1,12 +1,12 @@
-/* The source: SETUP -> PRECOPY(pass 0..n) -> SWITCHOVER -> STOPCOPY -> DONE,
- * and FAILED from anywhere before the destination confirmed the resume, in
- * which case the source guest runs on: nothing is lost.
+/* The source: SETUP -> PRECOPY(pass 0..n) -> SETTLE -> SWITCHOVER ->
+ * STOPCOPY | POSTCOPY -> DONE, and FAILED from anywhere before the
+ * destination confirmed the resume, in which case the source guest runs on:
+ * nothing is lost.
  *
- * One thread drives it.  Pages go out on the bulk channel as PAGES records
- * whose page data are iovecs pointing straight into guest memory (no bounce
- * copy); zero pages go as ZERO pfn lists.  A page that changes after it was
- * queued is fine: dirty logging saw the write, and a later pass or the
- * stop-and-copy sends it again.
+ * One thread drives it; this file is the algorithm of docs/architecture.md.
+ * How pages go out is sender.c's business, which pages the post-copy
+ * pusher sends next is src/policy/push.c's, and when pre-copy stops is the
+ * stop rule's (src/policy, or the caller's own).
  */
 #include <errno.h>
 #include <math.h>
@@ -20,7 +20,9 @@
 #include "common/clock.h"
 #include "common/err.h"
 #include "engine/engine.h"
+#include "engine/sender.h"
 #include "policy/policy.h"
+#include "policy/push.h"
 
 enum src_state {
 	S_SETUP, S_PRECOPY, S_SETTLE, S_SWITCHOVER, S_STOPCOPY, S_POSTCOPY, S_DONE, S_FAILED,
@@ -30,36 +32,21 @@ static const char *const state_names[] = {
 	"setup", "precopy", "settle", "switchover", "stopcopy", "postcopy", "done", "failed",
 };
 
-/* Send slots: one per send the channel may have in flight, plus the one
- * being filled.  A slot's prefixes and page pointers must outlive its send. */
-#define NSLOTS 9
-#define PREFIX_MAX (PROTO_HDR_LEN + 8 + 8 * PROTO_MAX_BATCH)
-
-struct send_slot {
-	int64_t seq;                      /* last send using this slot, 0 = none */
-	uint32_t n;                       /* pages mapped */
-	uint64_t pfns[PROTO_MAX_BATCH];   /* the batch, as given */
-	const void *ptrs[PROTO_MAX_BATCH];
-	uint64_t data_pfns[PROTO_MAX_BATCH], zero_pfns[PROTO_MAX_BATCH];
-	uint8_t pages_prefix[PREFIX_MAX], zero_prefix[PREFIX_MAX];
-	struct iovec iov[PROTO_MAX_BATCH + 1];
-};
-
 struct hmig_source {
 	struct hmig_config cfg;
 	struct hmig_guest *g;
 	struct hmig_guest_geometry geo;
 	enum src_state state;
+	hmig_stop_rule stop_rule;
+	void *stop_data;
 	struct net_pair net;
 	struct rec_buf rx;
-	struct send_slot *slots;
-	unsigned slot_next;
+	struct sender bulk, urgent; /* pages out on each channel */
+	struct sent_log sent;  /* what went out; held: what the destination has */
 	uint64_t *dirty;       /* pages to send next: dirtied since their last send */
 	uint64_t *todo;        /* the pass being sent (a copy of dirty); scratch */
-	uint64_t *held;        /* pages the destination holds a copy of, current or not */
-	uint64_t batch[PROTO_MAX_BATCH];
-	uint32_t batch_n;
-	uint32_t batch_max;
+	uint8_t *heat;         /* per page: passes that found it dirty (saturating) */
+	struct push push;      /* post-copy: what to push next */
 	_Atomic bool force;
 	bool paused;           /* we paused the guest: resume it on failure */
 	bool resumed_remote;   /* the destination runs the guest: never resume here */
@@ -69,23 +56,10 @@ struct hmig_source {
 	uint64_t dropped_early; /* pages the destination dropped before the pause */
 	uint64_t dropped_late;  /* ... and in the downtime */
 	uint64_t tl_ns, tl_ops;  /* the last timeline row, for guest ops/s */
-	/* counters for the report */
-	uint64_t pages_sent, pages_zero, pages_resent;
-	uint64_t *ever_sent;   /* pages sent at least once, for "duplicate" */
-	uint8_t *hot;          /* per page: passes that found it dirty (saturating) */
-	/* post-copy */
-	uint64_t *unsent;      /* stale pages neither pushed nor pulled yet */
-	uint64_t unsent_count;
-	uint64_t *order;       /* push=hot: the stale set, hottest first */
-	uint64_t order_len, order_pos, cursor;
-	uint64_t near[PROTO_MAX_BATCH]; /* push=near: pages queued after a pull */
-	uint32_t near_head, near_len;
-	struct send_slot *uslot; /* replies on the urgent channel */
 	uint64_t pulled, pushed;
 	struct stats_report rep;
 	char err[ERR_LEN];
 };
-
 
 static uint64_t bulk_bytes(struct hmig_source *s)
 {
@@ -135,28 +109,26 @@ int hmig_source_new(const struct hmig_config *cfg, struct hmig_guest *guest,
 		return err_setf(errbuf, -ENOMEM, "out of memory");
 	s->cfg = *cfg;
 	s->g = guest;
-	s->slots = calloc(NSLOTS, sizeof(*s->slots));
+	s->stop_rule = hmig_stop_rule_default;
 	guest->ops->geometry(guest, &s->geo);
 	s->dirty = bitmap_new(s->geo.npages);
 	s->todo = bitmap_new(s->geo.npages);
-	s->held = bitmap_new(s->geo.npages);
-	s->ever_sent = bitmap_new(s->geo.npages);
-	s->hot = calloc(s->geo.npages, 1);
-	s->unsent = bitmap_new(s->geo.npages);
-	s->uslot = calloc(1, sizeof(*s->uslot));
+	s->heat = calloc(s->geo.npages, 1);
 	stats_report_init(&s->rep, STATS_SIDE_SOURCE);
-	if (!s->slots || !s->dirty || !s->todo || !s->held || !s->ever_sent || !s->hot || !s->unsent ||
-	    !s->uslot) {
+	if (!s->dirty || !s->todo || !s->heat || sent_log_init(&s->sent, s->geo.npages) ||
+	    push_init(&s->push, cfg->push, cfg->near_pages, s->geo.npages)) {
 		hmig_source_free(s);
 		return err_setf(errbuf, -ENOMEM, "out of memory for %lu pages of bookkeeping",
 				(unsigned long)s->geo.npages);
 	}
-	s->batch_max = cfg->batch_pages;
-	uint32_t proto_max = proto_pages_max_count(&s->geo);
-	if (s->batch_max > proto_max)
-		s->batch_max = proto_max;
 	*out = s;
 	return 0;
+}
+
+void hmig_source_set_stop_rule(struct hmig_source *s, hmig_stop_rule rule, void *data)
+{
+	s->stop_rule = rule ? rule : hmig_stop_rule_default;
+	s->stop_data = rule ? data : NULL;
 }
 
 static int connect_and_hello(struct hmig_source *s, const char *addr)
@@ -179,6 +151,13 @@ static int connect_and_hello(struct hmig_source *s, const char *addr)
 		return err_setf(s->err, rc, "%s", s->net.err);
 	if (s->cfg.rate_limit_bps)
 		net_chan_set_rate(&s->net.bulk, s->cfg.rate_limit_bps);
+	/* Pushes and pulls are both capped at batch_pages: a reply is one
+	 * record, sent and waited for before the next request is read. */
+	if ((rc = sender_init(&s->bulk, s->g, &s->geo, &s->net.bulk, &s->sent,
+			      s->cfg.batch_pages, s->cfg.io_timeout_ms, s->err)) ||
+	    (rc = sender_init(&s->urgent, s->g, &s->geo, &s->net.urgent, &s->sent,
+			      PROTO_MAX_BATCH, s->cfg.io_timeout_ms, s->err)))
+		return rc;
 
 	n = proto_hello_encode(buf, sizeof(buf), &ours, s->err);
 	if (n < 0)
@@ -199,142 +178,6 @@ static int connect_and_hello(struct hmig_source *s, const char *addr)
 
 /* ------------------------------------------------------------ sending pages */
 
-static bool page_is_zero(const void *p, size_t len)
-{
-	const uint64_t *w = p;
-
-	for (size_t i = 0; i < len / 8; i++)
-		if (w[i])
-			return false;
-	return true;
-}
-
-/* Waits for the slot's previous send on `ch`, then releases its page
- * mappings. */
-static int slot_reclaim(struct hmig_source *s, struct net_chan *ch, struct send_slot *sl)
-{
-	if (sl->seq) {
-		int rc = net_chan_send_wait(ch, sl->seq, s->cfg.io_timeout_ms);
-
-		if (rc)
-			return eng_io_error(s->err, rc, "destination", "sending pages", ch->err);
-		sl->seq = 0;
-	}
-	if (sl->n) {
-		s->g->ops->pages_unmap(s->g, sl->pfns, sl->n, sl->ptrs);
-		sl->n = 0;
-	}
-	return 0;
-}
-
-static int post(struct hmig_source *s, struct net_chan *ch, struct send_slot *sl,
-		const struct iovec *iov, int iovcnt)
-{
-	int64_t seq = net_chan_sendv(ch, iov, iovcnt);
-
-	if (seq < 0)
-		return eng_io_error(s->err, (int)seq, "destination", "sending pages", ch->err);
-	sl->seq = seq;
-	return 0;
-}
-
-/* Sends sl->pfns[0..n) on ch: zero pages as one ZERO record, the rest as one
- * PAGES record whose data iovecs point into guest memory (runs of adjacent
- * pages merged into one iovec).  The slot must be free (reclaimed); its
- * memory is in use until the send completes. */
-static int send_slot(struct hmig_source *s, struct net_chan *ch, struct send_slot *sl,
-		     uint32_t n)
-{
-	size_t ps = s->geo.page_size;
-	uint32_t nd = 0, nz = 0;
-	int rc;
-
-	rc = s->g->ops->pages_map(s->g, sl->pfns, n, sl->ptrs);
-	if (rc)
-		return err_setf(s->err, rc, "reading guest pages: %s", hmig_guest_error(s->g));
-	sl->n = n;
-
-	int niov = 1;
-	for (uint32_t i = 0; i < n; i++) {
-		if (page_is_zero(sl->ptrs[i], ps)) {
-			sl->zero_pfns[nz++] = sl->pfns[i];
-			continue;
-		}
-		struct iovec *last = &sl->iov[niov - 1];
-		if (nd && (const uint8_t *)last->iov_base + last->iov_len == sl->ptrs[i]) {
-			last->iov_len += ps;
-		} else {
-			sl->iov[niov].iov_base = (void *)sl->ptrs[i];
-			sl->iov[niov].iov_len = ps;
-			niov++;
-		}
-		sl->data_pfns[nd++] = sl->pfns[i];
-	}
-	if (nz) {
-		int len = proto_zero_encode(sl->zero_prefix, PREFIX_MAX, &s->geo, sl->zero_pfns, nz,
-					    s->err);
-		if (len < 0)
-			return len;
-		struct iovec z = { .iov_base = sl->zero_prefix, .iov_len = (size_t)len };
-		if ((rc = post(s, ch, sl, &z, 1)))
-			return rc;
-	}
-	if (nd) {
-		int len = proto_pages_encode(sl->pages_prefix, PREFIX_MAX, &s->geo, sl->data_pfns,
-					     nd, s->err);
-		if (len < 0)
-			return len;
-		sl->iov[0].iov_base = sl->pages_prefix;
-		sl->iov[0].iov_len = (size_t)len;
-		if ((rc = post(s, ch, sl, sl->iov, niov)))
-			return rc;
-	}
-	for (uint32_t i = 0; i < n; i++) {
-		if (bitmap_test(s->ever_sent, sl->pfns[i]))
-			s->pages_resent++;
-		bitmap_set(s->ever_sent, sl->pfns[i]);
-		bitmap_set(s->held, sl->pfns[i]);
-	}
-	s->pages_sent += nd;
-	s->pages_zero += nz;
-	return 0;
-}
-
-/* Sends the batch on bulk, in the next slot (waiting for that slot's
- * previous send first: the bulk queue's backpressure). */
-static int flush_batch(struct hmig_source *s)
-{
-	struct send_slot *sl = &s->slots[s->slot_next];
-	uint32_t n = s->batch_n;
-	int rc;
-
-	if (!n)
-		return 0;
-	s->batch_n = 0;
-	s->slot_next = (s->slot_next + 1) % NSLOTS;
-	if ((rc = slot_reclaim(s, &s->net.bulk, sl)))
-		return rc;
-	memcpy(sl->pfns, s->batch, n * sizeof(uint64_t));
-	return send_slot(s, &s->net.bulk, sl, n);
-}
-
-static int queue_page(struct hmig_source *s, uint64_t pfn)
-{
-	s->batch[s->batch_n++] = pfn;
-	return s->batch_n == s->batch_max ? flush_batch(s) : 0;
-}
-
-/* Waits until the kernel has taken every queued bulk send. */
-static int bulk_drain(struct hmig_source *s)
-{
-	int rc;
-
-	for (unsigned i = 0; i < NSLOTS; i++)
-		if ((rc = slot_reclaim(s, &s->net.bulk, &s->slots[i])))
-			return rc;
-	return 0;
-}
-
 /* Sends every page in `set` (npages bits), or every page when set is NULL,
  * and waits until the kernel has taken them all.  Returns the page count. */
 static int64_t send_set(struct hmig_source *s, const uint64_t *set)
@@ -344,13 +187,11 @@ static int64_t send_set(struct hmig_source *s, const uint64_t *set)
 
 	for (uint64_t p = set ? bitmap_next(set, s->geo.npages, 0) : 0; p < s->geo.npages;
 	     p = set ? bitmap_next(set, s->geo.npages, p + 1) : p + 1) {
-		if ((rc = queue_page(s, p)))
+		if ((rc = sender_queue(&s->bulk, p)))
 			return rc;
 		n++;
 	}
-	if ((rc = flush_batch(s)))
-		return rc;
-	if ((rc = bulk_drain(s)))
+	if ((rc = sender_flush(&s->bulk)) || (rc = sender_drain(&s->bulk)))
 		return rc;
 	return (int64_t)n;
 }
@@ -376,7 +217,7 @@ static int collect(struct hmig_source *s, unsigned flags)
 /* One pass: sends `todo` (NULL: every page), then collects what the guest
  * dirtied meanwhile into s->dirty, the next pass's work. */
 static int run_pass(struct hmig_source *s, uint32_t pass, const uint64_t *todo,
-		    struct policy_pass *pp)
+		    struct hmig_pass_stats *pp)
 {
 	uint64_t t = clock_now_ns(), b = bulk_bytes(s);
 	uint8_t pe[PROTO_HDR_LEN + 24];
@@ -390,8 +231,8 @@ static int run_pass(struct hmig_source *s, uint32_t pass, const uint64_t *todo,
 	uint64_t dirty = bitmap_count(s->dirty, s->geo.npages);
 	for (uint64_t p = bitmap_next(s->dirty, s->geo.npages, 0); p < s->geo.npages;
 	     p = bitmap_next(s->dirty, s->geo.npages, p + 1))
-		if (s->hot[p] < UINT8_MAX)
-			s->hot[p]++;
+		if (s->heat[p] < UINT8_MAX)
+			s->heat[p]++;
 	double ms = clock_ms(clock_now_ns() - t);
 	uint64_t bytes = bulk_bytes(s) - b;
 
@@ -418,10 +259,10 @@ static int run_pass(struct hmig_source *s, uint32_t pass, const uint64_t *todo,
 	return 0;
 }
 
-/* Runs passes until the policy stops them; returns its decision. */
-static int precopy(struct hmig_source *s, enum policy_decision *decision)
+/* Runs passes until the stop rule stops them; returns its decision. */
+static int precopy(struct hmig_source *s, enum hmig_decision *decision)
 {
-	struct policy_pass pp = {
+	struct hmig_pass_stats pp = {
 		.guest_bytes = s->geo.npages * s->geo.page_size,
 		.page_size = s->geo.page_size,
 	};
@@ -439,7 +280,7 @@ static int precopy(struct hmig_source *s, enum policy_decision *decision)
 	if (s->cfg.mode == HMIG_MODE_POSTCOPY && !s->cfg.precopy_passes) {
 		bitmap_set_range(s->dirty, 0, s->geo.npages);
 		s->rep.switchover.reason = STATS_REASON_MAX_PASSES;
-		*decision = POLICY_POSTCOPY;
+		*decision = HMIG_DECIDE_POSTCOPY;
 		return 0;
 	}
 	/* Pass 0 sends every page; pass n the pages pass n-1 saw dirtied. */
@@ -452,11 +293,15 @@ static int precopy(struct hmig_source *s, enum policy_decision *decision)
 			return rc;
 		pp.operator_forced = atomic_load(&s->force);
 		enum hmig_reason why = HMIG_REASON_NONE;
-		*decision = policy_decide(&s->cfg, &pp, &why);
-		if (*decision != POLICY_PASS) {
-			s->rep.switchover.reason = eng_stats_reason(why);
-			return 0;
-		}
+		*decision = s->stop_rule(&s->cfg, &pp, &why, s->stop_data);
+		if (*decision == HMIG_DECIDE_PASS)
+			continue;
+		/* Precopy mode never leaves pages missing on a running guest,
+		 * whatever a custom rule says. */
+		if (s->cfg.mode == HMIG_MODE_PRECOPY)
+			*decision = HMIG_DECIDE_STOPCOPY;
+		s->rep.switchover.reason = eng_stats_reason(why);
+		return 0;
 	}
 }
 
@@ -487,8 +332,8 @@ static uint64_t take_stale_copies(struct hmig_source *s)
 	uint64_t n = 0;
 
 	for (uint64_t w = 0; w < BITMAP_WORDS(s->geo.npages); w++) {
-		s->todo[w] = s->dirty[w] & s->held[w];
-		s->held[w] &= ~s->todo[w];
+		s->todo[w] = s->dirty[w] & s->sent.held[w];
+		s->sent.held[w] &= ~s->todo[w];
 		n += (uint64_t)__builtin_popcountll(s->todo[w]);
 	}
 	return n;
@@ -539,6 +384,11 @@ static int settle(struct hmig_source *s, bool postcopy)
 	int rc;
 
 	set_state(s, S_SETTLE);
+	/* The push plan is O(guest): made now, over the dirty set of this
+	 * moment, not in the downtime (push_plan says what follows it). */
+	if (postcopy && push_wants_heat(&s->push) &&
+	    push_plan(&s->push, s->dirty, s->heat))
+		return err_setf(s->err, -ENOMEM, "out of memory for the push order");
 	for (;;) {
 		uint64_t n = 0;
 
@@ -631,7 +481,7 @@ static int stopcopy(struct hmig_source *s)
 	int64_t n = send_set(s, s->dirty);
 	if (n < 0)
 		return (int)n;
-	struct proto_done d = { .pages = s->pages_sent + s->pages_zero, .bytes = bulk_bytes(s) };
+	struct proto_done d = { .pages = s->sent.data + s->sent.zero, .bytes = bulk_bytes(s) };
 	if ((rc = send_small(s, done, proto_done_encode(done, sizeof(done), &d, s->err))))
 		return rc;
 	s->rep.bytes.stopcopy = bulk_bytes(s) - b;
@@ -646,118 +496,39 @@ static int stopcopy(struct hmig_source *s)
 
 /* -------------------------------------------------------------- post-copy */
 
-/* push=hot: the pages left to send ordered by how many passes found each
- * dirty, hottest first (a counting sort over the 256 possible counts).
- * Those are the pages the guest writes most, so it will touch them first.
- * It is O(guest), so it runs before the pause, over the dirty set of that
- * moment; what the final collect adds comes after the order, in pfn order
- * (next_push). */
-static int order_hot(struct hmig_source *s, const uint64_t *set)
-{
-	uint64_t count[UINT8_MAX + 1] = { 0 }, start[UINT8_MAX + 1];
-	uint64_t n = s->geo.npages;
-
-	s->order = malloc(bitmap_count(set, n) * sizeof(uint64_t) + 1);
-	if (!s->order)
-		return err_setf(s->err, -ENOMEM, "out of memory for the push order");
-	for (uint64_t p = bitmap_next(set, n, 0); p < n; p = bitmap_next(set, n, p + 1))
-		count[s->hot[p]]++;
-	uint64_t at = 0;
-	for (int c = UINT8_MAX; c >= 0; c--) {
-		start[c] = at;
-		at += count[c];
-	}
-	for (uint64_t p = bitmap_next(set, n, 0); p < n; p = bitmap_next(set, n, p + 1))
-		s->order[start[s->hot[p]]++] = p;
-	s->order_len = at;
-	return 0;
-}
-
-static bool take_unsent(struct hmig_source *s, uint64_t p)
-{
-	if (p >= s->geo.npages || !bitmap_test(s->unsent, p))
-		return false;
-	bitmap_clear(s->unsent, p);
-	s->unsent_count--;
-	return true;
-}
-
-/* The pusher's next page, in the order the knob asks for. */
-static bool next_push(struct hmig_source *s, uint64_t *pfn)
-{
-	while (s->near_len) {
-		uint64_t p = s->near[s->near_head];
-
-		s->near_head = (s->near_head + 1) % PROTO_MAX_BATCH;
-		s->near_len--;
-		if (take_unsent(s, p)) {
-			*pfn = p;
-			return true;
-		}
-	}
-	while (s->order_pos < s->order_len)
-		if (take_unsent(s, s->order[s->order_pos++])) {
-			*pfn = s->order[s->order_pos - 1];
-			return true;
-		}
-	/* pfn order: push=seq and near, and what push=hot's order lacks. */
-	s->cursor = bitmap_next(s->unsent, s->geo.npages, s->cursor);
-	if (s->cursor >= s->geo.npages)
-		return false;
-	*pfn = s->cursor;
-	return take_unsent(s, s->cursor);
-}
-
-/* push=near: the pages after a pulled one go out next (pre-paging). */
-static void queue_near(struct hmig_source *s, uint64_t pfn)
-{
-	for (uint32_t k = 1; k <= s->cfg.near_pages && s->near_len < PROTO_MAX_BATCH; k++) {
-		if (pfn + k >= s->geo.npages || !bitmap_test(s->unsent, pfn + k))
-			continue;
-		s->near[(s->near_head + s->near_len) % PROTO_MAX_BATCH] = pfn + k;
-		s->near_len++;
-	}
-}
-
 /* A pull request: the pages go back on the urgent channel at once, whatever
  * the pusher has queued on bulk. */
 static int reply_request(struct hmig_source *s, const struct proto_hdr *h)
 {
-	struct send_slot *sl = s->uslot;
+	uint64_t pfns[PROTO_MAX_BATCH];
 	struct proto_pages pg;
 	int rc = proto_pages_decode(h, s->rx.p, &s->geo, &pg, s->err);
 
 	if (rc)
 		return rc;
 	for (uint32_t i = 0; i < pg.count; i++) {
-		sl->pfns[i] = proto_pages_pfn(&pg, i);
+		pfns[i] = proto_pages_pfn(&pg, i);
 		/* Already pushed and on its way: send it again anyway, the
-		 * destination installs whichever arrives first (send_slot counts
-		 * it as a duplicate). */
-		take_unsent(s, sl->pfns[i]);
+		 * destination installs whichever arrives first (the sent log
+		 * counts it as a duplicate). */
+		push_taken(&s->push, pfns[i]);
 	}
-	if ((rc = send_slot(s, &s->net.urgent, sl, pg.count)) ||
-	    (rc = slot_reclaim(s, &s->net.urgent, sl)))
+	if ((rc = sender_send(&s->urgent, pfns, pg.count)) || (rc = sender_drain(&s->urgent)))
 		return rc;
 	s->pulled += pg.count;
-	if (s->cfg.push == HMIG_PUSH_NEAR)
-		for (uint32_t i = 0; i < pg.count; i++)
-			queue_near(s, sl->pfns[i]);
+	for (uint32_t i = 0; i < pg.count; i++)
+		push_pulled(&s->push, pfns[i]);
 	return 0;
 }
 
 /* One batch of pushed pages on bulk; 0 when there was nothing to push. */
 static int push_batch(struct hmig_source *s)
 {
-	uint64_t pfn;
-	uint32_t n = 0;
+	uint64_t pfns[PROTO_MAX_BATCH];
+	uint32_t n = push_next(&s->push, pfns, s->bulk.batch_max);
 	int rc;
 
-	while (n < s->batch_max && next_push(s, &pfn)) {
-		s->batch[s->batch_n++] = pfn;
-		n++;
-	}
-	if ((rc = flush_batch(s)))
+	if ((rc = sender_send(&s->bulk, pfns, n)))
 		return rc;
 	s->pushed += n;
 	return (int)n;
@@ -805,7 +576,7 @@ static int serve(struct hmig_source *s)
 			break; /* the destination's DONE, or its ERROR */
 		if (rc < 0)
 			return eng_io_error(s->err, rc, "destination", "post-copy", s->net.bulk.err);
-		if (s->cfg.push != HMIG_PUSH_OFF && s->unsent_count) {
+		if (push_active(&s->push)) {
 			if (inflight[oldest] &&
 			    net_chan_send_wait(&s->net.bulk, inflight[oldest], 0) == -ETIMEDOUT) {
 				rc = net_chan_wait_any(chs, 2, PUSH_POLL_MS);
@@ -816,7 +587,7 @@ static int serve(struct hmig_source *s)
 			}
 			if ((rc = push_batch(s)) < 0)
 				return rc;
-			inflight[oldest] = s->slots[(s->slot_next + NSLOTS - 1) % NSLOTS].seq;
+			inflight[oldest] = sender_last_seq(&s->bulk);
 			oldest = (oldest + 1) % PUSH_INFLIGHT;
 			continue;
 		}
@@ -824,7 +595,7 @@ static int serve(struct hmig_source *s)
 			/* Nothing more will be pushed: the rest comes by pull. */
 			struct proto_done d = { .pages = s->pushed, .requests = s->pulled };
 
-			if ((rc = bulk_drain(s)) ||
+			if ((rc = sender_drain(&s->bulk)) ||
 			    (rc = send_small(s, done, proto_done_encode(done, sizeof(done), &d, s->err))))
 				return rc;
 			done_sent = true;
@@ -842,8 +613,7 @@ static int postcopy(struct hmig_source *s)
 	int rc;
 
 	set_state(s, S_POSTCOPY);
-	memcpy(s->unsent, s->dirty, BITMAP_WORDS(s->geo.npages) * 8);
-	s->unsent_count = s->rep.switchover.stale_pages;
+	push_start(&s->push, s->dirty);
 	if ((rc = send_stale_and_vcpus(s, PROTO_FLAG_POSTCOPY)))
 		return rc;
 	if ((rc = wait_record(s, PROTO_RESUMED)))
@@ -885,9 +655,9 @@ static void finish_report(struct hmig_source *s, int rc)
 	s->rep.bytes.total = bulk_bytes(s) + u.bytes_sent;
 	s->rep.bytes.precopy = s->rep.bytes.total - s->rep.bytes.stopcopy - s->rep.bytes.push -
 			       s->rep.bytes.pull;
-	s->rep.pages.sent = s->pages_sent;
-	s->rep.pages.zero = s->pages_zero;
-	s->rep.pages.duplicate = s->pages_resent;
+	s->rep.pages.sent = s->sent.data;
+	s->rep.pages.zero = s->sent.zero;
+	s->rep.pages.duplicate = s->sent.resent;
 	stats_report_set_extra_u64(&s->rep, "settle_rounds", s->settle_rounds);
 	if (rc)
 		stats_report_set_result(&s->rep, STATS_RESULT_FAILED, "%s", s->err);
@@ -897,22 +667,20 @@ static void finish_report(struct hmig_source *s, int rc)
 
 int hmig_source_run(struct hmig_source *s, const char *addr)
 {
-	enum policy_decision decision = POLICY_STOPCOPY;
+	enum hmig_decision next = HMIG_DECIDE_STOPCOPY;
 	int rc;
 
 	s->t0 = clock_now_ns();
 	set_state(s, S_SETUP);
 	rc = connect_and_hello(s, addr);
 	if (!rc)
-		rc = precopy(s, &decision);
-	if (!rc && decision == POLICY_POSTCOPY && s->cfg.push == HMIG_PUSH_HOT)
-		rc = order_hot(s, s->dirty);
+		rc = precopy(s, &next);
 	if (!rc)
-		rc = settle(s, decision == POLICY_POSTCOPY);
+		rc = settle(s, next == HMIG_DECIDE_POSTCOPY);
 	if (!rc)
 		rc = switchover(s);
 	if (!rc)
-		rc = decision == POLICY_POSTCOPY ? postcopy(s) : stopcopy(s);
+		rc = next == HMIG_DECIDE_POSTCOPY ? postcopy(s) : stopcopy(s);
 	if (rc) {
 		set_state(s, S_FAILED);
 		eng_send_error(&s->net.bulk, rc, s->err);
@@ -951,16 +719,14 @@ void hmig_source_free(struct hmig_source *s)
 	if (!s)
 		return;
 	net_pair_close(&s->net);
+	sender_free(&s->bulk);
+	sender_free(&s->urgent);
+	sent_log_free(&s->sent);
+	push_free(&s->push);
 	rec_buf_free(&s->rx);
 	stats_report_free(&s->rep);
-	free(s->slots);
 	free(s->dirty);
 	free(s->todo);
-	free(s->held);
-	free(s->ever_sent);
-	free(s->hot);
-	free(s->unsent);
-	free(s->order);
-	free(s->uslot);
+	free(s->heat);
 	free(s);
 }

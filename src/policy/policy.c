@@ -2,7 +2,7 @@
 
 #include "policy/policy.h"
 
-double policy_downtime_ms(const struct policy_pass *p)
+double policy_downtime_ms(const struct hmig_pass_stats *p)
 {
 	if (p->bandwidth_bps <= 0)
 		return INFINITY;
@@ -12,22 +12,23 @@ double policy_downtime_ms(const struct policy_pass *p)
 /* Where a bounded pre-copy goes when it gives up: precopy pauses and copies
  * whatever is left (long downtime, but nothing else is allowed); postcopy and
  * hybrid resume on the destination at once and pull the rest. */
-static enum policy_decision give_up(const struct hmig_config *cfg)
+static enum hmig_decision give_up(const struct hmig_config *cfg)
 {
-	return cfg->mode == HMIG_MODE_PRECOPY ? POLICY_STOPCOPY : POLICY_POSTCOPY;
+	return cfg->mode == HMIG_MODE_PRECOPY ? HMIG_DECIDE_STOPCOPY : HMIG_DECIDE_POSTCOPY;
 }
 
-enum policy_decision policy_decide(const struct hmig_config *cfg,
-				   const struct policy_pass *p,
-				   enum hmig_reason *reason)
+enum hmig_decision hmig_stop_rule_default(const struct hmig_config *cfg,
+					  const struct hmig_pass_stats *p,
+					  enum hmig_reason *reason, void *data)
 {
+	(void)data;
 	/* Converged: the rest fits the downtime target.  Stop-and-copy then
 	 * costs less than any fault would -- except in postcopy mode, which the
 	 * operator chose to get post-copy (to measure pull against push). */
 	if (p->dirty_pages <= cfg->dirty_threshold_pages ||
 	    policy_downtime_ms(p) <= cfg->downtime_target_ms) {
 		*reason = HMIG_REASON_CONVERGED;
-		return cfg->mode == HMIG_MODE_POSTCOPY ? POLICY_POSTCOPY : POLICY_STOPCOPY;
+		return cfg->mode == HMIG_MODE_POSTCOPY ? HMIG_DECIDE_POSTCOPY : HMIG_DECIDE_STOPCOPY;
 	}
 	if (p->operator_forced ||
 	    (cfg->switch_after_ms > 0 && p->elapsed_ms >= cfg->switch_after_ms)) {
@@ -54,15 +55,15 @@ enum policy_decision policy_decide(const struct hmig_config *cfg,
 		*reason = HMIG_REASON_NO_PROGRESS;
 		return give_up(cfg);
 	}
-	return POLICY_PASS;
+	return HMIG_DECIDE_PASS;
 }
 
-const char *policy_decision_name(enum policy_decision d)
+const char *policy_decision_name(enum hmig_decision d)
 {
 	switch (d) {
-	case POLICY_PASS: return "pass";
-	case POLICY_STOPCOPY: return "stopcopy";
-	case POLICY_POSTCOPY: return "postcopy";
+	case HMIG_DECIDE_PASS: return "pass";
+	case HMIG_DECIDE_STOPCOPY: return "stopcopy";
+	case HMIG_DECIDE_POSTCOPY: return "postcopy";
 	}
 	return "?";
 }

@@ -147,3 +147,78 @@ Test(api, failure_is_an_errno_and_a_line, .timeout = 60)
 	cr_expect(gt(u64, b.ops, a.ops), "the source guest stopped");
 	pair_close(&p);
 }
+
+/* A caller's own pre-copy stop rule: it is called after every pass with
+ * that pass's figures, and the source does what it says (here: exactly
+ * three passes, then post-copy, whatever the built-in rule would do). */
+struct rule_log {
+	int calls;
+	uint32_t passes[16];
+	uint64_t sent[16];
+	uint64_t guest_bytes;
+};
+
+static enum hmig_decision three_passes(const struct hmig_config *cfg,
+				       const struct hmig_pass_stats *pass,
+				       enum hmig_reason *reason, void *data)
+{
+	struct rule_log *log = data;
+
+	(void)cfg;
+	if (log->calls < 16) {
+		log->passes[log->calls] = pass->pass;
+		log->sent[log->calls] = pass->pages_sent;
+	}
+	log->calls++;
+	log->guest_bytes = pass->guest_bytes;
+	if (pass->pass < 2)
+		return HMIG_DECIDE_PASS;
+	*reason = HMIG_REASON_FORCED;
+	return HMIG_DECIDE_POSTCOPY;
+}
+
+Test(api, a_custom_stop_rule_is_called_and_obeyed, .timeout = 120)
+{
+	struct rule_log log = { 0 };
+	struct pair p;
+	pthread_t t;
+
+	/* Idle: the built-in rule would converge after pass 0. */
+	pair_open(&p, HMIG_MODE_HYBRID, "idle");
+	hmig_source_set_stop_rule(p.src, three_passes, &log);
+	cr_assert(eq(int, pthread_create(&t, NULL, run_dest, &p), 0));
+	p.src_rc = hmig_source_run(p.src, hmig_dest_address(p.dst));
+	pthread_join(t, NULL);
+	cr_assert(eq(int, p.src_rc, 0), "source: %s", hmig_source_error(p.src));
+	cr_assert(eq(int, p.dst_rc, 0), "destination: %s", hmig_dest_error(p.dst));
+	cr_assert(eq(int, p.dg->ops->pause(p.dg), 0));
+	cr_assert(eq(int, p.dg->ops->verify(p.dg), 0), "%s", hmig_guest_error(p.dg));
+
+	cr_assert(eq(int, log.calls, 3), "called %d times", log.calls);
+	for (int i = 0; i < 3; i++)
+		cr_assert(eq(u32, log.passes[i], (uint32_t)i));
+	cr_assert(eq(u64, log.sent[0], (32u << 20) / 4096), "pass 0 sends every page");
+	cr_assert(eq(u64, log.guest_bytes, 32u << 20));
+	char *s = report_text(source_report, p.src);
+	cr_expect(not(eq(ptr, strstr(s, "\"reason\": \"forced\""), NULL)), "%s", s);
+	cr_expect(not(eq(ptr, strstr(s, "\"pass\": 2"), NULL)), "%s", s);
+	cr_expect(eq(ptr, strstr(s, "\"pass\": 3"), NULL), "%s", s);
+	cr_expect(not(eq(ptr, strstr(s, "\"phase\": \"postcopy\""), NULL)), "%s", s);
+	free(s);
+	pair_close(&p);
+
+	/* In precopy mode the same rule's POSTCOPY is a stop-and-copy. */
+	log = (struct rule_log){ 0 };
+	pair_open(&p, HMIG_MODE_PRECOPY, "idle");
+	hmig_source_set_stop_rule(p.src, three_passes, &log);
+	cr_assert(eq(int, pthread_create(&t, NULL, run_dest, &p), 0));
+	p.src_rc = hmig_source_run(p.src, hmig_dest_address(p.dst));
+	pthread_join(t, NULL);
+	cr_assert(eq(int, p.src_rc, 0), "source: %s", hmig_source_error(p.src));
+	cr_assert(eq(int, log.calls, 3));
+	s = report_text(source_report, p.src);
+	cr_expect(not(eq(ptr, strstr(s, "\"phase\": \"stopcopy\""), NULL)), "%s", s);
+	cr_expect(eq(ptr, strstr(s, "\"phase\": \"postcopy\""), NULL), "%s", s);
+	free(s);
+	pair_close(&p);
+}

@@ -21,7 +21,7 @@ struct row {
 	double bw_bps, elapsed_ms;
 	bool forced;
 	/* expected */
-	enum policy_decision want;
+	enum hmig_decision want;
 	enum hmig_reason why;
 };
 
@@ -30,47 +30,47 @@ struct row {
 
 static struct row rows[] = {
 	{ "few dirty pages converge", HMIG_MODE_PRECOPY, 5, 0, 0.1, 0, 0,
-	  1, 40, 5000, GIB + 1, BW, 100, false, POLICY_STOPCOPY, HMIG_REASON_CONVERGED },
+	  1, 40, 5000, GIB + 1, BW, 100, false, HMIG_DECIDE_STOPCOPY, HMIG_REASON_CONVERGED },
 	{ "dirty set fits downtime", HMIG_MODE_HYBRID, 5, 0, 0.1, 0, 0,
-	  1, 60000, 70000, GIB, BW, 100, false, POLICY_STOPCOPY, HMIG_REASON_CONVERGED },
+	  1, 60000, 70000, GIB, BW, 100, false, HMIG_DECIDE_STOPCOPY, HMIG_REASON_CONVERGED },
 	{ "no bandwidth figure: not converged", HMIG_MODE_PRECOPY, 5, 0, 0, 0, 0,
-	  0, 60000, PAGES_1G, GIB, 0, 100, false, POLICY_PASS, HMIG_REASON_NONE },
+	  0, 60000, PAGES_1G, GIB, 0, 100, false, HMIG_DECIDE_PASS, HMIG_REASON_NONE },
 	{ "shrinking: another pass", HMIG_MODE_PRECOPY, 5, 0, 0.1, 0, 0,
-	  1, 100000, 200000, GIB, BW, 100, false, POLICY_PASS, HMIG_REASON_NONE },
+	  1, 100000, 200000, GIB, BW, 100, false, HMIG_DECIDE_PASS, HMIG_REASON_NONE },
 	{ "precopy out of passes: stop-and-copy", HMIG_MODE_PRECOPY, 5, 0, 0, 0, 0,
-	  4, 100000, 100000, 2 * GIB, BW, 100, false, POLICY_STOPCOPY, HMIG_REASON_MAX_PASSES },
+	  4, 100000, 100000, 2 * GIB, BW, 100, false, HMIG_DECIDE_STOPCOPY, HMIG_REASON_MAX_PASSES },
 	{ "hybrid out of passes: post-copy", HMIG_MODE_HYBRID, 5, 0, 0, 0, 0,
-	  4, 100000, 100000, 2 * GIB, BW, 100, false, POLICY_POSTCOPY, HMIG_REASON_MAX_PASSES },
+	  4, 100000, 100000, 2 * GIB, BW, 100, false, HMIG_DECIDE_POSTCOPY, HMIG_REASON_MAX_PASSES },
 	{ "max_passes=1 stops after pass 0", HMIG_MODE_PRECOPY, 1, 0, 0, 0, 0,
-	  0, 100000, PAGES_1G, GIB, BW, 100, false, POLICY_STOPCOPY, HMIG_REASON_MAX_PASSES },
+	  0, 100000, PAGES_1G, GIB, BW, 100, false, HMIG_DECIDE_STOPCOPY, HMIG_REASON_MAX_PASSES },
 	{ "no progress in hybrid: post-copy", HMIG_MODE_HYBRID, 5, 0, 0.1, 0, 0,
-	  1, 95000, 100000, GIB, BW, 100, false, POLICY_POSTCOPY, HMIG_REASON_NO_PROGRESS },
+	  1, 95000, 100000, GIB, BW, 100, false, HMIG_DECIDE_POSTCOPY, HMIG_REASON_NO_PROGRESS },
 	{ "no progress in precopy: stop-and-copy", HMIG_MODE_PRECOPY, 5, 0, 0.1, 0, 0,
-	  2, 120000, 100000, GIB, BW, 100, false, POLICY_STOPCOPY, HMIG_REASON_NO_PROGRESS },
+	  2, 120000, 100000, GIB, BW, 100, false, HMIG_DECIDE_STOPCOPY, HMIG_REASON_NO_PROGRESS },
 	{ "min_progress=0 never gives up on it", HMIG_MODE_PRECOPY, 5, 0, 0, 0, 0,
-	  2, 120000, 100000, GIB, BW, 100, false, POLICY_PASS, HMIG_REASON_NONE },
+	  2, 120000, 100000, GIB, BW, 100, false, HMIG_DECIDE_PASS, HMIG_REASON_NONE },
 	{ "pass 0 that dirtied a little: another pass", HMIG_MODE_HYBRID, 5, 0, 0.1, 0, 0,
-	  0, 100000, PAGES_1G, GIB, BW, 100, false, POLICY_PASS, HMIG_REASON_NONE },
+	  0, 100000, PAGES_1G, GIB, BW, 100, false, HMIG_DECIDE_PASS, HMIG_REASON_NONE },
 	{ "pass 0 dirtied nearly all it sent", HMIG_MODE_HYBRID, 5, 0, 0.1, 0, 0,
-	  0, 250000, PAGES_1G, GIB, BW, 100, false, POLICY_POSTCOPY, HMIG_REASON_NO_PROGRESS },
+	  0, 250000, PAGES_1G, GIB, BW, 100, false, HMIG_DECIDE_POSTCOPY, HMIG_REASON_NO_PROGRESS },
 	{ "byte budget spent", HMIG_MODE_HYBRID, 9, 0, 0, 1.5, 0,
-	  2, 100000, 100000, 2 * GIB, BW, 100, false, POLICY_POSTCOPY, HMIG_REASON_BYTE_BUDGET },
+	  2, 100000, 100000, 2 * GIB, BW, 100, false, HMIG_DECIDE_POSTCOPY, HMIG_REASON_BYTE_BUDGET },
 	{ "byte budget not yet spent", HMIG_MODE_HYBRID, 9, 0, 0, 3, 0,
-	  2, 100000, 100000, 2 * GIB, BW, 100, false, POLICY_PASS, HMIG_REASON_NONE },
+	  2, 100000, 100000, 2 * GIB, BW, 100, false, HMIG_DECIDE_PASS, HMIG_REASON_NONE },
 	{ "operator forces post-copy", HMIG_MODE_HYBRID, 5, 0, 0.1, 0, 0,
-	  0, 200000, PAGES_1G, GIB, BW, 100, true, POLICY_POSTCOPY, HMIG_REASON_FORCED },
+	  0, 200000, PAGES_1G, GIB, BW, 100, true, HMIG_DECIDE_POSTCOPY, HMIG_REASON_FORCED },
 	{ "operator forces precopy to stop", HMIG_MODE_PRECOPY, 5, 0, 0.1, 0, 0,
-	  0, 200000, PAGES_1G, GIB, BW, 100, true, POLICY_STOPCOPY, HMIG_REASON_FORCED },
+	  0, 200000, PAGES_1G, GIB, BW, 100, true, HMIG_DECIDE_STOPCOPY, HMIG_REASON_FORCED },
 	{ "switch_after_ms elapsed", HMIG_MODE_HYBRID, 5, 0, 0, 0, 500,
-	  0, 200000, PAGES_1G, GIB, BW, 600, false, POLICY_POSTCOPY, HMIG_REASON_FORCED },
+	  0, 200000, PAGES_1G, GIB, BW, 600, false, HMIG_DECIDE_POSTCOPY, HMIG_REASON_FORCED },
 	{ "switch_after_ms not yet", HMIG_MODE_HYBRID, 5, 0, 0, 0, 500,
-	  0, 200000, PAGES_1G, GIB, BW, 400, false, POLICY_PASS, HMIG_REASON_NONE },
+	  0, 200000, PAGES_1G, GIB, BW, 400, false, HMIG_DECIDE_PASS, HMIG_REASON_NONE },
 	{ "postcopy mode switches after its passes", HMIG_MODE_POSTCOPY, 5, 1, 0, 0, 0,
-	  0, 200000, PAGES_1G, GIB, BW, 100, false, POLICY_POSTCOPY, HMIG_REASON_MAX_PASSES },
+	  0, 200000, PAGES_1G, GIB, BW, 100, false, HMIG_DECIDE_POSTCOPY, HMIG_REASON_MAX_PASSES },
 	{ "postcopy mode stays post-copy when converged", HMIG_MODE_POSTCOPY, 5, 1, 0, 0, 0,
-	  0, 10, PAGES_1G, GIB, BW, 100, false, POLICY_POSTCOPY, HMIG_REASON_CONVERGED },
+	  0, 10, PAGES_1G, GIB, BW, 100, false, HMIG_DECIDE_POSTCOPY, HMIG_REASON_CONVERGED },
 	{ "converged beats forced", HMIG_MODE_HYBRID, 5, 0, 0, 0, 0,
-	  0, 10, PAGES_1G, GIB, BW, 100, true, POLICY_STOPCOPY, HMIG_REASON_CONVERGED },
+	  0, 10, PAGES_1G, GIB, BW, 100, true, HMIG_DECIDE_STOPCOPY, HMIG_REASON_CONVERGED },
 };
 
 ParameterizedTestParameters(policy, decide)
@@ -90,24 +90,24 @@ ParameterizedTest(struct row *r, policy, decide)
 	cfg.min_progress = r->min_progress;
 	cfg.byte_budget = r->byte_budget;
 	cfg.switch_after_ms = r->switch_after_ms;
-	struct policy_pass p = {
+	struct hmig_pass_stats p = {
 		.pass = r->pass, .dirty_pages = r->dirty, .pages_sent = r->sent,
 		.bytes_sent = r->bytes_sent, .guest_bytes = GIB, .page_size = 4096,
 		.bandwidth_bps = r->bw_bps, .elapsed_ms = r->elapsed_ms,
 		.operator_forced = r->forced,
 	};
-	enum policy_decision d = policy_decide(&cfg, &p, &why);
+	enum hmig_decision d = hmig_stop_rule_default(&cfg, &p, &why, NULL);
 
 	cr_assert_eq(d, r->want, "%s: decided %s, want %s", r->name, policy_decision_name(d),
 		     policy_decision_name(r->want));
-	if (r->want != POLICY_PASS)
+	if (r->want != HMIG_DECIDE_PASS)
 		cr_assert_eq(why, r->why, "%s: reason %s, want %s", r->name,
 			     hmig_reason_name(why), hmig_reason_name(r->why));
 }
 
 Test(policy, downtime_estimate)
 {
-	struct policy_pass p = { .dirty_pages = 1000, .page_size = 4096, .bandwidth_bps = 4096e3 };
+	struct hmig_pass_stats p = { .dirty_pages = 1000, .page_size = 4096, .bandwidth_bps = 4096e3 };
 
 	cr_assert_float_eq(policy_downtime_ms(&p), 1000.0, 1e-9);
 	p.bandwidth_bps = 0;
