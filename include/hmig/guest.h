@@ -51,6 +51,9 @@ enum hmig_dirty_mode {
 	HMIG_DIRTY_BACKEND,   /* the hypervisor's own log (Xen log-dirty) */
 };
 
+/* page_install flags. */
+#define HMIG_INSTALL_REPLACE 0x1u /* the pages are present: overwrite them */
+
 /* dirty_collect flags. */
 #define HMIG_COLLECT_FINAL 0x1u /* the guest is paused; the last collect */
 
@@ -138,15 +141,16 @@ struct hmig_guest_ops {
 	int (*dest_prepare)(struct hmig_guest *g, const struct hmig_guest_geometry *geo);
 
 	/* Places `n` contiguous pages from pfn on: `data` is n * page_size bytes,
-	 * or NULL for zero pages.  Before start: pages already present are
-	 * overwritten (a later pre-copy pass).  After start: pages already
-	 * present are left untouched (the other of push and pull got there
-	 * first: both carry the same final content).  Returns how many pages it
-	 * newly made present (0..n), or -errno.  Wakes any vCPU blocked on them.
-	 * After start it may be called from two threads at once (pull and push
-	 * paths); each page then goes in once.  One call per run is much cheaper
-	 * than one per page (a single UFFDIO_COPY for the run). */
-	int (*page_install)(struct hmig_guest *g, uint64_t pfn, uint32_t n, const void *data);
+	 * or NULL for zero pages.  The engine owns presence and says which case
+	 * it is: with HMIG_INSTALL_REPLACE the pages are present and are
+	 * overwritten in place (a later pre-copy pass; only before start, when
+	 * no vCPU can see a half-written page); without it they are missing and
+	 * go in atomically, waking any vCPU blocked on them.  After start it may
+	 * be called from two threads at once (pull and push paths), never for
+	 * the same page.  One call per run is much cheaper than one per page (a
+	 * single UFFDIO_COPY for the run).  0 or -errno. */
+	int (*page_install)(struct hmig_guest *g, uint64_t pfn, uint32_t n, const void *data,
+			    unsigned flags);
 
 	/* Makes pages missing again: pages the guest wrote on the source after
 	 * they were sent.  `bitmap` has npages bits, and names only pages that

@@ -97,9 +97,6 @@ struct synth {
 	bool is_dest, restored, started, faults_over;
 	int uffd;
 	int pidfd;         /* ourselves, for process_madvise; -1 without */
-	/* Pages placed.  Atomic: installs may come from two threads at once
-	 * (the fault handler's pulls and the bulk loop's pushes). */
-	_Atomic uint64_t *present;
 };
 
 static struct synth *to_synth(struct hmig_guest *g)
@@ -970,9 +967,6 @@ static int synth_dest_prepare(struct hmig_guest *g, const struct hmig_guest_geom
 	s->nvcpus = geo->nvcpus;
 	if ((rc = mem_map(s)) || (rc = vcpus_alloc(s)))
 		return rc;
-	s->present = (_Atomic uint64_t *)bitmap_new(s->npages);
-	if (!s->present)
-		return err_setf(s->base.err, -ENOMEM, "out of memory for the present bitmap");
 	s->uffd = uffd_open(0);
 	if (s->uffd < 0)
 		return err_setf(s->base.err, s->uffd,
@@ -996,75 +990,38 @@ static void overwrite(struct synth *s, uint64_t pfn, uint64_t n, const uint8_t *
 		memset(page_ptr(s, pfn), 0, n * s->page_size);
 }
 
-/* UFFDIO_COPY / ZEROPAGE of a run of missing pages.  Returns how many it
- * placed; *found is set when it stopped at a page already present (placed
- * by another install meanwhile). */
-static int place(struct synth *s, uint64_t pfn, uint64_t n, const uint8_t *data, bool *found)
-{
-	size_t len = n * s->page_size, done = 0;
-	int rc = data ? uffd_copy(s->uffd, page_ptr(s, pfn), data, len, &done)
-		      : uffd_zeropage(s->uffd, page_ptr(s, pfn), len, &done);
-
-	*found = rc == -EEXIST;
-	if (rc && rc != -EEXIST)
-		return err_setf(s->base.err, rc, "UFFDIO_COPY at pfn %lu failed: %s",
-				(unsigned long)pfn, strerror(-rc));
-	return (int)(done / s->page_size);
-}
-
-/* Marks pages present; returns how many were not marked already. */
-static int mark_present(struct synth *s, uint64_t pfn, uint64_t n)
-{
-	int fresh = 0;
-
-	for (uint64_t p = pfn; p < pfn + n; p++)
-		fresh += !bitmap_test_and_set_atomic(s->present, p);
-	return fresh;
-}
-
+/* The engine owns presence (src/engine/pages.c) and says, per run, whether
+ * the pages are there to overwrite or missing to place: no bitmap here. */
 static int synth_page_install(struct hmig_guest *g, uint64_t pfn, uint32_t n,
-			      const void *data)
+			      const void *data, unsigned flags)
 {
 	struct synth *s = to_synth(g);
-	const uint8_t *d = data;
-	int installed = 0;
+	size_t len = (size_t)n * s->page_size, done = 0;
+	int rc;
 
 	if (pfn >= s->npages || n > s->npages - pfn)
 		return err_setf(s->base.err, -ERANGE, "install: pfns %lu..%lu out of range",
 				(unsigned long)pfn, (unsigned long)(pfn + n));
 	if (s->faults_over)
 		return err_setf(s->base.err, -EINVAL, "install after faults_done");
-	for (uint64_t i = 0; i < n;) {
-		const uint8_t *src = d ? d + i * s->page_size : NULL;
-
-		if (bitmap_test_atomic(s->present, pfn + i)) {
-			/* Before start a later pass overwrites; after it the
-			 * page is the other path's, with the same content. */
-			if (!s->started)
-				overwrite(s, pfn + i, 1, src);
-			i++;
-			continue;
-		}
-		/* The longest run of pages not known present, in one call. */
-		uint64_t j = i + 1;
-		while (j < n && !bitmap_test_atomic(s->present, pfn + j))
-			j++;
-		bool found;
-		int placed = place(s, pfn + i, j - i, src, &found);
-		if (placed < 0)
-			return placed;
-		installed += placed;
-		mark_present(s, pfn + i, (uint64_t)placed);
-		i += (uint64_t)placed;
-		if (found) {
-			/* Another install placed this one first. */
-			if (!s->started)
-				overwrite(s, pfn + i, 1, d ? d + i * s->page_size : NULL);
-			mark_present(s, pfn + i, 1);
-			i++;
-		}
+	if (flags & HMIG_INSTALL_REPLACE) {
+		if (s->started)
+			return err_setf(s->base.err, -EINVAL,
+					"install: pfn %lu replaced while the guest runs",
+					(unsigned long)pfn);
+		overwrite(s, pfn, n, data);
+		return 0;
 	}
-	return installed;
+	rc = data ? uffd_copy(s->uffd, page_ptr(s, pfn), data, len, &done)
+		  : uffd_zeropage(s->uffd, page_ptr(s, pfn), len, &done);
+	if (rc == -EEXIST)
+		return err_setf(s->base.err, rc,
+				"install: pfn %lu is already present, the engine thought it missing",
+				(unsigned long)(pfn + done / s->page_size));
+	if (rc)
+		return err_setf(s->base.err, rc, "UFFDIO_COPY at pfn %lu failed: %s",
+				(unsigned long)pfn, strerror(-rc));
+	return 0;
 }
 
 /* Runs gathered per uffd_drop_runs call; a stale set of any size goes in
@@ -1094,10 +1051,8 @@ static int64_t synth_pages_drop(struct hmig_guest *g, const uint64_t *bitmap)
 	while ((p = bitmap_next(bitmap, s->npages, p)) < s->npages) {
 		uint64_t e = p;
 
-		while (e < s->npages && bitmap_test(bitmap, e)) {
-			atomic_fetch_and(&s->present[e / 64], ~(1ull << (e % 64)));
+		while (e < s->npages && bitmap_test(bitmap, e))
 			e++;
-		}
 		iov[niov++] = (struct iovec){ page_ptr(s, p), (e - p) * s->page_size };
 		if (niov == DROP_IOV) {
 			if ((rc = drop_runs(s, iov, niov)))
@@ -1174,7 +1129,6 @@ static void synth_destroy(struct hmig_guest *g)
 		close(s->pidfd);
 	if (s->mem)
 		munmap(s->mem, s->mem_len);
-	free((void *)s->present);
 	free(s->vcpus);
 	pthread_mutex_destroy(&s->wp_lock);
 	pthread_cond_destroy(&s->parked_cv);
