@@ -50,6 +50,7 @@ mkdir -p /run/xen /run/xenstored /var/log/xen/console /var/lib/xen
 /usr/lib/xen-4.17/bin/xenconsoled --log=guest --log-dir=/var/log/xen/console \
 	--pid-file=/run/xenconsoled.pid
 
+ln -sf /usr/local/lib/xenbed/xl-migrate-time.sh /usr/local/bin/xl-migrate-time
 setsid /usr/local/lib/xenbed/runner.sh </dev/null >/dev/null 2>&1 &
 echo "uptime $(cut -d' ' -f1 /proc/uptime)" >/mnt/xenbed/ready.tmp
 mv /mnt/xenbed/ready.tmp /mnt/xenbed/ready
