@@ -4,8 +4,8 @@
 #   rootfs.sh OUT MIRROR SECURITY_MIRROR
 #
 # OUT receives: dom0.img (ext4, sparse), vmlinuz, modules/ (the .ko files the
-# initrd loads, in load order, listed in modules/order), busybox (static) and
-# manifest.txt (installed package versions).  The unpacked tree is deleted
+# initrd loads, in load order, listed in modules/order), busybox (static),
+# manifest.txt (installed package versions) and debootstrap.log.  The unpacked tree is deleted
 # afterwards: only the image is booted, and keeping both doubles the cache.
 #
 # Called by xenbed, which picks OUT from a hash of this file and of the
@@ -30,7 +30,8 @@ packages=(
 # Modules the initrd loads to reach /dev/vda; dom0's init loads the rest.
 initrd_modules=(virtio_pci virtio_blk crc32c_generic ext4)
 
-debootstrap --variant=minbase bookworm "$root" "$mirror"
+# Its per-package progress goes to a log; errors still reach stderr.
+debootstrap --variant=minbase bookworm "$root" "$mirror" >"$out/debootstrap.log"
 
 cat >"$root/etc/apt/sources.list" <<EOF
 deb $mirror bookworm main
