@@ -1,15 +1,24 @@
 #!/bin/bash
 # The dom0 half of smoke.sh, run through `xenbed sh`:
 #
-#   smoke-dom0.sh CFG MEMORY_MIB RESULTS_DIR LABEL [migrate]
+#   smoke-dom0.sh CFG MEMORY_MIB RESULTS_DIR LABEL [migrate [HMIGT_CHECK]]
 #
 # Creates hmigt from CFG with MEMORY_MIB, waits until its op counter advances,
 # optionally `xl migrate`s it to this host (xl-migrate-time) and waits until
 # the counter advances on the new domain, then checks that hmigt saw no
 # violation, destroys it, and prints one "smoke ..." line (also written to
-# RESULTS_DIR/smoke-LABEL.txt).
+# RESULTS_DIR/smoke-LABEL.txt).  With HMIGT_CHECK (the hmigt-check binary),
+# the whole of hmigt's memory is checked against the replay twice before and
+# twice after the migration, each time at wherever the pause lands.
 set -euo pipefail
-cfg=$1 mem=$2 results=$3 label=$4 migrate=${5:-}
+cfg=$1 mem=$2 results=$3 label=$4 migrate=${5:-} checker=${6:-}
+
+check_memory() {
+	[ -n "$checker" ] || return 0
+	"$checker" "$1"
+	sleep 0.3
+	"$checker" "$1"
+}
 mkdir -p "$results"
 
 # hmigt's last progress line in Xen's console for domain $1: "ops viol"
@@ -47,6 +56,7 @@ p=$(progress "$id")
 wait_ops "$id" 60 "${p% *}" >/dev/null
 line="smoke $label: create_s=$create_s first_progress_s=$first_s domid=$id ops=$(progress "$id" | cut -d' ' -f1)"
 
+check_memory "$id"
 if [ -n "$migrate" ]; then
 	mig=$(xl-migrate-time hmigt "$results/xl-migrate-$label.json")
 	echo "$mig"
@@ -57,6 +67,7 @@ if [ -n "$migrate" ]; then
 	p=$(progress "$new")
 	line="$line migrated_to=$new ops_after=${p% *} ${mig#xl-migrate }"
 	id=$new
+	check_memory "$id"
 fi
 
 viol=$(progress "$id" | cut -d' ' -f2)
