@@ -28,6 +28,15 @@ struct hmig_guest_geometry {
 	uint64_t npages;    /* pfns are 0 .. npages-1 */
 	uint32_t page_size; /* bytes; 4096 for every backend so far */
 	uint32_t nvcpus;
+	/* The largest vCPU state (vcpu_save's blob, in bytes) this backend
+	 * sends or accepts for this geometry: the VCPU_STATE record's limit on
+	 * both sides, checked before the receiver allocates (the protocol caps
+	 * it at 64 MiB whatever a backend says).  Filled by geometry(); not on
+	 * the wire, since both sides run the same backend, so dest_prepare
+	 * ignores it.  Declare a bound independent of the guest's memory size:
+	 * the state is sent inside the downtime, and what grows with memory
+	 * belongs in memory, where pre-copy moves it first. */
+	uint32_t vcpu_state_max;
 };
 
 /* Workload counters a backend may report; all monotonic since the guest started
@@ -59,8 +68,9 @@ struct hmig_guest_ops {
 
 	/* ------------------------------------------------------------ both sides */
 
-	/* Fills *geo.  Source: any time after creation.  Destination: after
-	 * dest_prepare.  Never fails for a prepared guest. */
+	/* Fills *geo, vcpu_state_max included.  Source: any time after
+	 * creation.  Destination: after dest_prepare, with the geometry it was
+	 * prepared for.  Never fails for a prepared guest. */
 	int (*geometry)(struct hmig_guest *g, struct hmig_guest_geometry *geo);
 
 	/* Copies workload counters into *st.  Any time, any thread. */
@@ -122,10 +132,11 @@ struct hmig_guest_ops {
 	 * the destination has resumed.  Idempotent. */
 	int (*resume)(struct hmig_guest *g);
 
-	/* Serialises vCPU state (workload cursor, RNG state, counters, and for
-	 * synth the oracle's page versions) into a malloc'd blob the caller frees.
-	 * The blob starts with a version word; vcpu_restore refuses other
-	 * versions.  Called with the guest paused, once per migration. */
+	/* Serialises vCPU state (registers, or a built-in guest's workload
+	 * cursor and counters) into a malloc'd blob of 1 to the geometry's
+	 * vcpu_state_max bytes, which the caller frees.  The blob starts with a
+	 * version word; vcpu_restore refuses other versions.  Called with the
+	 * guest paused, once per migration. */
 	int (*vcpu_save)(struct hmig_guest *g, void **blob, size_t *len);
 
 	/* ----------------------------------------------------- destination side */

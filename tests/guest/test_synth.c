@@ -248,6 +248,43 @@ Test(guest, vcpu_state_round_trip_continues_the_workload, .timeout = 60)
 	s->ops->destroy(s);
 }
 
+/* The geometry declares the largest vCPU state the guest sends, which is
+ * the record limit on both sides: the blob fits it, the destination declares
+ * the same, and it does not grow with memory. */
+Test(guest, vcpu_state_fits_the_declared_limit, .timeout = 30)
+{
+	skip_without_uffd();
+	struct hmig_guest *s = open_synth(4 << 20, 3, "uniform", 2, 0);
+	struct hmig_guest *big = open_synth(16 << 20, 3, "idle", 2, 0);
+	struct hmig_guest_geometry geo, geo_big, dgeo;
+	struct hmig_guest *d;
+	char err[256];
+	void *blob;
+	size_t len;
+
+	cr_assert_eq(s->ops->run(s), 0);
+	wait_ops(s, 100);
+	s->ops->pause(s);
+	cr_assert_eq(s->ops->geometry(s, &geo), 0);
+	cr_assert_eq(big->ops->geometry(big, &geo_big), 0);
+	cr_assert_eq(s->ops->vcpu_save(s, &blob, &len), 0);
+	cr_assert_gt(geo.vcpu_state_max, 0);
+	cr_assert_leq(len, geo.vcpu_state_max, "a %zu-byte state over the declared %u", len,
+		      geo.vcpu_state_max);
+	cr_assert_eq(geo_big.vcpu_state_max, geo.vcpu_state_max, "the limit grew with memory");
+
+	cr_assert_eq(hmig_guest_open("synth", NULL, &d, err), 0, "%s", err);
+	geo.vcpu_state_max = 0; /* not on the wire: the destination declares its own */
+	cr_assert_eq(d->ops->dest_prepare(d, &geo), 0, "%s", hmig_guest_error(d));
+	cr_assert_eq(d->ops->geometry(d, &dgeo), 0);
+	cr_assert_eq(dgeo.vcpu_state_max, geo_big.vcpu_state_max);
+	cr_assert_eq(dgeo.npages, geo.npages);
+	free(blob);
+	d->ops->destroy(d);
+	big->ops->destroy(big);
+	s->ops->destroy(s);
+}
+
 struct dirty_case {
 	const char *workload;
 	enum hmig_dirty_mode mode;

@@ -406,6 +406,15 @@ static int guest_fill(struct synth *s)
 
 /* ---------------------------------------------------------- both sides */
 
+/* The vCPU state this guest declares it may send: 1 MiB plus 4 KiB a vCPU.
+ * Its blob is far smaller today (BLOB_HDR + 32 bytes a vCPU, below); the
+ * room lets a later blob version reach vcpu_restore, which names the version
+ * skew, instead of being cut off by the record reader as merely too long.
+ * It does not grow with memory: the oracle's table moved into guest memory
+ * for that reason (mem_map). */
+#define VCPU_STATE_FIXED (1u << 20)
+#define VCPU_STATE_PER_VCPU 4096u
+
 static int synth_geometry(struct hmig_guest *g, struct hmig_guest_geometry *geo)
 {
 	struct synth *s = to_synth(g);
@@ -413,6 +422,8 @@ static int synth_geometry(struct hmig_guest *g, struct hmig_guest_geometry *geo)
 	geo->npages = s->npages;
 	geo->page_size = s->page_size;
 	geo->nvcpus = s->nvcpus;
+	/* nvcpus <= SYNTH_MAX_VCPUS: no overflow. */
+	geo->vcpu_state_max = VCPU_STATE_FIXED + s->nvcpus * VCPU_STATE_PER_VCPU;
 	return 0;
 }
 
