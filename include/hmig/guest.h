@@ -64,7 +64,7 @@ enum hmig_dirty_mode {
 #define HMIG_COLLECT_FINAL 0x1u /* the guest is paused; the last collect */
 
 struct hmig_guest_ops {
-	const char *name; /* "synth", "xen" */
+	const char *name; /* the backend's name, sent in HELLO ("xen") */
 
 	/* ------------------------------------------------------------ both sides */
 
@@ -132,7 +132,7 @@ struct hmig_guest_ops {
 	 * the destination has resumed.  Idempotent. */
 	int (*resume)(struct hmig_guest *g);
 
-	/* Serialises vCPU state (registers, or a built-in guest's workload
+	/* Serialises vCPU state (registers, or a simulated guest's workload
 	 * cursor and counters) into a malloc'd blob of 1 to the geometry's
 	 * vcpu_state_max bytes, which the caller frees.  The blob starts with a
 	 * version word; vcpu_restore refuses other versions.  Called with the
@@ -193,29 +193,28 @@ struct hmig_guest {
 	char err[256]; /* last error: one line naming problem and remedy */
 };
 
-/* Synth workload parameters travel as a spec string: "name[:key=value,...]".
- * See docs/architecture.md for the workloads and their keys. */
-struct hmig_synth_params {
-	uint64_t mem_bytes;   /* rounded down to pages; 0 for a destination */
-	uint32_t vcpus;       /* 1 .. 64; 0 for a destination */
-	const char *workload; /* NULL or "" means "idle" */
-	uint64_t seed;        /* 0 picks a fixed default */
-	double fill;          /* fraction of pages written before the workload, 0..1 */
-	uint64_t ops_limit;   /* each vCPU idles after this many ops; 0 = no limit
-			       * (for reproducible tests; not carried by migration) */
-};
-
-/* Creates a guest of the named backend ("synth" is the only one built in;
- * "xen" when built with Xen).  `params` is backend-specific (struct
- * hmig_synth_params for synth; NULL creates an empty destination guest).  The
- * one place a backend is chosen.  On failure returns -errno with a message in
- * errbuf (256 bytes), and *out is NULL. */
-int hmig_guest_open(const char *backend, const void *params,
-		    struct hmig_guest **out, char *errbuf);
-
-/* Checks a synth workload spec without creating a guest: 0, or -EINVAL with a
- * message in errbuf naming the bad part. */
-int hmig_synth_workload_check(const char *spec, char *errbuf);
+/* Opening a guest.  Each backend has its own public header,
+ * <hmig/<backend>.h>, with typed openers, one per side:
+ *
+ *   int hmig_<backend>_open(<what names a running guest>,
+ *                           struct hmig_guest **out, char *errbuf);
+ *   int hmig_<backend>_open_dest(<what names the destination>,
+ *                                struct hmig_guest **out, char *errbuf);
+ *
+ * The first gives a source guest for hmig_source_new, the second a fresh
+ * destination guest for hmig_dest_new.  A Xen backend, for one, declares
+ * hmig_xen_open(uint32_t domid, ...) and hmig_xen_open_dest(uint32_t domid,
+ * ...) in <hmig/xen.h>, its destination being an existing paused domain.
+ * Both return 0 with *out set, or -errno with *out NULL and one line in
+ * errbuf (256 bytes).  What only one backend's guests have (parameters,
+ * oracle counters, test switches) stays in that backend's header, never
+ * here.
+ *
+ * A backend's openers are declared and exported whether or not the backend
+ * was built in (the export list is fixed, see src/libhmig.map): when it was
+ * not, they return -EOPNOTSUPP with the remedy ("rebuild with -Dxen=enabled").
+ * Choosing a backend by name is the program's business: the CLI's --guest
+ * SPEC parser (tools/hmig/guestspec.c) is the one place hmig does it. */
 
 static inline const char *hmig_guest_error(const struct hmig_guest *g)
 {

@@ -13,7 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <hmig/guest.h>
+#include <hmig/synth.h>
 
 #include "common/bitmap.h"
 #include "common/endian.h"
@@ -37,7 +37,7 @@ static struct hmig_guest *open_synth(uint64_t mem, uint32_t vcpus, const char *w
 				       .seed = seed, .fill = 1.0, .ops_limit = ops_limit };
 	struct hmig_guest *g;
 	char err[256];
-	int rc = hmig_guest_open("synth", &p, &g, err);
+	int rc = hmig_synth_open(&p, &g, err);
 
 	cr_assert_eq(rc, 0, "open synth %s: %s", wl, err);
 	return g;
@@ -80,7 +80,7 @@ Test(guest, ops_table_has_no_null_member)
 	struct hmig_guest *g;
 	char err[256];
 
-	cr_assert_eq(hmig_guest_open("synth", NULL, &g, err), 0, "%s", err);
+	cr_assert_eq(hmig_synth_open_dest(&g, err), 0, "%s", err);
 	const void *const *m = (const void *const *)g->ops;
 	size_t n = sizeof(*g->ops) / sizeof(void *);
 	for (size_t i = 0; i < n; i++)
@@ -88,22 +88,24 @@ Test(guest, ops_table_has_no_null_member)
 	g->ops->destroy(g);
 }
 
-Test(guest, unknown_backend_and_bad_params_are_named)
+/* (An unknown backend's name is the CLI's to refuse: tests/cli.) */
+Test(guest, bad_params_are_named)
 {
 	struct hmig_guest *g;
 	char err[256];
 	struct hmig_synth_params p = { .mem_bytes = 1 << 20, .vcpus = 2, .workload = "zipf:s=2" };
 
-	cr_assert_eq(hmig_guest_open("qemu", NULL, &g, err), -EINVAL);
-	cr_assert(strstr(err, "qemu"), "%s", err);
-	cr_assert_eq(hmig_guest_open("synth", &p, &g, err), -EINVAL);
+	cr_assert_eq(hmig_synth_open(NULL, &g, err), -EINVAL);
+	cr_assert(strstr(err, "hmig_synth_open_dest"), "%s", err);
+	cr_assert_null(g);
+	cr_assert_eq(hmig_synth_open(&p, &g, err), -EINVAL);
 	cr_assert(strstr(err, "s=2"), "%s", err);
 	p.workload = "uniform:speed=3";
-	cr_assert_eq(hmig_guest_open("synth", &p, &g, err), -EINVAL);
+	cr_assert_eq(hmig_synth_open(&p, &g, err), -EINVAL);
 	cr_assert(strstr(err, "speed"), "%s", err);
 	p.workload = "uniform";
 	p.vcpus = 0;
-	cr_assert_eq(hmig_guest_open("synth", &p, &g, err), -EINVAL);
+	cr_assert_eq(hmig_synth_open(&p, &g, err), -EINVAL);
 	cr_assert(strstr(err, "vCPU"), "%s", err);
 	cr_assert_null(g);
 }
@@ -194,7 +196,7 @@ static struct hmig_guest *clone_to_dest(struct hmig_guest *src, void *blob, size
 	char err[256];
 
 	src->ops->geometry(src, &geo);
-	cr_assert_eq(hmig_guest_open("synth", NULL, &d, err), 0, "%s", err);
+	cr_assert_eq(hmig_synth_open_dest(&d, err), 0, "%s", err);
 	cr_assert_eq(d->ops->dest_prepare(d, &geo), 0, "%s", hmig_guest_error(d));
 	for (uint64_t p = 0; p < geo.npages; p++)
 		cr_assert_eq(d->ops->page_install(d, p, 1, page_of(src, p)), 1, "%s",
@@ -225,7 +227,7 @@ Test(guest, vcpu_state_round_trip_continues_the_workload, .timeout = 60)
 	char err[256];
 	struct hmig_guest_geometry geo;
 	s->ops->geometry(s, &geo);
-	cr_assert_eq(hmig_guest_open("synth", NULL, &d2, err), 0);
+	cr_assert_eq(hmig_synth_open_dest(&d2, err), 0);
 	cr_assert_eq(d2->ops->dest_prepare(d2, &geo), 0);
 	cr_assert_eq(d2->ops->vcpu_restore(d2, bad, len), -EPROTO);
 	cr_assert(strstr(hmig_guest_error(d2), "version 99"), "%s", hmig_guest_error(d2));
@@ -273,7 +275,7 @@ Test(guest, vcpu_state_fits_the_declared_limit, .timeout = 30)
 		      geo.vcpu_state_max);
 	cr_assert_eq(geo_big.vcpu_state_max, geo.vcpu_state_max, "the limit grew with memory");
 
-	cr_assert_eq(hmig_guest_open("synth", NULL, &d, err), 0, "%s", err);
+	cr_assert_eq(hmig_synth_open_dest(&d, err), 0, "%s", err);
 	geo.vcpu_state_max = 0; /* not on the wire: the destination declares its own */
 	cr_assert_eq(d->ops->dest_prepare(d, &geo), 0, "%s", hmig_guest_error(d));
 	cr_assert_eq(d->ops->geometry(d, &dgeo), 0);
@@ -416,7 +418,7 @@ Test(guest, final_collect_splits_a_large_guest_and_misses_nothing, .timeout = 12
 	struct hmig_guest *g;
 	char err[256];
 
-	cr_assert_eq(hmig_guest_open("synth", &prm, &g, err), 0, "%s", err);
+	cr_assert_eq(hmig_synth_open(&prm, &g, err), 0, "%s", err);
 	uint64_t *bm = bitmap_new(npages);
 	cr_assert_eq(g->ops->run(g), 0);
 	int mode = g->ops->dirty_start(g, HMIG_DIRTY_WP_ASYNC);
@@ -525,7 +527,7 @@ Test(guest, missing_page_blocks_until_installed, .timeout = 30)
 	char err[256];
 	uint64_t data[PAGE / 8];
 
-	cr_assert_eq(hmig_guest_open("synth", NULL, &d, err), 0);
+	cr_assert_eq(hmig_synth_open_dest(&d, err), 0);
 	cr_assert_eq(d->ops->dest_prepare(d, &geo), 0, "%s", hmig_guest_error(d));
 	struct toucher t = { .addr = (const volatile uint64_t *)page_of(d, 5) };
 	pthread_t th;
@@ -577,7 +579,7 @@ Test(guest, geometry_the_backend_cannot_hold_is_refused)
 	char err[256];
 	struct hmig_guest_geometry geo = { .npages = 64, .page_size = 65536, .nvcpus = 1 };
 
-	cr_assert_eq(hmig_guest_open("synth", NULL, &d, err), 0);
+	cr_assert_eq(hmig_synth_open_dest(&d, err), 0);
 	cr_assert_eq(d->ops->dest_prepare(d, &geo), -EINVAL);
 	cr_assert(strstr(hmig_guest_error(d), "65536"), "%s", hmig_guest_error(d));
 	d->ops->destroy(d);
@@ -627,7 +629,7 @@ Test(guest, the_same_page_by_two_paths_is_installed_once, .timeout = 30)
 		memcpy(data + p * PAGE, page_of(s, p), PAGE);
 
 	struct hmig_guest *d;
-	cr_assert_eq(hmig_guest_open("synth", NULL, &d, err), 0);
+	cr_assert_eq(hmig_synth_open_dest(&d, err), 0);
 	cr_assert_eq(d->ops->dest_prepare(d, &geo), 0);
 	cr_assert_eq(d->ops->vcpu_restore(d, blob, len), 0);
 	/* Pages 256.. arrive before the start; 0..255 race afterwards while the

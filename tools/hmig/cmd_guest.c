@@ -8,7 +8,7 @@
 #include <string.h>
 #include <time.h>
 
-#include <hmig/guest.h>
+#include <hmig/synth.h>
 
 #include "cmd.h"
 #include "profile.h"

@@ -81,24 +81,27 @@ static int apply(struct mig_opts *o, const char *name, const char *arg)
 		o->to = arg;
 	else if (!strcmp(name, "listen"))
 		o->listen = arg;
-	else if (!strcmp(name, "guest"))
-		o->backend = arg;
-	else if (!strcmp(name, "mem"))
-		return opt_size("--mem", arg, &o->p.mem_bytes);
+	else if (!strcmp(name, "guest")) {
+		if (guest_spec_parse(arg, &o->guest, err)) {
+			die_msg("%s", err);
+			return -1;
+		}
+	} else if (!strcmp(name, "mem"))
+		return opt_size("--mem", arg, &o->guest.synth.mem_bytes);
 	else if (!strcmp(name, "vcpus")) {
 		if (opt_u64("--vcpus", arg, 1, 64, &u))
 			return -1;
-		o->p.vcpus = (uint32_t)u;
+		o->guest.synth.vcpus = (uint32_t)u;
 	} else if (!strcmp(name, "workload")) {
 		if (hmig_synth_workload_check(arg, err)) {
 			die_msg("%s", err);
 			return -1;
 		}
-		o->p.workload = arg;
+		o->guest.synth.workload = arg;
 	} else if (!strcmp(name, "fill"))
-		return opt_double("--fill", arg, 0, 1, &o->p.fill);
+		return opt_double("--fill", arg, 0, 1, &o->guest.synth.fill);
 	else if (!strcmp(name, "seed"))
-		return opt_u64("--seed", arg, 1, UINT64_MAX, &o->p.seed);
+		return opt_u64("--seed", arg, 1, UINT64_MAX, &o->guest.synth.seed);
 	else if (!strcmp(name, "warmup"))
 		return opt_double("--warmup", arg, 0, 3600, &o->warmup);
 	else if (!strcmp(name, "run-after"))
@@ -127,14 +130,15 @@ int mig_parse(int argc, char **argv, enum mig_role role, struct mig_opts *o)
 	int n = 0, c, idx;
 
 	memset(o, 0, sizeof(*o));
-	o->p = (struct hmig_synth_params){ .mem_bytes = 1ull << 30, .vcpus = 2,
-					   .workload = "uniform:rate=20000", .fill = 1.0 };
+	o->guest.backend = GUEST_SYNTH;
+	o->guest.synth = (struct hmig_synth_params){ .mem_bytes = 1ull << 30, .vcpus = 2,
+						     .workload = "uniform:rate=20000",
+						     .fill = 1.0 };
 	hmig_config_init(&o->cfg);
-	o->backend = "synth";
 	/* The demo shows a guest pre-copy alone struggles with: it writes
 	 * 500k pages/s, about the rate pass 0 sends them here. */
 	if (role == ROLE_DEMO)
-		o->p.workload = "uniform:rate=500000";
+		o->guest.synth.workload = "uniform:rate=500000";
 	o->warmup = 1;
 	o->run_after = 1;
 	o->ready_fd = -1;

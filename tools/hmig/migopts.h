@@ -6,12 +6,13 @@
 
 #include <hmig/hmig.h>
 
+#include "guestspec.h"
+
 enum mig_role { ROLE_SEND = 1, ROLE_RECV = 2, ROLE_DEMO = 4 };
 
 struct mig_opts {
-	struct hmig_synth_params p;
+	struct guest_spec guest;
 	struct hmig_config cfg;
-	const char *backend;
 	double warmup;     /* seconds the source guest runs before the migration */
 	double run_after;  /* seconds the destination guest runs before the oracle */
 	const char *json;

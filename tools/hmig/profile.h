@@ -6,7 +6,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 
-#include <hmig/guest.h>
+#include <hmig/synth.h>
 
 struct profile_opts {
 	struct hmig_synth_params p;

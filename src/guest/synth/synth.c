@@ -31,11 +31,12 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <hmig/synth.h>
+
 #include "common/bitmap.h"
 #include "common/clock.h"
 #include "common/endian.h"
 #include "common/err.h"
-#include "guest/synth/synth.h"
 #include "guest/synth/workload.h"
 #include "stats/hist.h"
 #include "uffd/uffd.h"
@@ -1239,18 +1240,32 @@ static struct synth *synth_alloc(void)
 	return s;
 }
 
-int synth_open(const struct hmig_synth_params *params, struct hmig_guest **out, char *errbuf)
+int hmig_synth_open_dest(struct hmig_guest **out, char *errbuf)
 {
 	struct synth *s = synth_alloc();
-	int rc;
 
+	*out = NULL;
+	errbuf[0] = '\0';
 	if (!s)
 		return err_setf(errbuf, -ENOMEM, "out of memory");
-	if (!params) {
-		s->is_dest = true;
-		*out = &s->base;
-		return 0;
-	}
+	s->is_dest = true;
+	*out = &s->base;
+	return 0;
+}
+
+int hmig_synth_open(const struct hmig_synth_params *params, struct hmig_guest **out,
+		    char *errbuf)
+{
+	struct synth *s;
+	int rc;
+
+	*out = NULL;
+	errbuf[0] = '\0';
+	if (!params)
+		return err_setf(errbuf, -EINVAL,
+				"no synth parameters: a destination guest comes from hmig_synth_open_dest");
+	if (!(s = synth_alloc()))
+		return err_setf(errbuf, -ENOMEM, "out of memory");
 	s->page_size = SYNTH_PAGE;
 	s->npages = params->mem_bytes / SYNTH_PAGE;
 	s->nvcpus = params->vcpus;
