@@ -39,17 +39,14 @@ struct hmig_guest_geometry {
 	uint32_t vcpu_state_max;
 };
 
-/* Workload counters a backend may report; all monotonic since the guest started
- * running on this host (source or destination). */
+/* What every backend can tell of the guest's progress; the counters are
+ * monotonic since the guest started running on this host (source or
+ * destination), and 0 when the guest does not count them.  A backend's own
+ * figures (an oracle's, a workload's latency) come from its own header. */
 struct hmig_guest_stats {
-	uint64_t ops;          /* workload operations completed (reads + writes) */
-	uint64_t writes;       /* page writes (what dirty logging sees) */
-	uint64_t violations;   /* reads that found a wrong or stale stamp */
-	uint64_t first_bad_pfn;/* pfn of the first violation, when violations > 0 */
-	/* kv workload: per-op latency in ns, (ops are client requests) */
-	uint64_t lat_count;
-	double lat_p50_ns, lat_p99_ns, lat_max_ns;
-	char workload[128];    /* what runs, for reports ("uniform:rate=20000") */
+	uint64_t ops;          /* operations the guest completed (reads + writes) */
+	uint64_t writes;       /* page writes among them (what dirty logging sees) */
+	char workload[128];    /* what runs, for reports (a workload spec) */
 };
 
 /* How a backend tracks writes on the source. */
@@ -73,7 +70,7 @@ struct hmig_guest_ops {
 	 * prepared for.  Never fails for a prepared guest. */
 	int (*geometry)(struct hmig_guest *g, struct hmig_guest_geometry *geo);
 
-	/* Copies workload counters into *st.  Any time, any thread. */
+	/* Copies the progress counters into *st.  Any time, any thread. */
 	int (*stats)(struct hmig_guest *g, struct hmig_guest_stats *st);
 
 	/* Integrity oracle.  Called with the guest paused (or never started), any

@@ -44,6 +44,20 @@ int hmig_synth_open(const struct hmig_synth_params *params, struct hmig_guest **
  * seed and fill, so it takes no parameters. */
 int hmig_synth_open_dest(struct hmig_guest **out, char *errbuf);
 
+/* The synth guest's own figures, beside the neutral hmig_guest_stats:
+ * its oracle's, and the kv workload's request latency.  Monotonic since the
+ * guest started running on this host; exact once it is paused. */
+struct hmig_synth_stats {
+	uint64_t violations;    /* reads that found a wrong or stale stamp */
+	uint64_t first_bad_pfn; /* pfn of the first violation, when violations > 0 */
+	uint64_t lat_count;     /* kv requests timed; 0 for other workloads */
+	double lat_p50_ns, lat_p99_ns, lat_max_ns; /* their latency, when lat_count > 0 */
+};
+
+/* Copies them into *st: 0, or -EINVAL for a guest of another backend (its
+ * error line says so).  Any time, any thread. */
+int hmig_synth_stats(struct hmig_guest *g, struct hmig_synth_stats *st);
+
 /* Checks a workload spec without creating a guest: 0, or -EINVAL naming the
  * bad part. */
 int hmig_synth_workload_check(const char *spec, char *errbuf);

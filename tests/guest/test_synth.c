@@ -89,6 +89,29 @@ Test(guest, ops_table_has_no_null_member)
 }
 
 /* (An unknown backend's name is the CLI's to refuse: tests/cli.) */
+/* The oracle's counters and kv latency come from synth's own call, which
+ * refuses a guest of another backend rather than misread it. */
+Test(guest, synth_stats_are_synths_own, .timeout = 30)
+{
+	static const struct hmig_guest_ops other_ops = { .name = "other" };
+	struct hmig_guest other = { .ops = &other_ops };
+	struct hmig_guest *g = open_synth(4 << 20, 2, "kv:set_pct=50", 3, 0);
+	struct hmig_synth_stats st;
+
+	cr_assert_eq(hmig_synth_stats(&other, &st), -EINVAL);
+	cr_assert(strstr(hmig_guest_error(&other), "'other'"), "%s", hmig_guest_error(&other));
+	cr_assert_eq(g->ops->run(g), 0);
+	wait_ops(g, 2000);
+	g->ops->pause(g);
+	cr_assert_eq(hmig_synth_stats(g, &st), 0, "%s", hmig_guest_error(g));
+	cr_assert_geq(st.lat_count, 2000, "kv requests were not timed");
+	cr_assert_gt(st.lat_p50_ns, 0);
+	cr_assert_leq(st.lat_p50_ns, st.lat_p99_ns);
+	cr_assert_leq(st.lat_p99_ns, st.lat_max_ns);
+	cr_assert_eq(st.violations, 0);
+	g->ops->destroy(g);
+}
+
 Test(guest, bad_params_are_named)
 {
 	struct hmig_guest *g;
@@ -490,9 +513,9 @@ Test(guest, oracle_catches_a_stale_page_on_first_read, .timeout = 60)
 	cr_assert_eq(d->ops->verify(d), -EBADMSG);
 	cr_assert(strstr(hmig_guest_error(d), "pfn 77 "), "%s", hmig_guest_error(d));
 	cr_assert_eq(d->ops->start(d), 0);
-	struct hmig_guest_stats st;
+	struct hmig_synth_stats st;
 	for (int i = 0; i < 2000; i++) {
-		d->ops->stats(d, &st);
+		cr_assert_eq(hmig_synth_stats(d, &st), 0);
 		if (st.violations)
 			break;
 		sleep_ms(5);
@@ -651,8 +674,8 @@ Test(guest, the_same_page_by_two_paths_is_installed_once, .timeout = 30)
 	sleep_ms(50); /* the reader runs over every page */
 	d->ops->pause(d);
 	cr_assert_eq(d->ops->verify(d), 0, "%s", hmig_guest_error(d));
-	struct hmig_guest_stats st;
-	d->ops->stats(d, &st);
+	struct hmig_synth_stats st;
+	cr_assert_eq(hmig_synth_stats(d, &st), 0);
 	cr_assert_eq(st.violations, 0);
 	pthread_barrier_destroy(&go);
 	free(data);

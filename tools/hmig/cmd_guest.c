@@ -147,9 +147,9 @@ static int write_json(const char *path, const struct guest_opts *o, const struct
 		json_object_set_new(doc, "logging_slowdown", doc_real(
 			pr->ops_unlogged / (pr->ops_logged > 0 ? pr->ops_logged : 1)));
 	}
-	if (!rc && pr->final.lat_count) {
-		json_object_set_new(doc, "kv_latency_p50_ns", doc_real(pr->final.lat_p50_ns));
-		json_object_set_new(doc, "kv_latency_p99_ns", doc_real(pr->final.lat_p99_ns));
+	if (!rc && pr->synth_final.lat_count) {
+		json_object_set_new(doc, "kv_latency_p50_ns", doc_real(pr->synth_final.lat_p50_ns));
+		json_object_set_new(doc, "kv_latency_p99_ns", doc_real(pr->synth_final.lat_p99_ns));
 	}
 	for (size_t i = 0; !rc && i < pr->nrows; i++) {
 		const struct profile_row *r = &pr->rows[i];
@@ -207,9 +207,10 @@ int cmd_guest(int argc, char **argv)
 	if (pr.ops_unlogged > 0)
 		printf("guest ops/s without logging: %.0f  (logging slowdown %.2fx)\n",
 		       pr.ops_unlogged, pr.ops_unlogged / (pr.ops_logged > 0 ? pr.ops_logged : 1));
-	if (pr.final.lat_count)
+	if (pr.synth_final.lat_count)
 		printf("kv request latency: p50 %.0f ns, p99 %.0f ns, max %.0f ns\n",
-		       pr.final.lat_p50_ns, pr.final.lat_p99_ns, pr.final.lat_max_ns);
+		       pr.synth_final.lat_p50_ns, pr.synth_final.lat_p99_ns,
+		       pr.synth_final.lat_max_ns);
 	printf("integrity: %s (oracle replayed %lu ops in %.0f ms)%s%s\n", pr.integrity,
 	       (unsigned long)pr.final.ops, pr.verify_ms, pr.err[0] ? ": " : "", pr.err);
 	int status = strcmp(pr.integrity, "mismatch") ? 0 : 1;

@@ -137,6 +137,7 @@ int profile_run(const struct profile_opts *o, struct profile *pr)
 	}
 	g->ops->pause(g);
 	g->ops->stats(g, &pr->final);
+	hmig_synth_stats(g, &pr->synth_final);
 	uint64_t v0 = mono_ns();
 	rc = g->ops->verify(g);
 	pr->verify_ms = ms_of_ns(mono_ns() - v0);

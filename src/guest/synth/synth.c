@@ -431,18 +431,36 @@ static int synth_geometry(struct hmig_guest *g, struct hmig_guest_geometry *geo)
 static int synth_stats(struct hmig_guest *g, struct hmig_guest_stats *st)
 {
 	struct synth *s = to_synth(g);
-	struct stats_hist lat;
 
 	memset(st, 0, sizeof(*st));
 	snprintf(st->workload, sizeof(st->workload), "%s", s->wl.spec);
-	stats_hist_init(&lat);
 	for (uint32_t i = 0; s->vcpus && i < s->nvcpus; i++) {
 		struct vcpu *v = &s->vcpus[i];
 
 		st->ops += atomic_load_explicit(&v->op, memory_order_relaxed) - v->op_at_start;
 		st->writes += atomic_load_explicit(&v->writes, memory_order_relaxed) -
 			      v->writes_at_start;
+	}
+	return 0;
+}
+
+static const struct hmig_guest_ops synth_ops;
+
+int hmig_synth_stats(struct hmig_guest *g, struct hmig_synth_stats *st)
+{
+	struct stats_hist lat;
+
+	memset(st, 0, sizeof(*st));
+	if (g->ops != &synth_ops)
+		return err_setf(g->err, -EINVAL,
+				"hmig_synth_stats: this is a '%s' guest, not a synth one",
+				g->ops->name);
+	struct synth *s = to_synth(g);
+	stats_hist_init(&lat);
+	for (uint32_t i = 0; s->vcpus && i < s->nvcpus; i++) {
+		struct vcpu *v = &s->vcpus[i];
 		uint64_t bad = atomic_load_explicit(&v->violations, memory_order_relaxed);
+
 		if (bad && !st->violations)
 			st->first_bad_pfn = v->first_bad_pfn;
 		st->violations += bad;
