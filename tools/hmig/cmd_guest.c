@@ -11,8 +11,9 @@
 #include <hmig/synth.h>
 
 #include "cmd.h"
-#include "profile.h"
 #include "doc.h"
+#include "migopts.h"
+#include "profile.h"
 
 struct guest_opts {
 	struct profile_opts prof;
@@ -60,37 +61,18 @@ static int parse_guest_opts(int argc, char **argv, struct guest_opts *o)
 		{ "json", required_argument, NULL, 'j' },
 		{ 0 }
 	};
-	char err[256];
-	uint64_t u;
-	int c;
+	int c, idx;
 
 	*o = (struct guest_opts){ .prof = {
-		.p = { .mem_bytes = 1ull << 30, .vcpus = 2, .workload = "uniform:rate=20000",
-		       .fill = 1.0 },
 		.seconds = 5, .interval_ms = 100, .baseline = true, .rows_out = stdout,
 	} };
+	synth_opts_default(&o->prof.p);
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "", longopts, &idx)) != -1) {
 		switch (c) {
-		case 'm':
-			if (opt_size("--mem", optarg, &o->prof.p.mem_bytes))
-				return -1;
-			break;
-		case 'v':
-			if (opt_u64("--vcpus", optarg, 1, 64, &u))
-				return -1;
-			o->prof.p.vcpus = (uint32_t)u;
-			break;
-		case 'w':
-			o->prof.p.workload = optarg;
-			break;
-		case 'f':
-			if (opt_double("--fill", optarg, 0, 1, &o->prof.p.fill))
-				return -1;
-			break;
-		case 's':
-			if (opt_u64("--seed", optarg, 1, UINT64_MAX, &o->prof.p.seed))
+		case 'm': case 'v': case 'w': case 'f': case 's': /* the synth group */
+			if (synth_opt_set(&o->prof.p, longopts[idx].name, optarg))
 				return -1;
 			break;
 		case 't':
@@ -121,10 +103,6 @@ static int parse_guest_opts(int argc, char **argv, struct guest_opts *o)
 	}
 	if (optind < argc) {
 		die_msg("unexpected argument '%s': run 'hmig guest --help'", argv[optind]);
-		return -1;
-	}
-	if (hmig_synth_workload_check(o->prof.p.workload, err)) {
-		die_msg("%s", err);
 		return -1;
 	}
 	return 0;
