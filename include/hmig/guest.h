@@ -70,6 +70,33 @@ struct hmig_guest_ops {
 	 * prepared for.  Never fails for a prepared guest. */
 	int (*geometry)(struct hmig_guest *g, struct hmig_guest_geometry *geo);
 
+	/* Marks the pfns that never move: ORs into `bitmap` (npages bits in
+	 * 64-bit words, as dirty_collect's) every pfn this guest never sends
+	 * as a source and never needs as a destination, and returns how many
+	 * it marked, 0 for a guest with none.  These are holes in the pfn space
+	 * and pages the destination host owns (a Xen guest's console and
+	 * xenstore rings).  HELLO's npages counts them.
+	 *
+	 * When, how often, cost: the engine calls it once per migration on
+	 * each side, the source after geometry and before dirty_start, the
+	 * destination after dest_prepare and before the first page_install,
+	 * and keeps the bitmap.  It may cost a pass over the pfn space, so it
+	 * is never called per page.  The set is fixed from open (source) or
+	 * dest_prepare (destination) until destroy: a backend whose layout
+	 * changes under a migration fails the migration (at pause or
+	 * vcpu_save).  The wire does not carry the set: each side computes it
+	 * from its own guest, and a backend makes a destination that disagrees
+	 * with its source fail by name (dest_prepare or vcpu_restore).
+	 *
+	 * The engine, in return, never moves one.  The source sends none in
+	 * any pass or push, names none in STALE or DIRTY, and fails a REQUEST
+	 * for one with -EPROTO.  The destination counts them present from the
+	 * start (every other pfn present = complete), and never requests,
+	 * installs or drops one.  The backend never reports one from
+	 * dirty_collect or faults_read, and need not accept one in pages_map,
+	 * page_install or pages_drop. */
+	int64_t (*pfns_never_sent)(struct hmig_guest *g, uint64_t *bitmap);
+
 	/* Copies the progress counters into *st.  Any time, any thread. */
 	int (*stats)(struct hmig_guest *g, struct hmig_guest_stats *st);
 

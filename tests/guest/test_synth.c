@@ -17,6 +17,7 @@
 
 #include "common/bitmap.h"
 #include "common/endian.h"
+#include "guest/synth/synth.h"
 #include "uffd/uffd.h"
 
 #define PAGE 4096
@@ -307,6 +308,116 @@ Test(guest, vcpu_state_fits_the_declared_limit, .timeout = 30)
 	free(blob);
 	d->ops->destroy(d);
 	big->ops->destroy(big);
+	s->ops->destroy(s);
+}
+
+/* Without holes no pfn is never sent, on either side, and the pfn space is
+ * the guest's memory. */
+Test(guest, no_pfn_is_never_sent_by_default, .timeout = 30)
+{
+	skip_without_uffd();
+	struct hmig_guest *s = open_synth(4 << 20, 2, "idle", 1, 0), *d;
+	struct hmig_guest_geometry geo;
+	char err[256];
+
+	s->ops->geometry(s, &geo);
+	cr_assert_eq(geo.npages, (4 << 20) / PAGE);
+	uint64_t *bm = bitmap_new(geo.npages);
+	cr_assert_eq(s->ops->pfns_never_sent(s, bm), 0);
+	cr_assert_eq(bitmap_count(bm, geo.npages), 0);
+	cr_assert_eq(hmig_synth_open_dest(&d, err), 0, "%s", err);
+	cr_assert_eq(d->ops->pfns_never_sent(d, bm), -EINVAL, "answered before dest_prepare");
+	cr_assert_eq(d->ops->dest_prepare(d, &geo), 0, "%s", hmig_guest_error(d));
+	cr_assert_eq(d->ops->pfns_never_sent(d, bm), 0);
+	cr_assert_eq(bitmap_count(bm, geo.npages), 0);
+	free(bm);
+	d->ops->destroy(d);
+	s->ops->destroy(s);
+}
+
+/* Test-only holes: exactly that many pfns are never sent, in runs of many
+ * lengths, and a destination opened alike reports the same set.  The guest
+ * never writes one, and a guest moved without them verifies and runs on.
+ * A destination opened with other holes refuses the vCPU state by name. */
+Test(guest, holes_are_reported_exactly_and_never_needed, .timeout = 60)
+{
+	skip_without_uffd();
+	const uint64_t mem = 8 << 20, holes = 300;
+	struct hmig_synth_params prm = { .mem_bytes = mem, .vcpus = 2, .workload = "uniform",
+					 .seed = 6, .fill = 1.0 };
+	struct hmig_guest_geometry geo;
+	struct hmig_guest *s, *d, *other;
+	char err[256];
+	void *blob;
+	size_t len;
+
+	cr_assert_eq(synth_open_holed(&prm, holes, &s, err), 0, "%s", err);
+	s->ops->geometry(s, &geo);
+	const uint64_t n = geo.npages;
+	cr_assert_gt(n, mem / PAGE + holes, "the holes took pages of the guest's memory");
+	uint64_t *never = bitmap_new(n), *seen = bitmap_new(n), *dnever = bitmap_new(n);
+	cr_assert_eq(s->ops->pfns_never_sent(s, never), (int64_t)holes);
+	cr_assert_eq(bitmap_count(never, n), holes);
+	uint64_t runs = 0, across = 0;
+	for (uint64_t p = bitmap_next(never, n, 0), e; p < n; p = bitmap_next(never, n, e)) {
+		for (e = p; e < n && bitmap_test(never, e); e++)
+			;
+		runs++;
+		across += p / 64 != (e - 1) / 64;
+	}
+	cr_assert_geq(runs, 10, "one run of holes does not test much");
+	cr_assert_gt(across, 0, "no run crosses a bitmap word");
+	cr_assert(!bitmap_test(never, 0) && !bitmap_test(never, n - 1),
+		  "the holes touch the ends of the pfn space: nothing moves after them");
+
+	/* The guest never writes one. */
+	cr_assert_eq(s->ops->run(s), 0);
+	cr_assert_gt(s->ops->dirty_start(s, HMIG_DIRTY_AUTO), 0, "%s", hmig_guest_error(s));
+	for (int i = 0; i < 20; i++) {
+		cr_assert_geq(s->ops->dirty_collect(s, seen, 0), 0, "%s", hmig_guest_error(s));
+		sleep_ms(2);
+	}
+	s->ops->pause(s);
+	cr_assert_geq(s->ops->dirty_collect(s, seen, HMIG_COLLECT_FINAL), 0);
+	cr_assert_gt(bitmap_count(seen, n), 100, "the workload hardly wrote");
+	for (uint64_t w = 0; w < BITMAP_WORDS(n); w++)
+		cr_assert_eq(seen[w] & never[w], 0, "the guest wrote a hole near pfn %lu",
+			     (unsigned long)(w * 64));
+
+	/* Moved without them, it verifies and runs on. */
+	cr_assert_eq(s->ops->vcpu_save(s, &blob, &len), 0);
+	cr_assert_eq(synth_open_dest_holed(holes, &d, err), 0, "%s", err);
+	cr_assert_eq(d->ops->dest_prepare(d, &geo), 0, "%s", hmig_guest_error(d));
+	cr_assert_eq(d->ops->pfns_never_sent(d, dnever), (int64_t)holes);
+	cr_assert_eq(memcmp(never, dnever, BITMAP_WORDS(n) * 8), 0, "the sides disagree");
+	for (uint64_t p = 0; p < n; p++)
+		if (!bitmap_test(never, p))
+			cr_assert_eq(d->ops->page_install(d, p, 1, page_of(s, p)), 1, "%s",
+				     hmig_guest_error(d));
+	cr_assert_eq(d->ops->vcpu_restore(d, blob, len), 0, "%s", hmig_guest_error(d));
+	cr_assert_eq(d->ops->verify(d), 0, "%s", hmig_guest_error(d));
+	cr_assert_eq(d->ops->start(d), 0);
+	wait_ops(d, 5000);
+	d->ops->pause(d);
+	cr_assert_eq(d->ops->verify(d), 0, "after running on: %s", hmig_guest_error(d));
+
+	/* Other holes, or none, are refused by name. */
+	cr_assert_eq(synth_open_dest_holed(holes - 1, &other, err), 0, "%s", err);
+	cr_assert_eq(other->ops->dest_prepare(other, &geo), 0, "%s", hmig_guest_error(other));
+	cr_assert_eq(other->ops->vcpu_restore(other, blob, len), -EPROTO);
+	cr_assert(strstr(hmig_guest_error(other), "300 holes, this destination 299"), "%s",
+		  hmig_guest_error(other));
+	other->ops->destroy(other);
+	cr_assert_eq(hmig_synth_open_dest(&other, err), 0, "%s", err);
+	cr_assert_eq(other->ops->dest_prepare(other, &geo), 0, "%s", hmig_guest_error(other));
+	cr_assert_eq(other->ops->vcpu_restore(other, blob, len), -EPROTO);
+	other->ops->destroy(other);
+
+	free(blob);
+	free(never);
+	free(seen);
+	free(dnever);
+	d->ops->destroy(d);
 	s->ops->destroy(s);
 }
 
