@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include <hmig/hmig.h>
+#include <hmig/synth.h>
 
 struct dest_side {
 	struct hmig_dest *dst;
@@ -51,13 +52,13 @@ int main(int argc, char **argv)
 	cfg.accept_timeout_ms = 10000; /* never wait forever for a source */
 
 	/* The destination: an empty guest, listening on a port the kernel picks. */
-	if (hmig_guest_open("synth", NULL, &dst_guest, err) ||
+	if (hmig_synth_open_dest(&dst_guest, err) ||
 	    hmig_dest_new(&cfg, dst_guest, "127.0.0.1:0", &d.dst, err)) {
 		fprintf(stderr, "migrate: destination: %s\n", err);
 		goto out;
 	}
 	/* The source: a running guest writing 20k pages/s. */
-	if (hmig_guest_open("synth", &params, &src_guest, err)) {
+	if (hmig_synth_open(&params, &src_guest, err)) {
 		fprintf(stderr, "migrate: source guest: %s\n", err);
 		goto out;
 	}

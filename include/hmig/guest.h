@@ -28,19 +28,25 @@ struct hmig_guest_geometry {
 	uint64_t npages;    /* pfns are 0 .. npages-1 */
 	uint32_t page_size; /* bytes; 4096 for every backend so far */
 	uint32_t nvcpus;
+	/* The largest vCPU state (vcpu_save's blob, in bytes) this backend
+	 * sends or accepts for this geometry: the VCPU_STATE record's limit on
+	 * both sides, checked before the receiver allocates (the protocol caps
+	 * it at 64 MiB whatever a backend says).  Filled by geometry(); not on
+	 * the wire, since both sides run the same backend, so dest_prepare
+	 * ignores it.  Declare a bound independent of the guest's memory size:
+	 * the state is sent inside the downtime, and what grows with memory
+	 * belongs in memory, where pre-copy moves it first. */
+	uint32_t vcpu_state_max;
 };
 
-/* Workload counters a backend may report; all monotonic since the guest started
- * running on this host (source or destination). */
+/* What every backend can tell of the guest's progress; the counters are
+ * monotonic since the guest started running on this host (source or
+ * destination), and 0 when the guest does not count them.  A backend's own
+ * figures (an oracle's, a workload's latency) come from its own header. */
 struct hmig_guest_stats {
-	uint64_t ops;          /* workload operations completed (reads + writes) */
-	uint64_t writes;       /* page writes (what dirty logging sees) */
-	uint64_t violations;   /* reads that found a wrong or stale stamp */
-	uint64_t first_bad_pfn;/* pfn of the first violation, when violations > 0 */
-	/* kv workload: per-op latency in ns, (ops are client requests) */
-	uint64_t lat_count;
-	double lat_p50_ns, lat_p99_ns, lat_max_ns;
-	char workload[128];    /* what runs, for reports ("uniform:rate=20000") */
+	uint64_t ops;          /* operations the guest completed (reads + writes) */
+	uint64_t writes;       /* page writes among them (what dirty logging sees) */
+	char workload[128];    /* what runs, for reports (a workload spec) */
 };
 
 /* How a backend tracks writes on the source. */
@@ -58,15 +64,43 @@ enum hmig_dirty_mode {
 #define HMIG_COLLECT_FINAL 0x1u /* the guest is paused; the last collect */
 
 struct hmig_guest_ops {
-	const char *name; /* "synth", "xen" */
+	const char *name; /* the backend's name, sent in HELLO ("xen") */
 
 	/* ------------------------------------------------------------ both sides */
 
-	/* Fills *geo.  Source: any time after creation.  Destination: after
-	 * dest_prepare.  Never fails for a prepared guest. */
+	/* Fills *geo, vcpu_state_max included.  Source: any time after
+	 * creation.  Destination: after dest_prepare, with the geometry it was
+	 * prepared for.  Never fails for a prepared guest. */
 	int (*geometry)(struct hmig_guest *g, struct hmig_guest_geometry *geo);
 
-	/* Copies workload counters into *st.  Any time, any thread. */
+	/* Marks the pfns that never move: ORs into `bitmap` (npages bits in
+	 * 64-bit words, as dirty_collect's) every pfn this guest never sends
+	 * as a source and never needs as a destination, and returns how many
+	 * it marked, 0 for a guest with none.  These are holes in the pfn space
+	 * and pages the destination host owns (a Xen guest's console and
+	 * xenstore rings).  HELLO's npages counts them.
+	 *
+	 * When, how often, cost: the engine calls it once per migration on
+	 * each side, the source after geometry and before dirty_start, the
+	 * destination after dest_prepare and before the first page_install,
+	 * and keeps the bitmap.  It may cost a pass over the pfn space, so it
+	 * is never called per page.  The set is fixed from open (source) or
+	 * dest_prepare (destination) until destroy: a backend whose layout
+	 * changes under a migration fails the migration (at pause or
+	 * vcpu_save).  The wire does not carry the set: each side computes it
+	 * from its own guest, and a backend makes a destination that disagrees
+	 * with its source fail by name (dest_prepare or vcpu_restore).
+	 *
+	 * The engine, in return, never moves one.  The source sends none in
+	 * any pass or push, names none in STALE or DIRTY, and fails a REQUEST
+	 * for one with -EPROTO.  The destination counts them present from the
+	 * start (every other pfn present = complete), and never requests,
+	 * installs or drops one.  The backend never reports one from
+	 * dirty_collect or faults_read, and need not accept one in pages_map,
+	 * page_install or pages_drop. */
+	int64_t (*pfns_never_sent)(struct hmig_guest *g, uint64_t *bitmap);
+
+	/* Copies the progress counters into *st.  Any time, any thread. */
 	int (*stats)(struct hmig_guest *g, struct hmig_guest_stats *st);
 
 	/* Integrity oracle.  Called with the guest paused (or never started), any
@@ -125,10 +159,11 @@ struct hmig_guest_ops {
 	 * the destination has resumed.  Idempotent. */
 	int (*resume)(struct hmig_guest *g);
 
-	/* Serialises vCPU state (workload cursor, RNG state, counters, and for
-	 * synth the oracle's page versions) into a malloc'd blob the caller frees.
-	 * The blob starts with a version word; vcpu_restore refuses other
-	 * versions.  Called with the guest paused, once per migration. */
+	/* Serialises vCPU state (registers, or a simulated guest's workload
+	 * cursor and counters) into a malloc'd blob of 1 to the geometry's
+	 * vcpu_state_max bytes, which the caller frees.  The blob starts with a
+	 * version word; vcpu_restore refuses other versions.  Called with the
+	 * guest paused, once per migration. */
 	int (*vcpu_save)(struct hmig_guest *g, void **blob, size_t *len);
 
 	/* ----------------------------------------------------- destination side */
@@ -186,29 +221,28 @@ struct hmig_guest {
 	char err[256]; /* last error: one line naming problem and remedy */
 };
 
-/* Synth workload parameters travel as a spec string: "name[:key=value,...]".
- * See docs/architecture.md for the workloads and their keys. */
-struct hmig_synth_params {
-	uint64_t mem_bytes;   /* rounded down to pages; 0 for a destination */
-	uint32_t vcpus;       /* 1 .. 64; 0 for a destination */
-	const char *workload; /* NULL or "" means "idle" */
-	uint64_t seed;        /* 0 picks a fixed default */
-	double fill;          /* fraction of pages written before the workload, 0..1 */
-	uint64_t ops_limit;   /* each vCPU idles after this many ops; 0 = no limit
-			       * (for reproducible tests; not carried by migration) */
-};
-
-/* Creates a guest of the named backend ("synth" is the only one built in;
- * "xen" when built with Xen).  `params` is backend-specific (struct
- * hmig_synth_params for synth; NULL creates an empty destination guest).  The
- * one place a backend is chosen.  On failure returns -errno with a message in
- * errbuf (256 bytes), and *out is NULL. */
-int hmig_guest_open(const char *backend, const void *params,
-		    struct hmig_guest **out, char *errbuf);
-
-/* Checks a synth workload spec without creating a guest: 0, or -EINVAL with a
- * message in errbuf naming the bad part. */
-int hmig_synth_workload_check(const char *spec, char *errbuf);
+/* Opening a guest.  Each backend has its own public header,
+ * <hmig/<backend>.h>, with typed openers, one per side:
+ *
+ *   int hmig_<backend>_open(<what names a running guest>,
+ *                           struct hmig_guest **out, char *errbuf);
+ *   int hmig_<backend>_open_dest(<what names the destination>,
+ *                                struct hmig_guest **out, char *errbuf);
+ *
+ * The first gives a source guest for hmig_source_new, the second a fresh
+ * destination guest for hmig_dest_new.  A Xen backend, for one, declares
+ * hmig_xen_open(uint32_t domid, ...) and hmig_xen_open_dest(uint32_t domid,
+ * ...) in <hmig/xen.h>, its destination being an existing paused domain.
+ * Both return 0 with *out set, or -errno with *out NULL and one line in
+ * errbuf (256 bytes).  What only one backend's guests have (parameters,
+ * oracle counters, test switches) stays in that backend's header, never
+ * here.
+ *
+ * A backend's openers are declared and exported whether or not the backend
+ * was built in (the export list is fixed, see src/libhmig.map): when it was
+ * not, they return -EOPNOTSUPP with the remedy ("rebuild with -Dxen=enabled").
+ * Choosing a backend by name is the program's business: the CLI's --guest
+ * SPEC parser (tools/hmig/guestspec.c) is the one place hmig does it. */
 
 static inline const char *hmig_guest_error(const struct hmig_guest *g)
 {

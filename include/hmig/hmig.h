@@ -169,10 +169,11 @@ void hmig_source_free(struct hmig_source *src);
 
 struct hmig_dest;
 
-/* The guest must be a fresh destination guest (hmig_guest_open with NULL
- * params).  cfg is checked first (hmig_config_check): a bad one is -EINVAL
- * before the guest or the address is used.  Then binds the address at once,
- * so the caller learns of "address in use" before anything else. */
+/* The guest must be a fresh destination guest, from a backend's _open_dest
+ * opener (include/hmig/guest.h).  cfg is checked first (hmig_config_check):
+ * a bad one is -EINVAL before the guest or the address is used.  Then binds
+ * the address at once, so the caller learns of "address in use" before
+ * anything else. */
 int hmig_dest_new(const struct hmig_config *cfg, struct hmig_guest *guest,
 		  const char *listen_addr, struct hmig_dest **out, char *errbuf);
 

@@ -166,6 +166,11 @@ static int accept_and_hello(struct hmig_dest *d)
 		return err_setf(d->err, rc, "cannot hold the source's guest: %s",
 				hmig_guest_error(d->g));
 	d->geo = peer.geo;
+	/* HELLO does not carry VCPU_STATE's limit: this side's backend, the
+	 * same as the source's, declares it. */
+	struct hmig_guest_geometry mine;
+	d->g->ops->geometry(d->g, &mine);
+	d->geo.vcpu_state_max = mine.vcpu_state_max;
 	d->cfg.mode = (enum hmig_mode)peer.mode; /* proto checked the range */
 	struct pages_hook hook = { fault_served, d };
 	d->stale = bitmap_new(d->geo.npages);

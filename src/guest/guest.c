@@ -1,25 +1,10 @@
-/* The one place a guest backend is chosen. */
+/* What every backend shares: the names of the dirty logging modes.  Each
+ * backend's openers live with it (synth/synth.c); choosing one by name is the
+ * program's business (include/hmig/guest.h). */
 #include <errno.h>
 #include <string.h>
 
 #include <hmig/guest.h>
-
-#include "common/err.h"
-#include "guest/synth/synth.h"
-
-int hmig_guest_open(const char *backend, const void *params,
-		    struct hmig_guest **out, char *errbuf)
-{
-	*out = NULL;
-	errbuf[0] = '\0';
-	if (!backend || !strcmp(backend, "synth"))
-		return synth_open(params, out, errbuf);
-	if (!strcmp(backend, "xen"))
-		return err_setf(errbuf, -EOPNOTSUPP,
-				"guest backend 'xen' is not built in: install libxen-dev and rebuild (meson -Dxen=enabled)");
-	return err_setf(errbuf, -EINVAL,
-			"unknown guest backend '%s': use 'synth'", backend);
-}
 
 const char *hmig_dirty_mode_name(enum hmig_dirty_mode m)
 {

@@ -18,13 +18,6 @@
  * (MAX_ERRNO); anything above is garbage, not a code worth reporting. */
 #define MAX_ERRNO_CODE 4095u
 
-/* A vCPU state is up to 1 MiB of platform/workload state plus up to 4 KiB
- * per vCPU, whatever the guest's size: state that grows with memory belongs
- * in memory, where pre-copy moves it before the downtime.  A backend that
- * needs more must grow this, with a protocol version. */
-#define VCPU_FIXED (1u << 20)
-#define VCPU_PER_VCPU 4096u
-
 struct rec_info {
 	const char *name;
 	uint32_t flags;   /* flags the type may carry */
@@ -73,12 +66,11 @@ uint32_t proto_pages_max_count(const struct hmig_guest_geometry *geo)
 	return fit < PROTO_MAX_BATCH ? (uint32_t)fit : PROTO_MAX_BATCH;
 }
 
+/* The backend declares how large its vCPU state gets (both sides run the
+ * same backend, so the wire does not carry it); the protocol only caps it. */
 static uint64_t vcpu_max(const struct hmig_guest_geometry *geo)
 {
-	/* nvcpus <= 1024 once HELLO is checked: no overflow. */
-	uint64_t n = VCPU_FIXED + (uint64_t)geo->nvcpus * VCPU_PER_VCPU;
-
-	return n < PROTO_MAX_BODY ? n : PROTO_MAX_BODY;
+	return geo->vcpu_state_max < PROTO_MAX_BODY ? geo->vcpu_state_max : PROTO_MAX_BODY;
 }
 
 uint32_t proto_body_max(uint32_t type, const struct hmig_guest_geometry *geo)
@@ -331,6 +323,7 @@ int proto_hello_decode(const struct proto_hdr *h, const void *body,
 	hello.geo.npages = get_le64(w->npages);
 	hello.geo.page_size = get_le32(w->page_size);
 	hello.geo.nvcpus = get_le32(w->nvcpus);
+	hello.geo.vcpu_state_max = 0; /* not on the wire */
 	memcpy(hello.backend, w->backend, PROTO_BACKEND_LEN);
 	rc = hello_check(&hello, err);
 	if (rc)

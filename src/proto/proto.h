@@ -35,8 +35,8 @@
 
 /* No body may exceed this, whatever the geometry says: it bounds what a
  * corrupt or hostile header can make the receiver allocate.  64 MiB holds a
- * full PAGES batch at 4 KiB pages sixteen times over, and the synth guest's
- * vCPU state up to ~15.5M pages (59 GiB at 4 KiB). */
+ * full PAGES batch at 4 KiB pages sixteen times over; a backend's declared
+ * vCPU state limit (geometry's vcpu_state_max) is cut to it. */
 #define PROTO_MAX_BODY (64u << 20)
 
 /* Pages per PAGES record (fewer with large pages, see proto_pages_max_count)
@@ -145,6 +145,8 @@ struct proto_hello {
 	uint32_t mode; /* enum hmig_mode; checked <= HMIG_MODE_HYBRID */
 	uint64_t caps; /* PROTO_CAP_*; unknown bits are ignored, not rejected */
 	uint64_t session_id;
+	/* npages, page_size, nvcpus; vcpu_state_max is not on the wire (the
+	 * decoder leaves it 0): each side takes it from its own backend. */
 	struct hmig_guest_geometry geo;
 	char backend[PROTO_BACKEND_LEN]; /* NUL-terminated */
 };
@@ -260,7 +262,8 @@ const char *proto_type_name(uint32_t type);
 
 /* Largest body a record of this type may carry under geo (NULL before HELLO),
  * never above PROTO_MAX_BODY; 0 for an unknown type or a type that needs a
- * geometry when geo is NULL.  Sizes receive buffers. */
+ * geometry when geo is NULL.  Sizes receive buffers.  VCPU_STATE's is the
+ * geometry's vcpu_state_max: the backend's figure, not the protocol's. */
 uint32_t proto_body_max(uint32_t type, const struct hmig_guest_geometry *geo);
 
 /* Pages per PAGES record at this page size: PROTO_MAX_BATCH, fewer when that

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include <hmig/hmig.h>
+#include <hmig/synth.h>
 
 /* Both ends of one migration in this process: the destination runs on its
  * own thread, the source on the test's. */
@@ -45,10 +46,10 @@ static void pair_open(struct pair *p, enum hmig_mode mode, const char *workload)
 	p->cfg.mode = mode;
 	p->cfg.accept_timeout_ms = 20000;
 	p->cfg.io_timeout_ms = 10000;
-	cr_assert(eq(int, hmig_guest_open("synth", NULL, &p->dg, err), 0), "%s", err);
+	cr_assert(eq(int, hmig_synth_open_dest(&p->dg, err), 0), "%s", err);
 	cr_assert(eq(int, hmig_dest_new(&p->cfg, p->dg, "127.0.0.1:0", &p->dst, err), 0), "%s",
 		  err);
-	cr_assert(eq(int, hmig_guest_open("synth", &sp, &p->sg, err), 0), "%s", err);
+	cr_assert(eq(int, hmig_synth_open(&sp, &p->sg, err), 0), "%s", err);
 	cr_assert(eq(int, p->sg->ops->run(p->sg), 0), "%s", hmig_guest_error(p->sg));
 	nanosleep(&warm, NULL);
 	cr_assert(eq(int, hmig_source_new(&p->cfg, p->sg, &p->src, err), 0), "%s", err);

@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include <hmig/hmig.h>
+#include <hmig/synth.h>
 
 #include "doc.h"
 

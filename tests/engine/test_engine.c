@@ -130,7 +130,7 @@ Test(engine, unreachable_destination_is_one_clear_error, .timeout = 60)
 
 	hmig_config_init(&cfg);
 	cfg.connect_timeout_ms = 300;
-	cr_assert_eq(hmig_guest_open("synth", &p, &g, err), 0, "%s", err);
+	cr_assert_eq(hmig_synth_open(&p, &g, err), 0, "%s", err);
 	cr_assert_eq(g->ops->run(g), 0);
 	cr_assert_eq(hmig_source_new(&cfg, g, &s, err), 0);
 	/* Port 1 on loopback: nothing listens there. */
@@ -150,8 +150,8 @@ Test(engine, address_in_use_is_refused_at_once, .timeout = 30)
 	char err[256];
 
 	hmig_config_init(&cfg);
-	cr_assert_eq(hmig_guest_open("synth", NULL, &g1, err), 0);
-	cr_assert_eq(hmig_guest_open("synth", NULL, &g2, err), 0);
+	cr_assert_eq(hmig_synth_open_dest(&g1, err), 0);
+	cr_assert_eq(hmig_synth_open_dest(&g2, err), 0);
 	cr_assert_eq(hmig_dest_new(&cfg, g1, "127.0.0.1:0", &d1, err), 0, "%s", err);
 	int rc = hmig_dest_new(&cfg, g2, hmig_dest_address(d1), &d2, err);
 	cr_assert_eq(rc, -EADDRINUSE, "%d: %s", rc, err);

@@ -29,7 +29,7 @@ static void image_take(struct image *im, uint64_t mem)
 				       .seed = 3, .fill = 1.0 };
 	char err[256];
 
-	cr_assert_eq(hmig_guest_open("synth", &p, &im->src, err), 0, "%s", err);
+	cr_assert_eq(hmig_synth_open(&p, &im->src, err), 0, "%s", err);
 	cr_assert_eq(im->src->ops->run(im->src), 0);
 	im->src->ops->pause(im->src);
 	im->src->ops->geometry(im->src, &im->geo);
@@ -55,7 +55,7 @@ static struct hmig_guest *dest_for(const struct image *im)
 	struct hmig_guest *d;
 	char err[256];
 
-	cr_assert_eq(hmig_guest_open("synth", NULL, &d, err), 0);
+	cr_assert_eq(hmig_synth_open_dest(&d, err), 0);
 	cr_assert_eq(d->ops->dest_prepare(d, &im->geo), 0, "%s", hmig_guest_error(d));
 	cr_assert_eq(d->ops->vcpu_restore(d, im->blob, im->len), 0, "%s", hmig_guest_error(d));
 	return d;

@@ -13,10 +13,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <hmig/guest.h>
+#include <hmig/synth.h>
 
 #include "common/bitmap.h"
 #include "common/endian.h"
+#include "guest/synth/synth.h"
 #include "uffd/uffd.h"
 
 #define PAGE 4096
@@ -37,7 +38,7 @@ static struct hmig_guest *open_synth(uint64_t mem, uint32_t vcpus, const char *w
 				       .seed = seed, .fill = 1.0, .ops_limit = ops_limit };
 	struct hmig_guest *g;
 	char err[256];
-	int rc = hmig_guest_open("synth", &p, &g, err);
+	int rc = hmig_synth_open(&p, &g, err);
 
 	cr_assert_eq(rc, 0, "open synth %s: %s", wl, err);
 	return g;
@@ -80,7 +81,7 @@ Test(guest, ops_table_has_no_null_member)
 	struct hmig_guest *g;
 	char err[256];
 
-	cr_assert_eq(hmig_guest_open("synth", NULL, &g, err), 0, "%s", err);
+	cr_assert_eq(hmig_synth_open_dest(&g, err), 0, "%s", err);
 	const void *const *m = (const void *const *)g->ops;
 	size_t n = sizeof(*g->ops) / sizeof(void *);
 	for (size_t i = 0; i < n; i++)
@@ -88,22 +89,47 @@ Test(guest, ops_table_has_no_null_member)
 	g->ops->destroy(g);
 }
 
-Test(guest, unknown_backend_and_bad_params_are_named)
+/* (An unknown backend's name is the CLI's to refuse: tests/cli.) */
+/* The oracle's counters and kv latency come from synth's own call, which
+ * refuses a guest of another backend rather than misread it. */
+Test(guest, synth_stats_are_synths_own, .timeout = 30)
+{
+	static const struct hmig_guest_ops other_ops = { .name = "other" };
+	struct hmig_guest other = { .ops = &other_ops };
+	struct hmig_guest *g = open_synth(4 << 20, 2, "kv:set_pct=50", 3, 0);
+	struct hmig_synth_stats st;
+
+	cr_assert_eq(hmig_synth_stats(&other, &st), -EINVAL);
+	cr_assert(strstr(hmig_guest_error(&other), "'other'"), "%s", hmig_guest_error(&other));
+	cr_assert_eq(g->ops->run(g), 0);
+	wait_ops(g, 2000);
+	g->ops->pause(g);
+	cr_assert_eq(hmig_synth_stats(g, &st), 0, "%s", hmig_guest_error(g));
+	cr_assert_geq(st.lat_count, 2000, "kv requests were not timed");
+	cr_assert_gt(st.lat_p50_ns, 0);
+	cr_assert_leq(st.lat_p50_ns, st.lat_p99_ns);
+	cr_assert_leq(st.lat_p99_ns, st.lat_max_ns);
+	cr_assert_eq(st.violations, 0);
+	g->ops->destroy(g);
+}
+
+Test(guest, bad_params_are_named)
 {
 	struct hmig_guest *g;
 	char err[256];
 	struct hmig_synth_params p = { .mem_bytes = 1 << 20, .vcpus = 2, .workload = "zipf:s=2" };
 
-	cr_assert_eq(hmig_guest_open("qemu", NULL, &g, err), -EINVAL);
-	cr_assert(strstr(err, "qemu"), "%s", err);
-	cr_assert_eq(hmig_guest_open("synth", &p, &g, err), -EINVAL);
+	cr_assert_eq(hmig_synth_open(NULL, &g, err), -EINVAL);
+	cr_assert(strstr(err, "hmig_synth_open_dest"), "%s", err);
+	cr_assert_null(g);
+	cr_assert_eq(hmig_synth_open(&p, &g, err), -EINVAL);
 	cr_assert(strstr(err, "s=2"), "%s", err);
 	p.workload = "uniform:speed=3";
-	cr_assert_eq(hmig_guest_open("synth", &p, &g, err), -EINVAL);
+	cr_assert_eq(hmig_synth_open(&p, &g, err), -EINVAL);
 	cr_assert(strstr(err, "speed"), "%s", err);
 	p.workload = "uniform";
 	p.vcpus = 0;
-	cr_assert_eq(hmig_guest_open("synth", &p, &g, err), -EINVAL);
+	cr_assert_eq(hmig_synth_open(&p, &g, err), -EINVAL);
 	cr_assert(strstr(err, "vCPU"), "%s", err);
 	cr_assert_null(g);
 }
@@ -194,7 +220,7 @@ static struct hmig_guest *clone_to_dest(struct hmig_guest *src, void *blob, size
 	char err[256];
 
 	src->ops->geometry(src, &geo);
-	cr_assert_eq(hmig_guest_open("synth", NULL, &d, err), 0, "%s", err);
+	cr_assert_eq(hmig_synth_open_dest(&d, err), 0, "%s", err);
 	cr_assert_eq(d->ops->dest_prepare(d, &geo), 0, "%s", hmig_guest_error(d));
 	for (uint64_t p = 0; p < geo.npages; p++)
 		cr_assert_eq(d->ops->page_install(d, p, 1, page_of(src, p), 0), 0, "%s",
@@ -225,7 +251,7 @@ Test(guest, vcpu_state_round_trip_continues_the_workload, .timeout = 60)
 	char err[256];
 	struct hmig_guest_geometry geo;
 	s->ops->geometry(s, &geo);
-	cr_assert_eq(hmig_guest_open("synth", NULL, &d2, err), 0);
+	cr_assert_eq(hmig_synth_open_dest(&d2, err), 0);
 	cr_assert_eq(d2->ops->dest_prepare(d2, &geo), 0);
 	cr_assert_eq(d2->ops->vcpu_restore(d2, bad, len), -EPROTO);
 	cr_assert(strstr(hmig_guest_error(d2), "version 99"), "%s", hmig_guest_error(d2));
@@ -244,6 +270,153 @@ Test(guest, vcpu_state_round_trip_continues_the_workload, .timeout = 60)
 	d->ops->pause(d);
 	cr_assert_eq(d->ops->verify(d), 0, "after running on: %s", hmig_guest_error(d));
 	free(blob);
+	d->ops->destroy(d);
+	s->ops->destroy(s);
+}
+
+/* The geometry declares the largest vCPU state the guest sends, which is
+ * the record limit on both sides: the blob fits it, the destination declares
+ * the same, and it does not grow with memory. */
+Test(guest, vcpu_state_fits_the_declared_limit, .timeout = 30)
+{
+	skip_without_uffd();
+	struct hmig_guest *s = open_synth(4 << 20, 3, "uniform", 2, 0);
+	struct hmig_guest *big = open_synth(16 << 20, 3, "idle", 2, 0);
+	struct hmig_guest_geometry geo, geo_big, dgeo;
+	struct hmig_guest *d;
+	char err[256];
+	void *blob;
+	size_t len;
+
+	cr_assert_eq(s->ops->run(s), 0);
+	wait_ops(s, 100);
+	s->ops->pause(s);
+	cr_assert_eq(s->ops->geometry(s, &geo), 0);
+	cr_assert_eq(big->ops->geometry(big, &geo_big), 0);
+	cr_assert_eq(s->ops->vcpu_save(s, &blob, &len), 0);
+	cr_assert_gt(geo.vcpu_state_max, 0);
+	cr_assert_leq(len, geo.vcpu_state_max, "a %zu-byte state over the declared %u", len,
+		      geo.vcpu_state_max);
+	cr_assert_eq(geo_big.vcpu_state_max, geo.vcpu_state_max, "the limit grew with memory");
+
+	cr_assert_eq(hmig_synth_open_dest(&d, err), 0, "%s", err);
+	geo.vcpu_state_max = 0; /* not on the wire: the destination declares its own */
+	cr_assert_eq(d->ops->dest_prepare(d, &geo), 0, "%s", hmig_guest_error(d));
+	cr_assert_eq(d->ops->geometry(d, &dgeo), 0);
+	cr_assert_eq(dgeo.vcpu_state_max, geo_big.vcpu_state_max);
+	cr_assert_eq(dgeo.npages, geo.npages);
+	free(blob);
+	d->ops->destroy(d);
+	big->ops->destroy(big);
+	s->ops->destroy(s);
+}
+
+/* Without holes no pfn is never sent, on either side, and the pfn space is
+ * the guest's memory. */
+Test(guest, no_pfn_is_never_sent_by_default, .timeout = 30)
+{
+	skip_without_uffd();
+	struct hmig_guest *s = open_synth(4 << 20, 2, "idle", 1, 0), *d;
+	struct hmig_guest_geometry geo;
+	char err[256];
+
+	s->ops->geometry(s, &geo);
+	cr_assert_eq(geo.npages, (4 << 20) / PAGE);
+	uint64_t *bm = bitmap_new(geo.npages);
+	cr_assert_eq(s->ops->pfns_never_sent(s, bm), 0);
+	cr_assert_eq(bitmap_count(bm, geo.npages), 0);
+	cr_assert_eq(hmig_synth_open_dest(&d, err), 0, "%s", err);
+	cr_assert_eq(d->ops->pfns_never_sent(d, bm), -EINVAL, "answered before dest_prepare");
+	cr_assert_eq(d->ops->dest_prepare(d, &geo), 0, "%s", hmig_guest_error(d));
+	cr_assert_eq(d->ops->pfns_never_sent(d, bm), 0);
+	cr_assert_eq(bitmap_count(bm, geo.npages), 0);
+	free(bm);
+	d->ops->destroy(d);
+	s->ops->destroy(s);
+}
+
+/* Test-only holes: exactly that many pfns are never sent, in runs of many
+ * lengths, and a destination opened alike reports the same set.  The guest
+ * never writes one, and a guest moved without them verifies and runs on.
+ * A destination opened with other holes refuses the vCPU state by name. */
+Test(guest, holes_are_reported_exactly_and_never_needed, .timeout = 60)
+{
+	skip_without_uffd();
+	const uint64_t mem = 8 << 20, holes = 300;
+	struct hmig_synth_params prm = { .mem_bytes = mem, .vcpus = 2, .workload = "uniform",
+					 .seed = 6, .fill = 1.0 };
+	struct hmig_guest_geometry geo;
+	struct hmig_guest *s, *d, *other;
+	char err[256];
+	void *blob;
+	size_t len;
+
+	cr_assert_eq(synth_open_holed(&prm, holes, &s, err), 0, "%s", err);
+	s->ops->geometry(s, &geo);
+	const uint64_t n = geo.npages;
+	cr_assert_gt(n, mem / PAGE + holes, "the holes took pages of the guest's memory");
+	uint64_t *never = bitmap_new(n), *seen = bitmap_new(n), *dnever = bitmap_new(n);
+	cr_assert_eq(s->ops->pfns_never_sent(s, never), (int64_t)holes);
+	cr_assert_eq(bitmap_count(never, n), holes);
+	uint64_t runs = 0, across = 0;
+	for (uint64_t p = bitmap_next(never, n, 0), e; p < n; p = bitmap_next(never, n, e)) {
+		for (e = p; e < n && bitmap_test(never, e); e++)
+			;
+		runs++;
+		across += p / 64 != (e - 1) / 64;
+	}
+	cr_assert_geq(runs, 10, "one run of holes does not test much");
+	cr_assert_gt(across, 0, "no run crosses a bitmap word");
+	cr_assert(!bitmap_test(never, 0) && !bitmap_test(never, n - 1),
+		  "the holes touch the ends of the pfn space: nothing moves after them");
+
+	/* The guest never writes one. */
+	cr_assert_eq(s->ops->run(s), 0);
+	cr_assert_gt(s->ops->dirty_start(s, HMIG_DIRTY_AUTO), 0, "%s", hmig_guest_error(s));
+	for (int i = 0; i < 20; i++) {
+		cr_assert_geq(s->ops->dirty_collect(s, seen, 0), 0, "%s", hmig_guest_error(s));
+		sleep_ms(2);
+	}
+	s->ops->pause(s);
+	cr_assert_geq(s->ops->dirty_collect(s, seen, HMIG_COLLECT_FINAL), 0);
+	cr_assert_gt(bitmap_count(seen, n), 100, "the workload hardly wrote");
+	for (uint64_t w = 0; w < BITMAP_WORDS(n); w++)
+		cr_assert_eq(seen[w] & never[w], 0, "the guest wrote a hole near pfn %lu",
+			     (unsigned long)(w * 64));
+
+	/* Moved without them, it verifies and runs on. */
+	cr_assert_eq(s->ops->vcpu_save(s, &blob, &len), 0);
+	cr_assert_eq(synth_open_dest_holed(holes, &d, err), 0, "%s", err);
+	cr_assert_eq(d->ops->dest_prepare(d, &geo), 0, "%s", hmig_guest_error(d));
+	cr_assert_eq(d->ops->pfns_never_sent(d, dnever), (int64_t)holes);
+	cr_assert_eq(memcmp(never, dnever, BITMAP_WORDS(n) * 8), 0, "the sides disagree");
+	for (uint64_t p = 0; p < n; p++)
+		if (!bitmap_test(never, p))
+			cr_assert_eq(d->ops->page_install(d, p, 1, page_of(s, p), 0), 0, "%s",
+				     hmig_guest_error(d));
+	cr_assert_eq(d->ops->vcpu_restore(d, blob, len), 0, "%s", hmig_guest_error(d));
+	cr_assert_eq(d->ops->verify(d), 0, "%s", hmig_guest_error(d));
+	cr_assert_eq(d->ops->start(d), 0);
+	wait_ops(d, 5000);
+	d->ops->pause(d);
+	cr_assert_eq(d->ops->verify(d), 0, "after running on: %s", hmig_guest_error(d));
+
+	/* Other holes, or none, are refused by name. */
+	cr_assert_eq(synth_open_dest_holed(holes - 1, &other, err), 0, "%s", err);
+	cr_assert_eq(other->ops->dest_prepare(other, &geo), 0, "%s", hmig_guest_error(other));
+	cr_assert_eq(other->ops->vcpu_restore(other, blob, len), -EPROTO);
+	cr_assert(strstr(hmig_guest_error(other), "300 holes, this destination 299"), "%s",
+		  hmig_guest_error(other));
+	other->ops->destroy(other);
+	cr_assert_eq(hmig_synth_open_dest(&other, err), 0, "%s", err);
+	cr_assert_eq(other->ops->dest_prepare(other, &geo), 0, "%s", hmig_guest_error(other));
+	cr_assert_eq(other->ops->vcpu_restore(other, blob, len), -EPROTO);
+	other->ops->destroy(other);
+
+	free(blob);
+	free(never);
+	free(seen);
+	free(dnever);
 	d->ops->destroy(d);
 	s->ops->destroy(s);
 }
@@ -379,7 +552,7 @@ Test(guest, final_collect_splits_a_large_guest_and_misses_nothing, .timeout = 12
 	struct hmig_guest *g;
 	char err[256];
 
-	cr_assert_eq(hmig_guest_open("synth", &prm, &g, err), 0, "%s", err);
+	cr_assert_eq(hmig_synth_open(&prm, &g, err), 0, "%s", err);
 	uint64_t *bm = bitmap_new(npages);
 	cr_assert_eq(g->ops->run(g), 0);
 	int mode = g->ops->dirty_start(g, HMIG_DIRTY_WP_ASYNC);
@@ -451,9 +624,9 @@ Test(guest, oracle_catches_a_stale_page_on_first_read, .timeout = 60)
 	cr_assert_eq(d->ops->verify(d), -EBADMSG);
 	cr_assert(strstr(hmig_guest_error(d), "pfn 77 "), "%s", hmig_guest_error(d));
 	cr_assert_eq(d->ops->start(d), 0);
-	struct hmig_guest_stats st;
+	struct hmig_synth_stats st;
 	for (int i = 0; i < 2000; i++) {
-		d->ops->stats(d, &st);
+		cr_assert_eq(hmig_synth_stats(d, &st), 0);
 		if (st.violations)
 			break;
 		sleep_ms(5);
@@ -488,7 +661,7 @@ Test(guest, missing_page_blocks_until_installed, .timeout = 30)
 	char err[256];
 	uint64_t data[PAGE / 8];
 
-	cr_assert_eq(hmig_guest_open("synth", NULL, &d, err), 0);
+	cr_assert_eq(hmig_synth_open_dest(&d, err), 0);
 	cr_assert_eq(d->ops->dest_prepare(d, &geo), 0, "%s", hmig_guest_error(d));
 	struct toucher t = { .addr = (const volatile uint64_t *)page_of(d, 5) };
 	pthread_t th;
@@ -545,7 +718,7 @@ Test(guest, geometry_the_backend_cannot_hold_is_refused)
 	char err[256];
 	struct hmig_guest_geometry geo = { .npages = 64, .page_size = 65536, .nvcpus = 1 };
 
-	cr_assert_eq(hmig_guest_open("synth", NULL, &d, err), 0);
+	cr_assert_eq(hmig_synth_open_dest(&d, err), 0);
 	cr_assert_eq(d->ops->dest_prepare(d, &geo), -EINVAL);
 	cr_assert(strstr(hmig_guest_error(d), "65536"), "%s", hmig_guest_error(d));
 	d->ops->destroy(d);

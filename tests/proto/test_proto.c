@@ -14,9 +14,11 @@
 #include "common/err.h"
 #include "proto/proto.h"
 
-/* 1000 pages: not a multiple of 64, so the last bitmap word is partial. */
+/* 1000 pages: not a multiple of 64, so the last bitmap word is partial.
+ * The vCPU state limit is what the synth backend declares for 4 vCPUs. */
 static const struct hmig_guest_geometry G = {
 	.npages = 1000, .page_size = 4096, .nvcpus = 4,
+	.vcpu_state_max = (1u << 20) + 4 * 4096,
 };
 
 #define REC_MAX (64 * 1024)
@@ -373,6 +375,33 @@ Test(proto, vcpu_state_round_trip)
 	cr_assert(eq(int, proto_vcpu_encode(buf, sizeof(buf), &G,
 					    (1u << 20) + 4 * 4096 + 1, 0, err),
 		     -EMSGSIZE));
+}
+
+/* VCPU_STATE's limit is the backend's declaration, on both sides, and the
+ * protocol's 64 MiB cap still holds over a backend that declares more. */
+Test(proto, vcpu_state_limit_is_the_backends)
+{
+	uint8_t buf[256];
+	struct hmig_guest_geometry small = G, greedy = G;
+	struct proto_hdr h;
+	char err[ERR_LEN] = "";
+
+	small.vcpu_state_max = 300;
+	greedy.vcpu_state_max = UINT32_MAX;
+	cr_assert(eq(u32, proto_body_max(PROTO_VCPU_STATE, &small), 300));
+	cr_assert(eq(int, proto_vcpu_encode(buf, sizeof(buf), &small, 300, 0, err), PROTO_HDR_LEN),
+		  "%s", err);
+	cr_assert(eq(int, proto_vcpu_encode(buf, sizeof(buf), &small, 301, 0, err), -EMSGSIZE));
+	cr_assert(ne(ptr, strstr(err, "1..300"), NULL), "%s", err);
+	proto_hdr_encode(buf, PROTO_VCPU_STATE, 0, 301);
+	cr_assert(eq(int, proto_hdr_decode(buf, PROTO_HDR_LEN, &small, &h, err), -EMSGSIZE));
+	cr_assert(ne(ptr, strstr(err, "over the limit 300"), NULL), "%s", err);
+
+	cr_assert(eq(u32, proto_body_max(PROTO_VCPU_STATE, &greedy), PROTO_MAX_BODY));
+	proto_hdr_encode(buf, PROTO_VCPU_STATE, 0, PROTO_MAX_BODY);
+	cr_assert(eq(int, proto_hdr_decode(buf, PROTO_HDR_LEN, &greedy, &h, err), 0), "%s", err);
+	proto_hdr_encode(buf, PROTO_VCPU_STATE, 0, PROTO_MAX_BODY + 1);
+	cr_assert(eq(int, proto_hdr_decode(buf, PROTO_HDR_LEN, &greedy, &h, err), -EMSGSIZE));
 }
 
 Test(proto, error_round_trip)

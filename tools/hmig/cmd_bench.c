@@ -105,9 +105,9 @@ static int migrate_k(const struct bench_opts *o, const char *workload, enum hmig
 			return -1;
 		}
 	}
-	m.p.mem_bytes = o->mem;
-	m.p.vcpus = o->vcpus;
-	m.p.workload = workload;
+	m.guest.synth.mem_bytes = o->mem;
+	m.guest.synth.vcpus = o->vcpus;
+	m.guest.synth.workload = workload;
 	m.cfg.mode = mode;
 	m.warmup = warmup;
 	m.run_after = 0.5;

@@ -48,8 +48,8 @@ int cmd_demo(int argc, char **argv)
 	if (mig_parse(argc, argv, ROLE_DEMO, &o))
 		return EXIT_USAGE;
 	printf("demo: %s migration of a %lu MiB guest, %u vCPUs, workload %s\n",
-	       hmig_mode_name(o.cfg.mode), (unsigned long)(o.p.mem_bytes >> 20), o.p.vcpus,
-	       o.p.workload);
+	       hmig_mode_name(o.cfg.mode), (unsigned long)(o.guest.synth.mem_bytes >> 20),
+	       o.guest.synth.vcpus, o.guest.synth.workload);
 	fflush(stdout);
 	int status = local_migrate(&o, argc, argv, &lr);
 	if (lr.dst_out)

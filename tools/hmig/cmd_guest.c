@@ -8,11 +8,12 @@
 #include <string.h>
 #include <time.h>
 
-#include <hmig/guest.h>
+#include <hmig/synth.h>
 
 #include "cmd.h"
-#include "profile.h"
 #include "doc.h"
+#include "migopts.h"
+#include "profile.h"
 
 struct guest_opts {
 	struct profile_opts prof;
@@ -60,37 +61,18 @@ static int parse_guest_opts(int argc, char **argv, struct guest_opts *o)
 		{ "json", required_argument, NULL, 'j' },
 		{ 0 }
 	};
-	char err[256];
-	uint64_t u;
-	int c;
+	int c, idx;
 
 	*o = (struct guest_opts){ .prof = {
-		.p = { .mem_bytes = 1ull << 30, .vcpus = 2, .workload = "uniform:rate=20000",
-		       .fill = 1.0 },
 		.seconds = 5, .interval_ms = 100, .baseline = true, .rows_out = stdout,
 	} };
+	synth_opts_default(&o->prof.p);
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "", longopts, &idx)) != -1) {
 		switch (c) {
-		case 'm':
-			if (opt_size("--mem", optarg, &o->prof.p.mem_bytes))
-				return -1;
-			break;
-		case 'v':
-			if (opt_u64("--vcpus", optarg, 1, 64, &u))
-				return -1;
-			o->prof.p.vcpus = (uint32_t)u;
-			break;
-		case 'w':
-			o->prof.p.workload = optarg;
-			break;
-		case 'f':
-			if (opt_double("--fill", optarg, 0, 1, &o->prof.p.fill))
-				return -1;
-			break;
-		case 's':
-			if (opt_u64("--seed", optarg, 1, UINT64_MAX, &o->prof.p.seed))
+		case 'm': case 'v': case 'w': case 'f': case 's': /* the synth group */
+			if (synth_opt_set(&o->prof.p, longopts[idx].name, optarg))
 				return -1;
 			break;
 		case 't':
@@ -123,10 +105,6 @@ static int parse_guest_opts(int argc, char **argv, struct guest_opts *o)
 		die_msg("unexpected argument '%s': run 'hmig guest --help'", argv[optind]);
 		return -1;
 	}
-	if (hmig_synth_workload_check(o->prof.p.workload, err)) {
-		die_msg("%s", err);
-		return -1;
-	}
 	return 0;
 }
 
@@ -147,9 +125,9 @@ static int write_json(const char *path, const struct guest_opts *o, const struct
 		json_object_set_new(doc, "logging_slowdown", doc_real(
 			pr->ops_unlogged / (pr->ops_logged > 0 ? pr->ops_logged : 1)));
 	}
-	if (!rc && pr->final.lat_count) {
-		json_object_set_new(doc, "kv_latency_p50_ns", doc_real(pr->final.lat_p50_ns));
-		json_object_set_new(doc, "kv_latency_p99_ns", doc_real(pr->final.lat_p99_ns));
+	if (!rc && pr->synth_final.lat_count) {
+		json_object_set_new(doc, "kv_latency_p50_ns", doc_real(pr->synth_final.lat_p50_ns));
+		json_object_set_new(doc, "kv_latency_p99_ns", doc_real(pr->synth_final.lat_p99_ns));
 	}
 	for (size_t i = 0; !rc && i < pr->nrows; i++) {
 		const struct profile_row *r = &pr->rows[i];
@@ -207,9 +185,10 @@ int cmd_guest(int argc, char **argv)
 	if (pr.ops_unlogged > 0)
 		printf("guest ops/s without logging: %.0f  (logging slowdown %.2fx)\n",
 		       pr.ops_unlogged, pr.ops_unlogged / (pr.ops_logged > 0 ? pr.ops_logged : 1));
-	if (pr.final.lat_count)
+	if (pr.synth_final.lat_count)
 		printf("kv request latency: p50 %.0f ns, p99 %.0f ns, max %.0f ns\n",
-		       pr.final.lat_p50_ns, pr.final.lat_p99_ns, pr.final.lat_max_ns);
+		       pr.synth_final.lat_p50_ns, pr.synth_final.lat_p99_ns,
+		       pr.synth_final.lat_max_ns);
 	printf("integrity: %s (oracle replayed %lu ops in %.0f ms)%s%s\n", pr.integrity,
 	       (unsigned long)pr.final.ops, pr.verify_ms, pr.err[0] ? ": " : "", pr.err);
 	int status = strcmp(pr.integrity, "mismatch") ? 0 : 1;

@@ -56,7 +56,7 @@ int cmd_recv(int argc, char **argv)
 
 	if (mig_parse(argc, argv, ROLE_RECV, &o))
 		return EXIT_USAGE;
-	if ((rc = hmig_guest_open(o.backend, NULL, &g, err))) {
+	if ((rc = guest_open_dest(&o.guest, &g, err))) {
 		die_msg("%s", err);
 		return 1;
 	}

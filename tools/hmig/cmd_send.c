@@ -45,7 +45,7 @@ int run_source(const struct mig_opts *o, const char *to)
 	char err[256];
 	int rc, status = 1;
 
-	rc = hmig_guest_open(o->backend, &o->p, &g, err);
+	rc = guest_open_source(&o->guest, &g, err);
 	if (rc) {
 		die_msg("%s", err);
 		return rc == -EINVAL ? EXIT_USAGE : 1;

@@ -6,52 +6,114 @@
 #include "cmd.h"
 #include "migopts.h"
 
+/* Options come in groups: the migration's own, then one group per guest
+ * backend, which only that backend's opener reads (guestspec.c).  A group's
+ * options are refused with another --guest, so backends' options can sit
+ * side by side without one taking another's. */
+enum opt_group { GROUP_MIG, GROUP_SYNTH };
+
 struct mig_opt {
 	const char *name;
 	int has_arg;
 	int roles;
+	enum opt_group group;
 	const char *arg, *help;
 };
 
 static const struct mig_opt table[] = {
-	{ "to", 1, ROLE_SEND, "ADDR", "destination address: HOST:PORT, [V6]:PORT or unix:PATH" },
-	{ "listen", 1, ROLE_RECV, "ADDR", "address to listen on (HOST:PORT, :PORT, unix:PATH)" },
-	{ "guest", 1, ROLE_SEND | ROLE_DEMO, "BACKEND", "guest backend (synth)" },
-	{ "mem", 1, ROLE_SEND | ROLE_DEMO, "SIZE", "guest memory (default 1G)" },
-	{ "vcpus", 1, ROLE_SEND | ROLE_DEMO, "N", "vCPUs (default 2)" },
-	{ "workload", 1, ROLE_SEND | ROLE_DEMO, "SPEC", "workload (see 'hmig guest --help'; default uniform:rate=20000, demo uniform:rate=500000)" },
-	{ "fill", 1, ROLE_SEND | ROLE_DEMO, "F", "fraction of pages written before the workload (default 1)" },
-	{ "seed", 1, ROLE_SEND | ROLE_DEMO, "N", "workload seed" },
-	{ "warmup", 1, ROLE_SEND | ROLE_DEMO, "S", "seconds the guest runs before the migration (default 1)" },
-	{ "mode", 1, ROLE_SEND | ROLE_DEMO, "MODE", "hybrid (default), precopy or postcopy" },
-	{ "run-after", 1, ROLE_RECV | ROLE_DEMO, "S", "seconds the migrated guest runs before the oracle (default 1)" },
-	{ "json", 1, ROLE_SEND | ROLE_RECV | ROLE_DEMO, "FILE", "write the report (demo: both sides merged)" },
-	{ "ready-fd", 1, ROLE_RECV, "FD", "write the bound address to FD once listening" },
-	{ "quiet", 0, ROLE_SEND | ROLE_RECV | ROLE_DEMO, NULL, "no summary" },
-	{ "o", 1, ROLE_SEND | ROLE_RECV | ROLE_DEMO, "KEY=VALUE", "set a knob (repeatable): max_passes, dirty_threshold_pages, downtime_target_ms, byte_budget, min_progress, precopy_passes, switch_after_ms, push, near_pages, rate_limit_bps, io_timeout_ms, ..." },
+	{ "to", 1, ROLE_SEND, GROUP_MIG, "ADDR", "destination address: HOST:PORT, [V6]:PORT or unix:PATH" },
+	{ "listen", 1, ROLE_RECV, GROUP_MIG, "ADDR", "address to listen on (HOST:PORT, :PORT, unix:PATH)" },
+	{ "guest", 1, ROLE_SEND | ROLE_RECV | ROLE_DEMO, GROUP_MIG, "BACKEND", "guest backend: synth (the default, built in)" },
+	{ "warmup", 1, ROLE_SEND | ROLE_DEMO, GROUP_MIG, "S", "seconds the guest runs before the migration (default 1)" },
+	{ "mode", 1, ROLE_SEND | ROLE_DEMO, GROUP_MIG, "MODE", "hybrid (default), precopy or postcopy" },
+	{ "run-after", 1, ROLE_RECV | ROLE_DEMO, GROUP_MIG, "S", "seconds the migrated guest runs before the oracle (default 1)" },
+	{ "json", 1, ROLE_SEND | ROLE_RECV | ROLE_DEMO, GROUP_MIG, "FILE", "write the report (demo: both sides merged)" },
+	{ "ready-fd", 1, ROLE_RECV, GROUP_MIG, "FD", "write the bound address to FD once listening" },
+	{ "quiet", 0, ROLE_SEND | ROLE_RECV | ROLE_DEMO, GROUP_MIG, NULL, "no summary" },
+	{ "o", 1, ROLE_SEND | ROLE_RECV | ROLE_DEMO, GROUP_MIG, "KEY=VALUE", "set a knob (repeatable): max_passes, dirty_threshold_pages, downtime_target_ms, byte_budget, min_progress, precopy_passes, switch_after_ms, push, near_pages, rate_limit_bps, io_timeout_ms, ..." },
+	/* A synth source's make-up: the destination takes it from the source. */
+	{ "mem", 1, ROLE_SEND | ROLE_DEMO, GROUP_SYNTH, "SIZE", "guest memory (default 1G)" },
+	{ "vcpus", 1, ROLE_SEND | ROLE_DEMO, GROUP_SYNTH, "N", "vCPUs (default 2)" },
+	{ "workload", 1, ROLE_SEND | ROLE_DEMO, GROUP_SYNTH, "SPEC", "workload (see 'hmig guest --help'; default uniform:rate=20000, demo uniform:rate=500000)" },
+	{ "fill", 1, ROLE_SEND | ROLE_DEMO, GROUP_SYNTH, "F", "fraction of pages written before the workload (default 1)" },
+	{ "seed", 1, ROLE_SEND | ROLE_DEMO, GROUP_SYNTH, "N", "workload seed" },
 };
 
 #define NOPTS (sizeof(table) / sizeof(table[0]))
 
-void mig_usage(enum mig_role role)
-{
-	static const char *const what[] = {
-		[ROLE_SEND] = "send [options]\nMigrates a running built-in guest to 'hmig recv'.",
-		[ROLE_RECV] = "recv [options]\nReceives one migration, runs the guest, checks it with the oracle.",
-		[ROLE_DEMO] = "demo [options]\nMigrates a guest between two local processes over loopback TCP.",
-	};
+static const struct {
+	const char *title;
+	enum guest_backend backend; /* the one --guest this group is for; 0: any */
+} groups[] = {
+	[GROUP_MIG] = { NULL, 0 },
+	[GROUP_SYNTH] = { "synth guest (--guest synth)", GUEST_SYNTH },
+};
 
-	printf("usage: hmig %s\n\n", what[role]);
+static void usage_group(enum mig_role role, enum opt_group group)
+{
+	bool any = false;
+
 	for (size_t i = 0; i < NOPTS; i++) {
-		if (!(table[i].roles & (int)role))
+		if (!(table[i].roles & (int)role) || table[i].group != group)
 			continue;
+		if (!any && groups[group].title)
+			printf("\n%s:\n", groups[group].title);
+		any = true;
 		char left[40];
 		snprintf(left, sizeof(left), "%s%s %s", strlen(table[i].name) > 1 ? "--" : "-",
 			 table[i].name, table[i].arg ? table[i].arg : "");
 		printf("  %-22s %s\n", left, table[i].help);
 	}
+}
+
+void mig_usage(enum mig_role role)
+{
+	static const char *const what[] = {
+		[ROLE_SEND] = "send [options]\nMigrates a running guest to 'hmig recv'.",
+		[ROLE_RECV] = "recv [options]\nReceives one migration, runs the guest, checks it with the oracle.",
+		[ROLE_DEMO] = "demo [options]\nMigrates a guest between two local processes over loopback TCP.",
+	};
+
+	printf("usage: hmig %s\n\n", what[role]);
+	usage_group(role, GROUP_MIG);
+	usage_group(role, GROUP_SYNTH);
 	printf("\nExit status: 0 migrated with integrity ok, 1 failed, 2 bad usage.\n"
 	       "SIGUSR1 to the source forces the switch after the current pass.\n");
+}
+
+void synth_opts_default(struct hmig_synth_params *p)
+{
+	*p = (struct hmig_synth_params){ .mem_bytes = 1ull << 30, .vcpus = 2,
+					 .workload = "uniform:rate=20000", .fill = 1.0 };
+}
+
+int synth_opt_set(struct hmig_synth_params *p, const char *name, const char *arg)
+{
+	uint64_t u;
+	char err[256];
+
+	if (!strcmp(name, "mem"))
+		return opt_size("--mem", arg, &p->mem_bytes);
+	if (!strcmp(name, "vcpus")) {
+		if (opt_u64("--vcpus", arg, 1, 64, &u))
+			return -1;
+		p->vcpus = (uint32_t)u;
+		return 0;
+	}
+	if (!strcmp(name, "workload")) {
+		if (hmig_synth_workload_check(arg, err)) {
+			die_msg("%s", err);
+			return -1;
+		}
+		p->workload = arg;
+		return 0;
+	}
+	if (!strcmp(name, "fill"))
+		return opt_double("--fill", arg, 0, 1, &p->fill);
+	if (!strcmp(name, "seed"))
+		return opt_u64("--seed", arg, 1, UINT64_MAX, &p->seed);
+	die_msg("--%s is not a synth guest option (caller bug)", name);
+	return -1;
 }
 
 static int set_knob(struct mig_opts *o, const char *kv)
@@ -81,25 +143,12 @@ static int apply(struct mig_opts *o, const char *name, const char *arg)
 		o->to = arg;
 	else if (!strcmp(name, "listen"))
 		o->listen = arg;
-	else if (!strcmp(name, "guest"))
-		o->backend = arg;
-	else if (!strcmp(name, "mem"))
-		return opt_size("--mem", arg, &o->p.mem_bytes);
-	else if (!strcmp(name, "vcpus")) {
-		if (opt_u64("--vcpus", arg, 1, 64, &u))
-			return -1;
-		o->p.vcpus = (uint32_t)u;
-	} else if (!strcmp(name, "workload")) {
-		if (hmig_synth_workload_check(arg, err)) {
+	else if (!strcmp(name, "guest")) {
+		if (guest_spec_parse(arg, &o->guest, err)) {
 			die_msg("%s", err);
 			return -1;
 		}
-		o->p.workload = arg;
-	} else if (!strcmp(name, "fill"))
-		return opt_double("--fill", arg, 0, 1, &o->p.fill);
-	else if (!strcmp(name, "seed"))
-		return opt_u64("--seed", arg, 1, UINT64_MAX, &o->p.seed);
-	else if (!strcmp(name, "warmup"))
+	} else if (!strcmp(name, "warmup"))
 		return opt_double("--warmup", arg, 0, 3600, &o->warmup);
 	else if (!strcmp(name, "run-after"))
 		return opt_double("--run-after", arg, 0, 3600, &o->run_after);
@@ -124,17 +173,17 @@ static int apply(struct mig_opts *o, const char *name, const char *arg)
 int mig_parse(int argc, char **argv, enum mig_role role, struct mig_opts *o)
 {
 	struct option longopts[NOPTS + 1];
+	const struct mig_opt *group_opt = NULL; /* the first backend option given */
 	int n = 0, c, idx;
 
 	memset(o, 0, sizeof(*o));
-	o->p = (struct hmig_synth_params){ .mem_bytes = 1ull << 30, .vcpus = 2,
-					   .workload = "uniform:rate=20000", .fill = 1.0 };
+	o->guest.backend = GUEST_SYNTH;
+	synth_opts_default(&o->guest.synth);
 	hmig_config_init(&o->cfg);
-	o->backend = "synth";
 	/* The demo shows a guest pre-copy alone struggles with: it writes
 	 * 500k pages/s, about the rate pass 0 sends them here. */
 	if (role == ROLE_DEMO)
-		o->p.workload = "uniform:rate=500000";
+		o->guest.synth.workload = "uniform:rate=500000";
 	o->warmup = 1;
 	o->run_after = 1;
 	o->ready_fd = -1;
@@ -147,20 +196,39 @@ int mig_parse(int argc, char **argv, enum mig_role role, struct mig_opts *o)
 	longopts[n] = (struct option){ 0 };
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, role == ROLE_RECV ? "o:" : "o:", longopts, &idx)) != -1) {
-		const char *name;
+	while ((c = getopt_long(argc, argv, "o:", longopts, &idx)) != -1) {
+		const struct mig_opt *opt;
+		int rc;
 
-		if (c == 'o')
-			name = "o";
-		else if (c >= 256 && c < 256 + (int)NOPTS)
-			name = table[c - 256].name;
-		else {
+		if (c == 'o') {
+			if (set_knob(o, optarg))
+				return -1;
+			continue;
+		}
+		if (c < 256 || c >= 256 + (int)NOPTS) {
 			die_msg("unknown or incomplete option '%s': run 'hmig %s --help'",
 				argv[optind - 1], argv[0]);
 			return -1;
 		}
-		if (apply(o, name, optarg))
+		opt = &table[c - 256];
+		switch (opt->group) {
+		case GROUP_SYNTH:
+			rc = synth_opt_set(&o->guest.synth, opt->name, optarg);
+			break;
+		default:
+			rc = apply(o, opt->name, optarg);
+			break;
+		}
+		if (rc)
 			return -1;
+		if (opt->group != GROUP_MIG && !group_opt)
+			group_opt = opt;
+	}
+	/* Checked once all are read: --guest may come after --mem. */
+	if (group_opt && groups[group_opt->group].backend != o->guest.backend) {
+		die_msg("--%s is an option of the %s, not of this --guest", group_opt->name,
+			groups[group_opt->group].title);
+		return -1;
 	}
 	if (optind < argc) {
 		die_msg("unexpected argument '%s': run 'hmig %s --help'", argv[optind], argv[0]);

@@ -1,4 +1,5 @@
-/* Options shared by 'send', 'recv' and 'demo', declared once. */
+/* Options shared by 'send', 'recv' and 'demo', declared once; the synth
+ * group of them also serves 'hmig guest'. */
 #ifndef HMIG_TOOLS_MIGOPTS_H
 #define HMIG_TOOLS_MIGOPTS_H
 
@@ -6,12 +7,13 @@
 
 #include <hmig/hmig.h>
 
+#include "guestspec.h"
+
 enum mig_role { ROLE_SEND = 1, ROLE_RECV = 2, ROLE_DEMO = 4 };
 
 struct mig_opts {
-	struct hmig_synth_params p;
+	struct guest_spec guest;
 	struct hmig_config cfg;
-	const char *backend;
 	double warmup;     /* seconds the source guest runs before the migration */
 	double run_after;  /* seconds the destination guest runs before the oracle */
 	const char *json;
@@ -20,6 +22,12 @@ struct mig_opts {
 	int ready_fd;      /* recv: write the bound address here, then close it */
 	bool quiet;
 };
+
+/* The synth option group (--mem, --vcpus, --workload, --fill, --seed),
+ * shared with 'hmig guest': the defaults, and one option by its long name
+ * (0, or print one line and -1). */
+void synth_opts_default(struct hmig_synth_params *p);
+int synth_opt_set(struct hmig_synth_params *p, const char *name, const char *arg);
 
 /* Parses argv for `role`; prints one line and returns -1 on a bad option. */
 int mig_parse(int argc, char **argv, enum mig_role role, struct mig_opts *o);

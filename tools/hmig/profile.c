@@ -93,7 +93,7 @@ int profile_run(const struct profile_opts *o, struct profile *pr)
 
 	memset(pr, 0, sizeof(*pr));
 	uint64_t t0 = mono_ns();
-	rc = hmig_guest_open("synth", &o->p, &g, pr->err);
+	rc = hmig_synth_open(&o->p, &g, pr->err);
 	if (rc)
 		return rc;
 	pr->fill_ms = ms_of_ns(mono_ns() - t0);
@@ -137,6 +137,7 @@ int profile_run(const struct profile_opts *o, struct profile *pr)
 	}
 	g->ops->pause(g);
 	g->ops->stats(g, &pr->final);
+	hmig_synth_stats(g, &pr->synth_final);
 	uint64_t v0 = mono_ns();
 	rc = g->ops->verify(g);
 	pr->verify_ms = ms_of_ns(mono_ns() - v0);

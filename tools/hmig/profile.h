@@ -6,7 +6,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 
-#include <hmig/guest.h>
+#include <hmig/synth.h>
 
 struct profile_opts {
 	struct hmig_synth_params p;
@@ -33,6 +33,7 @@ struct profile {
 	double ops_logged, ops_unlogged; /* guest ops/s; unlogged 0 if not run */
 	double writes_logged;       /* guest page writes/s under logging */
 	struct hmig_guest_stats final;
+	struct hmig_synth_stats synth_final; /* the oracle's counters, kv latency */
 	const char *integrity;      /* "ok", "mismatch", "skipped" */
 	double verify_ms;
 	char err[256];

@@ -31,6 +31,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <hmig/synth.h>
+
 #include "common/bitmap.h"
 #include "common/clock.h"
 #include "common/endian.h"
@@ -63,8 +65,10 @@ struct vcpu {
 
 struct synth {
 	struct hmig_guest base;
-	uint64_t npages;          /* data pages + version-table pages: what moves */
+	uint64_t npages;          /* data pages + gap + version-table pages */
 	uint64_t data_pages;      /* pages the workload uses, pfns 0 .. data_pages-1 */
+	uint64_t holes, gap;      /* never-sent pfns and the gap after the data pages
+				   * they lie in (holes_walk); 0 but in tests */
 	uint32_t page_size, nvcpus;
 	uint8_t *mem;
 	size_t mem_len;
@@ -118,9 +122,8 @@ static uint64_t table_pages(uint64_t data_pages, uint32_t page_size)
 	return (data_pages * sizeof(uint32_t) + page_size - 1) / page_size;
 }
 
-/* Maps npages; the table starts after data_pages (set_layout: at creation,
- * or by vcpu_restore on a destination, which maps before it knows the
- * split).  Pages past the table's last entry stay zero. */
+/* Maps npages; set_layout then says where the table starts.  Pages past the
+ * table's last entry stay zero. */
 static int mem_map(struct synth *s)
 {
 	s->mem_len = (size_t)s->npages * s->page_size;
@@ -135,10 +138,51 @@ static int mem_map(struct synth *s)
 	return 0;
 }
 
-static void set_layout(struct synth *s, uint64_t data_pages)
+/* Test-only holes (synth_open_holed): a gap of pfns between the data pages
+ * and the version table that the guest never touches, as a Xen guest's pfn
+ * space has holes.  `holes` of the gap's pfns are never sent
+ * (pfns_never_sent), in runs of 1, 2, 3, ... pfns, each followed by one
+ * ordinary pfn that moves like any untouched page: the set then has runs of
+ * many lengths, some across bitmap words, for the engine's tests to skip.
+ * Marks the runs from pfn `first` when bitmap is not NULL; returns the gap's
+ * size, 0 without holes. */
+static uint64_t holes_walk(uint64_t holes, uint64_t first, uint64_t *bitmap)
 {
-	s->data_pages = data_pages;
-	s->versions = (uint32_t *)(s->mem + data_pages * s->page_size);
+	uint64_t gap = 0;
+
+	for (uint64_t run = 1; holes; run++) {
+		uint64_t n = run < holes ? run : holes;
+
+		if (bitmap)
+			bitmap_set_range(bitmap, first + gap, first + gap + n);
+		gap += n + 1;
+		holes -= n;
+	}
+	return gap;
+}
+
+/* Holes enough for any test, few enough that the gap's walk (sqrt(2 holes)
+ * runs) stays short and npages far from overflowing. */
+#define SYNTH_MAX_HOLES (1ull << 32)
+
+static int holes_check(uint64_t holes, char *errbuf)
+{
+	if (holes > SYNTH_MAX_HOLES)
+		return err_setf(errbuf, -EINVAL, "%lu holes: at most %llu", (unsigned long)holes,
+				SYNTH_MAX_HOLES);
+	return 0;
+}
+
+/* Lays out `ram` pages, the data and then the table, around the gap:
+ * pfns [0, data) data, [data, data + gap) the gap, then the table up to
+ * npages.  The table is carved out of the guest's memory, as a kernel's own
+ * bookkeeping is: a 1 GiB guest has 1 GiB in all.  A source does this at
+ * creation; a destination at dest_prepare, from the geometry and its own
+ * holes, the same way, so vcpu_restore can check the two agree. */
+static void set_layout(struct synth *s, uint64_t ram)
+{
+	s->data_pages = ram - table_pages(ram, s->page_size);
+	s->versions = (uint32_t *)(s->mem + (s->data_pages + s->gap) * s->page_size);
 }
 
 static uint8_t *page_ptr(struct synth *s, uint64_t pfn)
@@ -403,6 +447,15 @@ static int guest_fill(struct synth *s)
 
 /* ---------------------------------------------------------- both sides */
 
+/* The vCPU state this guest declares it may send: 1 MiB plus 4 KiB a vCPU.
+ * Its blob is far smaller today (BLOB_HDR + 32 bytes a vCPU, below); the
+ * room lets a later blob version reach vcpu_restore, which names the version
+ * skew, instead of being cut off by the record reader as merely too long.
+ * It does not grow with memory: the oracle's table moved into guest memory
+ * for that reason (mem_map). */
+#define VCPU_STATE_FIXED (1u << 20)
+#define VCPU_STATE_PER_VCPU 4096u
+
 static int synth_geometry(struct hmig_guest *g, struct hmig_guest_geometry *geo)
 {
 	struct synth *s = to_synth(g);
@@ -410,24 +463,54 @@ static int synth_geometry(struct hmig_guest *g, struct hmig_guest_geometry *geo)
 	geo->npages = s->npages;
 	geo->page_size = s->page_size;
 	geo->nvcpus = s->nvcpus;
+	/* nvcpus <= SYNTH_MAX_VCPUS: no overflow. */
+	geo->vcpu_state_max = VCPU_STATE_FIXED + s->nvcpus * VCPU_STATE_PER_VCPU;
 	return 0;
+}
+
+static int64_t synth_pfns_never_sent(struct hmig_guest *g, uint64_t *bitmap)
+{
+	struct synth *s = to_synth(g);
+
+	if (!s->mem)
+		return err_setf(s->base.err, -EINVAL, "pfns_never_sent: call dest_prepare first");
+	holes_walk(s->holes, s->data_pages, bitmap);
+	return (int64_t)s->holes;
 }
 
 static int synth_stats(struct hmig_guest *g, struct hmig_guest_stats *st)
 {
 	struct synth *s = to_synth(g);
-	struct stats_hist lat;
 
 	memset(st, 0, sizeof(*st));
 	snprintf(st->workload, sizeof(st->workload), "%s", s->wl.spec);
-	stats_hist_init(&lat);
 	for (uint32_t i = 0; s->vcpus && i < s->nvcpus; i++) {
 		struct vcpu *v = &s->vcpus[i];
 
 		st->ops += atomic_load_explicit(&v->op, memory_order_relaxed) - v->op_at_start;
 		st->writes += atomic_load_explicit(&v->writes, memory_order_relaxed) -
 			      v->writes_at_start;
+	}
+	return 0;
+}
+
+static const struct hmig_guest_ops synth_ops;
+
+int hmig_synth_stats(struct hmig_guest *g, struct hmig_synth_stats *st)
+{
+	struct stats_hist lat;
+
+	memset(st, 0, sizeof(*st));
+	if (g->ops != &synth_ops)
+		return err_setf(g->err, -EINVAL,
+				"hmig_synth_stats: this is a '%s' guest, not a synth one",
+				g->ops->name);
+	struct synth *s = to_synth(g);
+	stats_hist_init(&lat);
+	for (uint32_t i = 0; s->vcpus && i < s->nvcpus; i++) {
+		struct vcpu *v = &s->vcpus[i];
 		uint64_t bad = atomic_load_explicit(&v->violations, memory_order_relaxed);
+
 		if (bad && !st->violations)
 			st->first_bad_pfn = v->first_bad_pfn;
 		st->violations += bad;
@@ -849,15 +932,16 @@ static int synth_dirty_stop(struct hmig_guest *g)
 
 /* ------------------------------------------------------------ vCPU state */
 
-/* Blob v2, little-endian:
- *   0  u32 magic "HSYN"   4 u32 version (2)   8 u32 nvcpus   12 u32 page_size
+/* Blob v3, little-endian:
+ *   0  u32 magic "HSYN"   4 u32 version (3)   8 u32 nvcpus   12 u32 page_size
  *  16  u64 npages        24 u64 data_pages   32 u64 seed     40 f64 fill
  *  48  char[128] workload
- * 176  per vCPU: u64 op, u64 writes, u64 violations, u64 first_bad_pfn
+ * 176  u64 holes (v3: so a destination opened with other holes says so)
+ * 184  per vCPU: u64 op, u64 writes, u64 violations, u64 first_bad_pfn
  * The page version table is not here: it lives in guest memory (mem_map). */
 #define BLOB_MAGIC 0x4e595348u /* "HSYN" */
-#define BLOB_VERSION 2u
-#define BLOB_HDR 176
+#define BLOB_VERSION 3u
+#define BLOB_HDR 184
 #define BLOB_VCPU 32
 
 static int synth_vcpu_save(struct hmig_guest *g, void **blob, size_t *len)
@@ -880,6 +964,7 @@ static int synth_vcpu_save(struct hmig_guest *g, void **blob, size_t *len)
 	memcpy(&fill_bits, &s->fill, 8);
 	put_le64(b + 40, fill_bits);
 	memcpy(b + 48, s->wl.spec, strnlen(s->wl.spec, WL_SPEC_MAX - 1));
+	put_le64(b + 176, s->holes);
 	p = b + BLOB_HDR;
 	for (uint32_t i = 0; i < s->nvcpus; i++, p += BLOB_VCPU) {
 		struct vcpu *v = &s->vcpus[i];
@@ -922,6 +1007,17 @@ static int synth_vcpu_restore(struct hmig_guest *g, const void *blob, size_t len
 		return err_setf(s->base.err, -EPROTO,
 				"vCPU state: %lu data pages do not fit a %lu-page guest with its version table",
 				(unsigned long)data, (unsigned long)s->npages);
+	/* The never-sent set is fixed at dest_prepare, before this blob comes:
+	 * a destination opened with other holes can only be refused here. */
+	if (get_le64(b + 176) != s->holes)
+		return err_setf(s->base.err, -EPROTO,
+				"vCPU state: the source guest has %lu holes, this destination %lu: open both with the same holes",
+				(unsigned long)get_le64(b + 176), (unsigned long)s->holes);
+	if (data != s->data_pages)
+		return err_setf(s->base.err, -EPROTO,
+				"vCPU state: %lu data pages, where this %lu-page guest lays out %lu",
+				(unsigned long)data, (unsigned long)s->npages,
+				(unsigned long)s->data_pages);
 	memcpy(spec, b + 48, WL_SPEC_MAX);
 	spec[WL_SPEC_MAX - 1] = '\0';
 	rc = wl_parse(spec, &s->wl, s->base.err);
@@ -930,7 +1026,6 @@ static int synth_vcpu_restore(struct hmig_guest *g, const void *blob, size_t len
 	s->seed = get_le64(b + 32);
 	fill_bits = get_le64(b + 40);
 	memcpy(&s->fill, &fill_bits, 8);
-	set_layout(s, data);
 	vcpus_layout(s);
 	p = b + BLOB_HDR;
 	for (uint32_t i = 0; i < s->nvcpus; i++, p += BLOB_VCPU) {
@@ -962,11 +1057,17 @@ static int synth_dest_prepare(struct hmig_guest *g, const struct hmig_guest_geom
 		return err_setf(s->base.err, -EINVAL,
 				"geometry of %u vCPUs over %lu pages not supported (1..%u vCPUs, at least one page each)",
 				geo->nvcpus, (unsigned long)geo->npages, SYNTH_MAX_VCPUS);
+	if (geo->npages - geo->nvcpus < s->gap)
+		return err_setf(s->base.err, -EINVAL,
+				"geometry of %lu pages cannot hold this destination's %lu holes (a %lu-pfn gap) and %u vCPUs",
+				(unsigned long)geo->npages, (unsigned long)s->holes,
+				(unsigned long)s->gap, geo->nvcpus);
 	s->npages = geo->npages;
 	s->page_size = geo->page_size;
 	s->nvcpus = geo->nvcpus;
 	if ((rc = mem_map(s)) || (rc = vcpus_alloc(s)))
 		return rc;
+	set_layout(s, s->npages - s->gap);
 	s->uffd = uffd_open(0);
 	if (s->uffd < 0)
 		return err_setf(s->base.err, s->uffd,
@@ -1140,6 +1241,7 @@ static void synth_destroy(struct hmig_guest *g)
 static const struct hmig_guest_ops synth_ops = {
 	.name = "synth",
 	.geometry = synth_geometry,
+	.pfns_never_sent = synth_pfns_never_sent,
 	.stats = synth_stats,
 	.verify = synth_verify,
 	.destroy = synth_destroy,
@@ -1182,20 +1284,44 @@ static struct synth *synth_alloc(void)
 	return s;
 }
 
-int synth_open(const struct hmig_synth_params *params, struct hmig_guest **out, char *errbuf)
+int synth_open_dest_holed(uint64_t holes, struct hmig_guest **out, char *errbuf)
 {
-	struct synth *s = synth_alloc();
+	struct synth *s;
 	int rc;
 
-	if (!s)
+	*out = NULL;
+	errbuf[0] = '\0';
+	if ((rc = holes_check(holes, errbuf)))
+		return rc;
+	if (!(s = synth_alloc()))
 		return err_setf(errbuf, -ENOMEM, "out of memory");
-	if (!params) {
-		s->is_dest = true;
-		*out = &s->base;
-		return 0;
-	}
+	s->is_dest = true;
+	s->holes = holes;
+	s->gap = holes_walk(holes, 0, NULL);
+	*out = &s->base;
+	return 0;
+}
+
+int hmig_synth_open_dest(struct hmig_guest **out, char *errbuf)
+{
+	return synth_open_dest_holed(0, out, errbuf);
+}
+
+int synth_open_holed(const struct hmig_synth_params *params, uint64_t holes,
+		     struct hmig_guest **out, char *errbuf)
+{
+	struct synth *s;
+	int rc;
+
+	*out = NULL;
+	errbuf[0] = '\0';
+	if (!params)
+		return err_setf(errbuf, -EINVAL,
+				"no synth parameters: a destination guest comes from hmig_synth_open_dest");
+	if (!(s = synth_alloc()))
+		return err_setf(errbuf, -ENOMEM, "out of memory");
 	s->page_size = SYNTH_PAGE;
-	s->npages = params->mem_bytes / SYNTH_PAGE;
+	s->npages = params->mem_bytes / SYNTH_PAGE; /* the gap comes on top, below */
 	s->nvcpus = params->vcpus;
 	s->seed = params->seed ? params->seed : DEFAULT_SEED;
 	s->fill = params->fill;
@@ -1215,15 +1341,17 @@ int synth_open(const struct hmig_synth_params *params, struct hmig_guest **out, 
 		rc = err_setf(errbuf, -EINVAL, "bad fill fraction %g: use 0 to 1", s->fill);
 		goto fail;
 	}
-	if ((rc = wl_parse(params->workload, &s->wl, errbuf)))
+	if ((rc = wl_parse(params->workload, &s->wl, errbuf)) || (rc = holes_check(holes, errbuf)))
 		goto fail;
+	uint64_t ram = s->npages;
+	s->holes = holes;
+	s->gap = holes_walk(holes, 0, NULL);
+	s->npages += s->gap;
 	if ((rc = mem_map(s)) || (rc = vcpus_alloc(s))) {
 		snprintf(errbuf, ERR_LEN, "%s", s->base.err);
 		goto fail;
 	}
-	/* The table is carved out of the guest's memory, as a kernel's own
-	 * bookkeeping is: a 1 GiB guest has 1 GiB in all. */
-	set_layout(s, s->npages - table_pages(s->npages, s->page_size));
+	set_layout(s, ram);
 	vcpus_layout(s);
 	if ((rc = guest_fill(s))) {
 		snprintf(errbuf, ERR_LEN, "%s", s->base.err);
@@ -1234,6 +1362,12 @@ int synth_open(const struct hmig_synth_params *params, struct hmig_guest **out, 
 fail:
 	synth_destroy(&s->base);
 	return rc;
+}
+
+int hmig_synth_open(const struct hmig_synth_params *params, struct hmig_guest **out,
+		    char *errbuf)
+{
+	return synth_open_holed(params, 0, out, errbuf);
 }
 
 int hmig_synth_workload_check(const char *spec, char *errbuf)
