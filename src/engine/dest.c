@@ -177,6 +177,14 @@ static int accept_and_hello(struct hmig_dest *d)
 	if (!d->stale || pages_init(&d->pages, d->g, &d->geo, hook))
 		return err_setf(d->err, -ENOMEM, "out of memory for %lu pages of bookkeeping",
 				(unsigned long)d->geo.npages);
+	/* What the backend never moves is there from the start (d->stale is
+	 * free scratch until the switchover). */
+	int64_t never = d->g->ops->pfns_never_sent(d->g, d->stale);
+	if (never < 0)
+		return err_setf(d->err, (int)never, "%s", hmig_guest_error(d->g));
+	if (pages_never_sent(&d->pages, d->stale))
+		return err_setf(d->err, -ENOMEM, "out of memory for the never-sent pfns");
+	memset(d->stale, 0, BITMAP_WORDS(d->geo.npages) * sizeof(uint64_t));
 	ours = peer; /* echo: the source checks we agreed to its geometry */
 	ours.caps = 0;
 	n = proto_hello_encode(buf, sizeof(buf), &ours, d->err);

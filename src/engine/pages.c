@@ -26,12 +26,33 @@ void pages_free(struct pages *ps)
 	if (!ps->g)
 		return;
 	free(ps->present);
+	free(ps->never);
 	free(ps->requested);
 	free(ps->t_fault);
 	free(ps->waiters);
 	pthread_cond_destroy(&ps->changed);
 	pthread_mutex_destroy(&ps->lock);
 	memset(ps, 0, sizeof(*ps));
+}
+
+int pages_never_sent(struct pages *ps, const uint64_t *never)
+{
+	size_t words = BITMAP_WORDS(ps->npages);
+	uint64_t n = bitmap_count(never, ps->npages);
+
+	if (!n)
+		return 0;
+	ps->never = bitmap_new(ps->npages);
+	if (!ps->never)
+		return -ENOMEM;
+	pthread_mutex_lock(&ps->lock);
+	for (size_t w = 0; w < words; w++) {
+		ps->never[w] = never[w];
+		ps->npresent += (uint64_t)__builtin_popcountll(never[w] & ~ps->present[w]);
+		ps->present[w] |= never[w];
+	}
+	pthread_mutex_unlock(&ps->lock);
+	return 0;
 }
 
 /* A run of pages to hand to the backend, and how. */
@@ -85,6 +106,11 @@ int pages_install(struct pages *ps, uint64_t pfn, uint32_t n, const void *data, 
 	if (n > PROTO_MAX_BATCH || pfn >= ps->npages || n > ps->npages - pfn)
 		return err_setf(err, -ERANGE, "installing pfns %lu..%lu: out of range (caller bug)",
 				(unsigned long)pfn, (unsigned long)(pfn + n));
+	for (uint64_t p = pfn; ps->never && p < pfn + n; p++)
+		if (bitmap_test(ps->never, p))
+			return err_setf(err, -EPROTO,
+					"the source sent pfn %lu, which never moves (a hole or a host page)",
+					(unsigned long)p);
 	pthread_mutex_lock(&ps->lock);
 	nruns = claim(ps, pfn, n, via, runs);
 	pthread_mutex_unlock(&ps->lock);
@@ -160,7 +186,7 @@ int64_t pages_drop(struct pages *ps, uint64_t *set, char *err)
 		return err_setf(err, -EINVAL, "dropping pages after the guest started (caller bug)");
 	}
 	for (size_t w = 0; w < words; w++) {
-		set[w] &= ps->present[w];
+		set[w] &= ps->present[w] & (ps->never ? ~ps->never[w] : ~0ull);
 		n += (uint64_t)__builtin_popcountll(set[w]);
 	}
 	pthread_mutex_unlock(&ps->lock);

@@ -54,6 +54,7 @@ struct pages {
 	/* under lock */
 	uint64_t *present;
 	uint64_t npresent;
+	uint64_t *never;         /* pfns the backend never moves (NULL: none) */
 	uint64_t *requested;     /* post-copy only */
 	uint64_t *t_fault;       /* first unserved fault on the page, ns; 0 none */
 	uint32_t *waiters;       /* fault events waiting on the page */
@@ -66,6 +67,11 @@ struct pages {
 int pages_init(struct pages *ps, struct hmig_guest *g, const struct hmig_guest_geometry *geo,
 	       struct pages_hook hook);
 void pages_free(struct pages *ps);
+
+/* The pfns the backend never moves (npages bits): present from the start,
+ * so the set is complete when every other pfn is; an install, drop or fault
+ * that names one is refused.  Once, before any install.  0 or -ENOMEM. */
+int pages_never_sent(struct pages *ps, const uint64_t *never);
 
 /* Installs n contiguous pages from pfn (data: n * page_size bytes, or NULL
  * for zero pages) that arrived `via`.  0, or -errno with a line in err. */

@@ -43,6 +43,7 @@ struct hmig_source {
 	struct rec_buf rx;
 	struct sender bulk, urgent; /* pages out on each channel */
 	struct sent_log sent;  /* what went out; held: what the destination has */
+	uint64_t *moving;      /* every pfn but those the backend never sends */
 	uint64_t *dirty;       /* pages to send next: dirtied since their last send */
 	uint64_t *todo;        /* the pass being sent (a copy of dirty); scratch */
 	uint8_t *heat;         /* per page: passes that found it dirty (saturating) */
@@ -111,16 +112,31 @@ int hmig_source_new(const struct hmig_config *cfg, struct hmig_guest *guest,
 	s->g = guest;
 	s->stop_rule = hmig_stop_rule_default;
 	guest->ops->geometry(guest, &s->geo);
+	s->moving = bitmap_new(s->geo.npages);
 	s->dirty = bitmap_new(s->geo.npages);
 	s->todo = bitmap_new(s->geo.npages);
 	s->heat = calloc(s->geo.npages, 1);
 	stats_report_init(&s->rep, STATS_SIDE_SOURCE);
-	if (!s->dirty || !s->todo || !s->heat || sent_log_init(&s->sent, s->geo.npages) ||
+	if (!s->moving || !s->dirty || !s->todo || !s->heat ||
+	    sent_log_init(&s->sent, s->geo.npages) ||
 	    push_init(&s->push, cfg->push, cfg->near_pages, s->geo.npages)) {
 		hmig_source_free(s);
 		return err_setf(errbuf, -ENOMEM, "out of memory for %lu pages of bookkeeping",
 				(unsigned long)s->geo.npages);
 	}
+	/* Holes and host-owned pages never move (Xen has both): asked once,
+	 * kept as the complement, the set every pass-0 and every 'everything'
+	 * starts from. */
+	int64_t never = guest->ops->pfns_never_sent(guest, s->todo);
+	if (never < 0) {
+		err_setf(errbuf, (int)never, "%s", hmig_guest_error(guest));
+		hmig_source_free(s);
+		return (int)never;
+	}
+	for (uint64_t w = 0; w < BITMAP_WORDS(s->geo.npages); w++)
+		s->moving[w] = ~s->todo[w];
+	if (s->geo.npages % 64)
+		s->moving[BITMAP_WORDS(s->geo.npages) - 1] &= (1ull << (s->geo.npages % 64)) - 1;
 	*out = s;
 	return 0;
 }
@@ -178,15 +194,15 @@ static int connect_and_hello(struct hmig_source *s, const char *addr)
 
 /* ------------------------------------------------------------ sending pages */
 
-/* Sends every page in `set` (npages bits), or every page when set is NULL,
- * and waits until the kernel has taken them all.  Returns the page count. */
+/* Sends every page in `set` (npages bits) and waits until the kernel has
+ * taken them all.  Returns the page count. */
 static int64_t send_set(struct hmig_source *s, const uint64_t *set)
 {
 	uint64_t n = 0;
 	int rc;
 
-	for (uint64_t p = set ? bitmap_next(set, s->geo.npages, 0) : 0; p < s->geo.npages;
-	     p = set ? bitmap_next(set, s->geo.npages, p + 1) : p + 1) {
+	for (uint64_t p = bitmap_next(set, s->geo.npages, 0); p < s->geo.npages;
+	     p = bitmap_next(set, s->geo.npages, p + 1)) {
 		if ((rc = sender_queue(&s->bulk, p)))
 			return rc;
 		n++;
@@ -214,7 +230,7 @@ static int collect(struct hmig_source *s, unsigned flags)
 	return 0;
 }
 
-/* One pass: sends `todo` (NULL: every page), then collects what the guest
+/* One pass: sends `todo`, then collects what the guest
  * dirtied meanwhile into s->dirty, the next pass's work. */
 static int run_pass(struct hmig_source *s, uint32_t pass, const uint64_t *todo,
 		    struct hmig_pass_stats *pp)
@@ -278,18 +294,16 @@ static int precopy(struct hmig_source *s, enum hmig_decision *decision)
 
 	/* postcopy with precopy_passes=0: nothing moves before the switch. */
 	if (s->cfg.mode == HMIG_MODE_POSTCOPY && !s->cfg.precopy_passes) {
-		bitmap_set_range(s->dirty, 0, s->geo.npages);
+		memcpy(s->dirty, s->moving, words * 8);
 		s->rep.switchover.reason = STATS_REASON_MAX_PASSES;
 		*decision = HMIG_DECIDE_POSTCOPY;
 		return 0;
 	}
 	/* Pass 0 sends every page; pass n the pages pass n-1 saw dirtied. */
 	for (uint32_t pass = 0;; pass++) {
-		if (pass) {
-			memcpy(s->todo, s->dirty, words * 8);
-			memset(s->dirty, 0, words * 8);
-		}
-		if ((rc = run_pass(s, pass, pass ? s->todo : NULL, &pp)))
+		memcpy(s->todo, pass ? s->dirty : s->moving, words * 8);
+		memset(s->dirty, 0, words * 8);
+		if ((rc = run_pass(s, pass, s->todo, &pp)))
 			return rc;
 		pp.operator_forced = atomic_load(&s->force);
 		enum hmig_reason why = HMIG_REASON_NONE;
@@ -508,6 +522,10 @@ static int reply_request(struct hmig_source *s, const struct proto_hdr *h)
 		return rc;
 	for (uint32_t i = 0; i < pg.count; i++) {
 		pfns[i] = proto_pages_pfn(&pg, i);
+		if (!bitmap_test(s->moving, pfns[i]))
+			return err_setf(s->err, -EPROTO,
+					"the destination asked for pfn %lu, which never moves (a hole or a host page)",
+					(unsigned long)pfns[i]);
 		/* Already pushed and on its way: send it again anyway, the
 		 * destination installs whichever arrives first (the sent log
 		 * counts it as a duplicate). */
@@ -725,6 +743,7 @@ void hmig_source_free(struct hmig_source *s)
 	push_free(&s->push);
 	rec_buf_free(&s->rx);
 	stats_report_free(&s->rep);
+	free(s->moving);
 	free(s->dirty);
 	free(s->todo);
 	free(s->heat);

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "guest/synth/synth.h"
 #include "harness.h"
 #include "uffd/uffd.h"
 
@@ -64,7 +65,7 @@ static void dest_main(const struct mig_case *c, int ready_fd, const char *json)
 	struct hmig_dest *d;
 	char err[256];
 
-	if (hmig_synth_open_dest(&g, err) ||
+	if (synth_open_dest_holed(c->holes, &g, err) ||
 	    hmig_dest_new(&c->cfg, g, "127.0.0.1:0", &d, err)) {
 		fprintf(stderr, "dest setup: %s\n", err);
 		_exit(1);
@@ -128,7 +129,7 @@ void mig_run(const struct mig_case *c, struct mig_result *r)
 
 		cr_assert_geq(spid, 0);
 		if (spid == 0) {
-			if (hmig_synth_open(&c->guest, &g, err) || g->ops->run(g))
+			if (synth_open_holed(&c->guest, c->holes, &g, err) || g->ops->run(g))
 				_exit(1);
 			sleep_s(c->warmup_s);
 			if (hmig_source_new(&c->cfg, g, &src, err))
@@ -146,7 +147,7 @@ void mig_run(const struct mig_case *c, struct mig_result *r)
 		unlink(json);
 		return;
 	}
-	cr_assert_eq(hmig_synth_open(&c->guest, &g, err), 0, "%s", err);
+	cr_assert_eq(synth_open_holed(&c->guest, c->holes, &g, err), 0, "%s", err);
 	cr_assert_eq(g->ops->run(g), 0);
 	sleep_s(c->warmup_s);
 	cr_assert_eq(hmig_source_new(&c->cfg, g, &src, err), 0, "%s", err);

@@ -21,6 +21,8 @@ struct mig_case {
 	double kill_dest_after_s; /* > 0: SIGKILL the destination this long after connect */
 	double kill_src_after_s;  /* > 0: the source runs in a child, SIGKILLed this long
 				   * after it starts; only the destination reports */
+	uint64_t holes;           /* pfns the guest never moves, on both sides (synth's
+				   * test holes, as Xen's memory holes) */
 };
 
 struct mig_result {

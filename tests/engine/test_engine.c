@@ -300,3 +300,44 @@ Test(engine, source_lost_in_postcopy_fails_the_destination, .timeout = 120)
 	cr_assert(strstr(e, "missing"), "error does not say pages are missing: %s", e);
 	mig_result_free(&r);
 }
+
+/* A guest with pfns that never move (Xen has memory holes and host-owned
+ * pages): no pass sends them, the destination counts them present from the
+ * start, and every mode still completes with integrity ok. */
+Test(engine, pfns_that_never_move_stay_put_in_every_mode, .timeout = 180)
+{
+	static const enum hmig_mode modes[] = { HMIG_MODE_PRECOPY, HMIG_MODE_POSTCOPY,
+						HMIG_MODE_HYBRID };
+	const uint64_t holes = 100;
+
+	need_uffd();
+	for (int m = 0; m < 3; m++) {
+		struct mig_case c;
+		struct mig_result r;
+
+		mig_case_init(&c, "uniform:rate=20000", 32 * MIB);
+		c.holes = holes;
+		c.cfg.mode = modes[m];
+		mig_run(&c, &r);
+		assert_migrated(&r, hmig_mode_name(modes[m]));
+		uint64_t npages = rep_u64(r.src, "guest.pages");
+		cr_assert_eq(rep_u64(r.src, "passes[0].pages_sent"), npages - holes,
+			     "%s: pass 0 sent the holes", hmig_mode_name(modes[m]));
+		cr_assert_leq(rep_u64(r.src, "switchover.stale_pages"), npages - holes);
+		mig_result_free(&r);
+	}
+	/* Post-copy with nothing sent first pushes or pulls all but the holes. */
+	struct mig_case c;
+	struct mig_result r;
+	mig_case_init(&c, "uniform:rate=20000", 32 * MIB);
+	c.holes = holes;
+	c.cfg.mode = HMIG_MODE_POSTCOPY;
+	c.cfg.precopy_passes = 0;
+	mig_run(&c, &r);
+	assert_migrated(&r, "postcopy, 0 passes, holes");
+	uint64_t npages = rep_u64(r.src, "guest.pages");
+	cr_assert_eq(rep_u64(r.src, "switchover.stale_pages"), npages - holes);
+	cr_assert_eq(rep_u64(r.dst, "pages.pulled") + rep_u64(r.dst, "pages.pushed"),
+		     npages - holes);
+	mig_result_free(&r);
+}
