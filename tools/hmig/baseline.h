@@ -23,6 +23,9 @@ void baseline_warm_memory(uint64_t bytes);
  * costs; -1 when it cannot map them.  The memory is freed again. */
 double baseline_touch(uint64_t bytes);
 
+/* MemAvailable from /proc/meminfo, in bytes; 0 when it cannot be read. */
+uint64_t baseline_mem_available(void);
+
 /* Blasts `bytes` over loopback TCP to a forked receiver, twice. */
 int baseline_tcp_blast(uint64_t bytes, struct baseline_tcp *out);
 

@@ -335,7 +335,9 @@ static int bench_scale(const struct bench_opts *o)
 	 * touch costs, and the order of runs would decide the figures.  So
 	 * warm up first, enough for both sides of the largest guest, and
 	 * report what that first touch cost. */
-	uint64_t warm = 2 * 8 * o->mem + (2ull << 30);
+	uint64_t warm = 2 * 8 * o->mem + (1ull << 30), avail = baseline_mem_available();
+	if (avail && warm > avail - (avail >> 3))
+		warm = avail - (avail >> 3); /* never push the host into the OOM killer */
 	double cold_ms = baseline_touch(warm);
 	printf("warm-up: faulting in %.0f GiB took %.1f s (%.2f s/GiB), one thread; the figures "
 	       "below run on warm memory\n\n", (double)warm / (1ull << 30), cold_ms / 1e3,
