@@ -47,6 +47,12 @@ struct hmig_guest_stats {
 	uint64_t ops;          /* operations the guest completed (reads + writes) */
 	uint64_t writes;       /* page writes among them (what dirty logging sees) */
 	char workload[128];    /* what runs, for reports (a workload spec) */
+	/* Destination: the longest gap any vCPU saw across the migration, from
+	 * its last operation on the source to its first one here, in ms (wall
+	 * clocks: exact on one host, as good as the clocks' sync across two).
+	 * NAN until every vCPU that ran on the source has run here, and for
+	 * guests that cannot tell. */
+	double blackout_ms;
 };
 
 /* How a backend tracks writes on the source. */

@@ -490,6 +490,16 @@ int hmig_dest_run(struct hmig_dest *d)
 
 int hmig_dest_report(struct hmig_dest *d, FILE *f)
 {
+	/* The blackout is known once every vCPU has run here, which may be
+	 * after hmig_dest_run returned (the caller lets the guest run, then
+	 * reports): read it now.  null when the guest cannot tell (an idle
+	 * vCPU never completes an operation). */
+	if (d->geo.npages) {
+		struct hmig_guest_stats gs;
+
+		if (d->g->ops->stats(d->g, &gs) == 0)
+			stats_report_set_extra_double(&d->rep, "guest_blackout_ms", gs.blackout_ms);
+	}
 	return stats_report_write_json(&d->rep, f);
 }
 

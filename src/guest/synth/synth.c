@@ -19,6 +19,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -56,6 +57,11 @@ struct vcpu {
 	_Atomic uint64_t writes;
 	_Atomic uint64_t violations;
 	uint64_t first_bad_pfn;
+	/* Blackout: when the last op completed (wall clock, ns); on a
+	 * destination, `came_from` is the source's value, carried in the vCPU
+	 * state, and first_here the first op completed here. */
+	_Atomic uint64_t last_op_wall, first_here;
+	uint64_t came_from;
 	uint64_t op_at_start;       /* op when it started on this host */
 	uint64_t writes_at_start;
 	struct stats_hist lat;      /* kv request latency, ns; vCPU-private */
@@ -300,6 +306,13 @@ static void vcpu_step(struct vcpu *v, uint64_t op)
 	}
 	if (o.write)
 		atomic_fetch_add_explicit(&v->writes, 1, memory_order_relaxed);
+	/* One clock read an op (about 20 ns through the vDSO, 2% of an
+	 * unthrottled page write): the gap the guest sees across a migration
+	 * is the one figure no engine-side clock can give. */
+	uint64_t now = clock_wall_ns();
+	atomic_store_explicit(&v->last_op_wall, now, memory_order_relaxed);
+	if (v->came_from && !atomic_load_explicit(&v->first_here, memory_order_relaxed))
+		atomic_store_explicit(&v->first_here, now, memory_order_relaxed);
 	/* Release: a pauser that sees the new op count sees the op's writes. */
 	atomic_store_explicit(&v->op, op + 1, memory_order_release);
 }
@@ -484,13 +497,25 @@ static int synth_stats(struct hmig_guest *g, struct hmig_guest_stats *st)
 
 	memset(st, 0, sizeof(*st));
 	snprintf(st->workload, sizeof(st->workload), "%s", s->wl.spec);
+	st->blackout_ms = NAN;
+	bool all_back = true;
+	double worst = 0;
 	for (uint32_t i = 0; s->vcpus && i < s->nvcpus; i++) {
 		struct vcpu *v = &s->vcpus[i];
+		uint64_t here = atomic_load_explicit(&v->first_here, memory_order_relaxed);
 
 		st->ops += atomic_load_explicit(&v->op, memory_order_relaxed) - v->op_at_start;
 		st->writes += atomic_load_explicit(&v->writes, memory_order_relaxed) -
 			      v->writes_at_start;
+		if (!v->came_from)
+			continue; /* never ran on the source, or no destination */
+		if (!here)
+			all_back = false;
+		else if (here > v->came_from && clock_ms(here - v->came_from) > worst)
+			worst = clock_ms(here - v->came_from);
 	}
+	if (s->restored && all_back && worst > 0)
+		st->blackout_ms = worst;
 	return 0;
 }
 
@@ -932,17 +957,18 @@ static int synth_dirty_stop(struct hmig_guest *g)
 
 /* ------------------------------------------------------------ vCPU state */
 
-/* Blob v3, little-endian:
- *   0  u32 magic "HSYN"   4 u32 version (3)   8 u32 nvcpus   12 u32 page_size
+/* Blob v4, little-endian:
+ *   0  u32 magic "HSYN"   4 u32 version (4)   8 u32 nvcpus   12 u32 page_size
  *  16  u64 npages        24 u64 data_pages   32 u64 seed     40 f64 fill
  *  48  char[128] workload
  * 176  u64 holes (v3: so a destination opened with other holes says so)
- * 184  per vCPU: u64 op, u64 writes, u64 violations, u64 first_bad_pfn
+ * 184  per vCPU: u64 op, u64 writes, u64 violations, u64 first_bad_pfn,
+ *      u64 last_op_wall (v4: when its last op completed, wall clock ns)
  * The page version table is not here: it lives in guest memory (mem_map). */
 #define BLOB_MAGIC 0x4e595348u /* "HSYN" */
-#define BLOB_VERSION 3u
+#define BLOB_VERSION 4u
 #define BLOB_HDR 184
-#define BLOB_VCPU 32
+#define BLOB_VCPU 40
 
 static int synth_vcpu_save(struct hmig_guest *g, void **blob, size_t *len)
 {
@@ -973,6 +999,7 @@ static int synth_vcpu_save(struct hmig_guest *g, void **blob, size_t *len)
 		put_le64(p + 8, atomic_load(&v->writes));
 		put_le64(p + 16, atomic_load(&v->violations));
 		put_le64(p + 24, v->first_bad_pfn);
+		put_le64(p + 32, atomic_load(&v->last_op_wall));
 	}
 	*blob = b;
 	*len = n;
@@ -1035,6 +1062,7 @@ static int synth_vcpu_restore(struct hmig_guest *g, const void *blob, size_t len
 		atomic_store(&v->writes, get_le64(p + 8));
 		atomic_store(&v->violations, get_le64(p + 16));
 		v->first_bad_pfn = get_le64(p + 24);
+		v->came_from = get_le64(p + 32);
 	}
 	s->restored = true;
 	return 0;
