@@ -96,11 +96,20 @@ const char *hmig_push_name(enum hmig_push p);
 
 /* ------------------------------------------------ the pre-copy stop rule */
 
-/* What the source knows when a pre-copy pass ends: the stop rule's input. */
+/* What the source knows when a pre-copy pass ends, or (hybrid mode) while
+ * it runs: the stop rule's input. */
 struct hmig_pass_stats {
-	uint32_t pass;          /* the pass that just ended, 0-based */
-	uint64_t dirty_pages;   /* pages dirtied during it: the next pass's work */
-	uint64_t pages_sent;    /* pages the pass sent (pass 0: every page) */
+	uint32_t pass;          /* the pass, 0-based */
+	bool mid_pass;          /* asked during the pass (hybrid mode, about every
+				 * 100 ms): HMIG_DECIDE_PASS lets it go on, anything
+				 * else ends it at once */
+	uint64_t pages_planned; /* pages the pass set out to send (pass 0: all) */
+	uint64_t pages_sent;    /* pages it has sent (at its end: all it sent) */
+	uint64_t dirty_pages;   /* pages dirty now: the next pass's work so far */
+	uint64_t redirtied;     /* of the pages this pass sent, how many the guest
+				 * has written again since (at its end: dirty_pages) */
+	double dirty_rate_pps;  /* pages newly dirtied per second (since the last
+				 * look, or over the pass at its end) */
 	uint64_t bytes_sent;    /* all bytes sent so far, every pass */
 	uint64_t guest_bytes;   /* npages * page_size */
 	uint32_t page_size;

@@ -20,6 +20,13 @@
  * bandwidth measured (infinity when the bandwidth is unknown). */
 double policy_downtime_ms(const struct hmig_pass_stats *p);
 
+/* Guest sizes pre-copy would have sent once it converges, foreseen from the
+ * pass's figures: what went out, what the pass still has to send, and the
+ * passes after it at the measured dirty rate and bandwidth.  Infinity when
+ * the guest dirties as fast as the link sends (it never converges) or a
+ * figure is missing. */
+double policy_precopy_forecast(const struct hmig_pass_stats *p);
+
 const char *policy_decision_name(enum hmig_decision d);
 
 #endif

@@ -153,9 +153,11 @@ Test(api, failure_is_an_errno_and_a_line, .timeout = 60)
  * that pass's figures, and the source does what it says (here: exactly
  * three passes, then post-copy, whatever the built-in rule would do). */
 struct rule_log {
-	int calls;
+	int calls, mid_calls;
 	uint32_t passes[16];
 	uint64_t sent[16];
+	uint64_t mid_sent_last;
+	bool mid_grows;
 	uint64_t guest_bytes;
 };
 
@@ -166,6 +168,12 @@ static enum hmig_decision three_passes(const struct hmig_config *cfg,
 	struct rule_log *log = data;
 
 	(void)cfg;
+	if (pass->mid_pass) { /* hybrid mode asks during passes too: go on */
+		if (log->mid_calls++ && pass->pages_sent <= log->mid_sent_last)
+			log->mid_grows = false;
+		log->mid_sent_last = pass->pages_sent;
+		return HMIG_DECIDE_PASS;
+	}
 	if (log->calls < 16) {
 		log->passes[log->calls] = pass->pass;
 		log->sent[log->calls] = pass->pages_sent;
@@ -184,8 +192,15 @@ Test(api, a_custom_stop_rule_is_called_and_obeyed, .timeout = 120)
 	struct pair p;
 	pthread_t t;
 
-	/* Idle: the built-in rule would converge after pass 0. */
+	/* Idle: the built-in rule would converge after pass 0.  The bulk cap
+	 * stretches pass 0 to half a second, so the rule is also asked during
+	 * it (hybrid mode looks every 100 ms), with pages_sent growing. */
+	log.mid_grows = true;
 	pair_open(&p, HMIG_MODE_HYBRID, "idle");
+	hmig_source_free(p.src);
+	p.cfg.rate_limit_bps = 64u << 20;
+	char err[256] = "";
+	cr_assert(eq(int, hmig_source_new(&p.cfg, p.sg, &p.src, err), 0), "%s", err);
 	hmig_source_set_stop_rule(p.src, three_passes, &log);
 	cr_assert(eq(int, pthread_create(&t, NULL, run_dest, &p), 0));
 	p.src_rc = hmig_source_run(p.src, hmig_dest_address(p.dst));
@@ -196,6 +211,8 @@ Test(api, a_custom_stop_rule_is_called_and_obeyed, .timeout = 120)
 	cr_assert(eq(int, p.dg->ops->verify(p.dg), 0), "%s", hmig_guest_error(p.dg));
 
 	cr_assert(eq(int, log.calls, 3), "called %d times", log.calls);
+	cr_assert(ge(int, log.mid_calls, 2), "asked %d times during pass 0", log.mid_calls);
+	cr_assert(log.mid_grows, "pages_sent did not grow between the looks");
 	for (int i = 0; i < 3; i++)
 		cr_assert(eq(u32, log.passes[i], (uint32_t)i));
 	cr_assert(eq(u64, log.sent[0], (32u << 20) / 4096), "pass 0 sends every page");

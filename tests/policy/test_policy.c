@@ -23,6 +23,11 @@ struct row {
 	/* expected */
 	enum hmig_decision want;
 	enum hmig_reason why;
+	/* the pass, continued: asked mid-pass, pages planned (0: as sent),
+	 * re-dirtied (0: as dirty), the dirty rate */
+	bool mid;
+	uint64_t planned, redirtied;
+	double rate_pps;
 };
 
 /* 1 GB/s: 300 ms of downtime holds ~73k pages. */
@@ -31,8 +36,13 @@ struct row {
 static struct row rows[] = {
 	{ "few dirty pages converge", HMIG_MODE_PRECOPY, 5, 0, 0.1, 0, 0,
 	  1, 40, 5000, GIB + 1, BW, 100, false, HMIG_DECIDE_STOPCOPY, HMIG_REASON_CONVERGED },
-	{ "dirty set fits downtime", HMIG_MODE_HYBRID, 5, 0, 0.1, 0, 0,
+	{ "dirty set fits downtime", HMIG_MODE_PRECOPY, 5, 0, 0.1, 0, 0,
 	  1, 60000, 70000, GIB, BW, 100, false, HMIG_DECIDE_STOPCOPY, HMIG_REASON_CONVERGED },
+	/* Hybrid never stops and copies for longer than a post-copy switch (1 ms). */
+	{ "hybrid: 245 ms of stop-and-copy is not converged", HMIG_MODE_HYBRID, 5, 0, 0.1, 0, 0,
+	  1, 60000, 70000, GIB, BW, 100, false, HMIG_DECIDE_PASS, HMIG_REASON_NONE },
+	{ "hybrid: 0.8 ms of stop-and-copy is", HMIG_MODE_HYBRID, 5, 0, 0.1, 0, 0,
+	  1, 200, 70000, GIB, BW, 100, false, HMIG_DECIDE_STOPCOPY, HMIG_REASON_CONVERGED },
 	{ "no bandwidth figure: not converged", HMIG_MODE_PRECOPY, 5, 0, 0, 0, 0,
 	  0, 60000, PAGES_1G, GIB, 0, 100, false, HMIG_DECIDE_PASS, HMIG_REASON_NONE },
 	{ "shrinking: another pass", HMIG_MODE_PRECOPY, 5, 0, 0.1, 0, 0,
@@ -50,6 +60,11 @@ static struct row rows[] = {
 	{ "min_progress=0 never gives up on it", HMIG_MODE_PRECOPY, 5, 0, 0, 0, 0,
 	  2, 120000, 100000, GIB, BW, 100, false, HMIG_DECIDE_PASS, HMIG_REASON_NONE },
 	{ "pass 0 that dirtied a little: another pass", HMIG_MODE_HYBRID, 5, 0, 0.1, 0, 0,
+	  0, 26000, PAGES_1G, GIB, BW, 100, false, HMIG_DECIDE_PASS, HMIG_REASON_NONE },
+	/* Converging would resend 38% of the guest and more: over hybrid's 1.3. */
+	{ "hybrid: pass 0 that dirtied 38%", HMIG_MODE_HYBRID, 5, 0, 0.1, 0, 0,
+	  0, 100000, PAGES_1G, GIB, BW, 100, false, HMIG_DECIDE_POSTCOPY, HMIG_REASON_BYTE_BUDGET },
+	{ "precopy: pass 0 that dirtied 38%", HMIG_MODE_PRECOPY, 5, 0, 0.1, 0, 0,
 	  0, 100000, PAGES_1G, GIB, BW, 100, false, HMIG_DECIDE_PASS, HMIG_REASON_NONE },
 	{ "pass 0 dirtied nearly all it sent", HMIG_MODE_HYBRID, 5, 0, 0.1, 0, 0,
 	  0, 250000, PAGES_1G, GIB, BW, 100, false, HMIG_DECIDE_POSTCOPY, HMIG_REASON_NO_PROGRESS },
@@ -64,13 +79,35 @@ static struct row rows[] = {
 	{ "switch_after_ms elapsed", HMIG_MODE_HYBRID, 5, 0, 0, 0, 500,
 	  0, 200000, PAGES_1G, GIB, BW, 600, false, HMIG_DECIDE_POSTCOPY, HMIG_REASON_FORCED },
 	{ "switch_after_ms not yet", HMIG_MODE_HYBRID, 5, 0, 0, 0, 500,
-	  0, 200000, PAGES_1G, GIB, BW, 400, false, HMIG_DECIDE_PASS, HMIG_REASON_NONE },
+	  0, 20000, PAGES_1G, GIB, BW, 400, false, HMIG_DECIDE_PASS, HMIG_REASON_NONE },
 	{ "postcopy mode switches after its passes", HMIG_MODE_POSTCOPY, 5, 1, 0, 0, 0,
 	  0, 200000, PAGES_1G, GIB, BW, 100, false, HMIG_DECIDE_POSTCOPY, HMIG_REASON_MAX_PASSES },
 	{ "postcopy mode stays post-copy when converged", HMIG_MODE_POSTCOPY, 5, 1, 0, 0, 0,
 	  0, 10, PAGES_1G, GIB, BW, 100, false, HMIG_DECIDE_POSTCOPY, HMIG_REASON_CONVERGED },
 	{ "converged beats forced", HMIG_MODE_HYBRID, 5, 0, 0, 0, 0,
 	  0, 10, PAGES_1G, GIB, BW, 100, true, HMIG_DECIDE_STOPCOPY, HMIG_REASON_CONVERGED },
+	/* Mid-pass (hybrid): 25k of 262k pages sent, at 1 GB/s = 244k pages/s. */
+	{ "mid-pass: a writer faster than the link", HMIG_MODE_HYBRID, 5, 0, 0.1, 0, 0,
+	  0, 30000, 25000, 100u << 20, BW, 100, false, HMIG_DECIDE_POSTCOPY,
+	  HMIG_REASON_NO_PROGRESS, true, PAGES_1G, 12000, 2e6 },
+	{ "mid-pass: 200k writes/s", HMIG_MODE_HYBRID, 5, 0, 0.1, 0, 0,
+	  0, 20000, 25000, 100u << 20, BW, 100, false, HMIG_DECIDE_POSTCOPY,
+	  HMIG_REASON_NO_PROGRESS, true, PAGES_1G, 1000, 2e5 },
+	{ "mid-pass: 20k writes/s goes on", HMIG_MODE_HYBRID, 5, 0, 0.1, 0, 0,
+	  0, 2000, 25000, 100u << 20, BW, 100, false, HMIG_DECIDE_PASS,
+	  HMIG_REASON_NONE, true, PAGES_1G, 100, 2e4 },
+	{ "mid-pass: precopy mode never decides", HMIG_MODE_PRECOPY, 5, 0, 0.1, 0, 0,
+	  0, 30000, 25000, 100u << 20, BW, 100, true, HMIG_DECIDE_PASS,
+	  HMIG_REASON_NONE, true, PAGES_1G, 12000, 2e6 },
+	{ "mid-pass: the operator forces", HMIG_MODE_HYBRID, 5, 0, 0.1, 0, 0,
+	  0, 2000, 25000, 100u << 20, BW, 100, true, HMIG_DECIDE_POSTCOPY,
+	  HMIG_REASON_FORCED, true, PAGES_1G, 100, 2e4 },
+	{ "mid-pass: 100k/s, budget 1.3: post-copy", HMIG_MODE_HYBRID, 5, 0, 0.1, 0, 0,
+	  0, 20000, 25000, 100u << 20, BW, 100, false, HMIG_DECIDE_POSTCOPY,
+	  HMIG_REASON_NO_PROGRESS, true, PAGES_1G, 1000, 1e5 },
+	{ "mid-pass: 100k/s, budget 3: goes on", HMIG_MODE_HYBRID, 5, 0, 0.1, 3, 0,
+	  0, 20000, 25000, 100u << 20, BW, 100, false, HMIG_DECIDE_PASS,
+	  HMIG_REASON_NONE, true, PAGES_1G, 1000, 1e5 },
 };
 
 ParameterizedTestParameters(policy, decide)
@@ -94,7 +131,9 @@ ParameterizedTest(struct row *r, policy, decide)
 		.pass = r->pass, .dirty_pages = r->dirty, .pages_sent = r->sent,
 		.bytes_sent = r->bytes_sent, .guest_bytes = GIB, .page_size = 4096,
 		.bandwidth_bps = r->bw_bps, .elapsed_ms = r->elapsed_ms,
-		.operator_forced = r->forced,
+		.operator_forced = r->forced, .mid_pass = r->mid,
+		.pages_planned = r->planned ? r->planned : r->sent,
+		.redirtied = r->mid ? r->redirtied : r->dirty, .dirty_rate_pps = r->rate_pps,
 	};
 	enum hmig_decision d = hmig_stop_rule_default(&cfg, &p, &why, NULL);
 
