@@ -70,14 +70,15 @@ struct hmig_config {
 	int connect_timeout_ms;         /* how long the source retries connecting */
 	int accept_timeout_ms;          /* how long the destination waits; 0 = forever */
 	int io_timeout_ms;              /* a peer silent this long is dead */
+	int recover_timeout_ms;         /* after the commit: how long both sides try to
+					 * reconnect a lost link (600000; 0 = forever) */
 	enum hmig_dirty_mode dirty;     /* dirty logging mode to ask the backend for */
 };
 
 void hmig_config_init(struct hmig_config *cfg);
 
 /* Sets one knob from text.  -EINVAL with a message in errbuf (256 bytes)
- * naming the key or the bad value; an unknown key's message lists every
- * knob.  cfg is unchanged on failure. */
+ * naming the key or the bad value.  cfg is unchanged on failure. */
 int hmig_config_set(struct hmig_config *cfg, const char *key, const char *value,
 		    char *errbuf);
 
@@ -88,6 +89,9 @@ int hmig_config_set(struct hmig_config *cfg, const char *key, const char *value,
  * call it first, so a config set directly in the struct cannot get past
  * them; call it yourself to learn of a bad value before opening a guest. */
 int hmig_config_check(const struct hmig_config *cfg, char *errbuf);
+
+/* The i-th knob's key (0, 1, ...), NULL past the last: to list them. */
+const char *hmig_config_knob_name(unsigned i);
 
 const char *hmig_mode_name(enum hmig_mode m);
 int hmig_mode_parse(const char *s, enum hmig_mode *m);

@@ -199,6 +199,11 @@ static void rate_refill(struct net_chan *ch, uint64_t now)
 	ch->tokens_ns = now;
 }
 
+void net_chan_set_send_timeout(struct net_chan *ch, int timeout_ms)
+{
+	ch->send_timeout_ms = timeout_ms;
+}
+
 void net_chan_set_rate(struct net_chan *ch, uint64_t bytes_per_s)
 {
 	ch->rate = bytes_per_s;
@@ -780,6 +785,7 @@ int net_chan_open(struct net_chan *ch, int fd, enum net_kind kind, const struct 
 		ch->nbufs = MAX_NBUFS;
 	ch->buf_size = o.buf_size ? o.buf_size : kind == NET_BULK ? BULK_BUF_SIZE : URGENT_BUF_SIZE;
 	ch->seq_next = ch->seq_cursor = 1;
+	ch->send_timeout_ms = -1;
 
 	p.flags = IORING_SETUP_CQSIZE;
 	p.cq_entries = pow2_at_least(2 * ch->nbufs + 2 * RING_ENTRIES);
@@ -876,11 +882,13 @@ int64_t net_chan_sendv(struct net_chan *ch, const struct iovec *iov, int iovcnt)
 		return err_setf(ch->err, -EINVAL, "%s channel: %d iovecs in one send, at most %d",
 				name(ch), iovcnt, NET_SEND_IOV_MAX);
 	chan_poll(ch);
-	/* Backpressure: the queue is full until the oldest send completes. */
+	/* Backpressure: the queue is full until the oldest send completes; a
+	 * peer that stops reading fails the send after send_timeout_ms. */
+	uint64_t deadline = net_deadline(ch->send_timeout_ms);
 	while (!ch->tx_err && ch->seq_next - 1 - ch->seq_done >= ch->cap) {
-		rc = chan_wait(ch, NET_NEVER);
+		rc = chan_wait(ch, deadline);
 		if (rc < 0)
-			return wait_error(ch, rc, -1, "sending");
+			return wait_error(ch, rc, ch->send_timeout_ms, "a send waited for room");
 	}
 	if (ch->tx_err)
 		return tx_error(ch);

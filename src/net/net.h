@@ -34,6 +34,7 @@
 #ifndef HMIG_NET_NET_H
 #define HMIG_NET_NET_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -145,6 +146,7 @@ struct net_chan {
 	bool tx_zc;             /* ... and it is zero-copy */
 	size_t tx_len;          /* ... of this many bytes */
 	int tx_err;             /* sticky: once a send failed, all do */
+	int send_timeout_ms;    /* net_chan_sendv waits this long for room; < 0 forever */
 
 	/* bandwidth cap (token bucket, bytes) */
 	uint64_t rate;          /* bytes/s, 0 = unlimited */
@@ -205,6 +207,7 @@ struct net_listener {
 	struct net_pending pend[NET_PENDING_MAX];
 	unsigned npend;
 	unsigned rejected;      /* connections closed for a bad or missing preamble */
+	_Atomic bool stop;      /* net_listener_stop: the next wake returns -ECANCELED */
 	char err[ERR_LEN];      /* the last rejection, or the failure of net_listen */
 };
 
@@ -229,6 +232,11 @@ int net_listen(struct net_listener *l, const char *addr, const struct net_opts *
  * connections stay in l for the next call.  -ETIMEDOUT when none paired in
  * time; the message goes to pair->err. */
 int net_accept_pair(struct net_listener *l, int timeout_ms, struct net_pair *pair);
+
+/* Makes net_accept_pair return -ECANCELED at its next wake-up: a signal
+ * (which interrupts its poll) or within one preamble timeout.  Async-signal
+ * safe. */
+void net_listener_stop(struct net_listener *l);
 
 /* Closes the listener and every connection it still holds; removes the unix
  * socket file.  Safe on a zeroed struct and when called twice. */
@@ -312,6 +320,11 @@ int net_chan_wake(struct net_chan *ch);
 
 /* Caps the send bandwidth (bytes/s; 0 removes the cap). */
 void net_chan_set_rate(struct net_chan *ch, uint64_t bytes_per_s);
+
+/* How long net_chan_sendv may wait for a free send slot (the peer reads
+ * nothing: the queue stays full) before it fails with -ETIMEDOUT; < 0 (the
+ * default) waits forever. */
+void net_chan_set_send_timeout(struct net_chan *ch, int timeout_ms);
 
 /* Any thread: a snapshot of the counters. */
 void net_chan_stats(const struct net_chan *ch, struct net_chan_stats *out);

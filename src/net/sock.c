@@ -30,6 +30,10 @@
  * leaves a heavily loaded sender plenty of time. */
 #define PREAMBLE_TIMEOUT_MS 5000
 
+/* How soon net_accept_pair sees net_listener_stop from another thread (a
+ * signal interrupts its poll at once). */
+#define STOP_POLL_MS 250
+
 /* Bulk socket buffers.  4 MiB covers the bandwidth-delay product of 10 Gb/s
  * at 3 ms round trip (a data-centre path); with less, one connection cannot
  * fill such a link.  It is applied only when net.core.wmem_max/rmem_max allow
@@ -534,6 +538,9 @@ int net_accept_pair(struct net_listener *l, int timeout_ms, struct net_pair *pai
 
 		if (pending_match(l, &ib, &iu))
 			return accept_take(l, ib, iu, pair);
+		if (atomic_load(&l->stop))
+			return err_setf(pair->err, -ECANCELED, "stopped waiting for a source on %s",
+					l->addr.text);
 		if (ms == 0) {
 			if (l->rejected)
 				return err_setf(pair->err, -ETIMEDOUT, "no hmig sender paired up on %s within %d ms; %u connection(s) rejected, last: %s",
@@ -546,9 +553,10 @@ int net_accept_pair(struct net_listener *l, int timeout_ms, struct net_pair *pai
 		for (unsigned i = 0; i < l->npend; i++)
 			if (!l->pend[i].ready)
 				pfd[n++] = (struct pollfd){ .fd = l->pend[i].fd, .events = POLLIN };
-		/* Wake up in time to expire a silent connection. */
-		if (n > 1 && (ms < 0 || ms > PREAMBLE_TIMEOUT_MS))
-			ms = PREAMBLE_TIMEOUT_MS;
+		/* Wake up in time to expire a silent connection, and to see a
+		 * stop asked from another thread within STOP_POLL_MS. */
+		if (ms < 0 || ms > STOP_POLL_MS)
+			ms = STOP_POLL_MS;
 		rc = sys_poll(pfd, n, ms);
 		if (rc < 0 && rc != -EINTR)
 			return err_setf(pair->err, rc, "waiting for connections on %s: %s",
@@ -559,6 +567,11 @@ int net_accept_pair(struct net_listener *l, int timeout_ms, struct net_pair *pai
 		if (rc > 0 && pfd[0].revents && (rc = accept_all(l, pair->err)) < 0)
 			return rc;
 	}
+}
+
+void net_listener_stop(struct net_listener *l)
+{
+	atomic_store(&l->stop, true);
 }
 
 void net_listener_close(struct net_listener *l)

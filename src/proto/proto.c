@@ -38,6 +38,11 @@ static const struct rec_info rec_table[] = {
 	[PROTO_ERROR] = { "ERROR", 0, sizeof(struct proto_wire_error), false },
 	[PROTO_DIRTY] = { "DIRTY", PROTO_FLAG_LAST, sizeof(struct proto_wire_stale), true },
 	[PROTO_SYNC] = { "SYNC", 0, sizeof(struct proto_wire_sync), true },
+	[PROTO_LOADED] = { "LOADED", 0, sizeof(struct proto_wire_sync), true },
+	[PROTO_COMMIT] = { "COMMIT", 0, sizeof(struct proto_wire_sync), true },
+	[PROTO_VERDICT] = { "VERDICT", 0, sizeof(struct proto_wire_error), true },
+	[PROTO_RECOVER] = { "RECOVER", 0, sizeof(struct proto_wire_recover), true },
+	[PROTO_MISSING] = { "MISSING", PROTO_FLAG_LAST, sizeof(struct proto_wire_stale), true },
 };
 
 #define NTYPES (sizeof(rec_table) / sizeof(rec_table[0]))
@@ -92,9 +97,16 @@ uint32_t proto_body_max(uint32_t type, const struct hmig_guest_geometry *geo)
 		return sizeof(struct proto_wire_pass_end);
 	case PROTO_STALE:
 	case PROTO_DIRTY:
+	case PROTO_MISSING:
 		return PROTO_STALE_MAX_BODY;
 	case PROTO_SYNC:
+	case PROTO_LOADED:
+	case PROTO_COMMIT:
 		return sizeof(struct proto_wire_sync);
+	case PROTO_RECOVER:
+		return sizeof(struct proto_wire_recover);
+	case PROTO_VERDICT:
+		return sizeof(struct proto_wire_error) + PROTO_ERROR_TEXT_MAX;
 	case PROTO_VCPU_STATE:
 		return (uint32_t)vcpu_max(geo);
 	case PROTO_RESUMED:
@@ -687,6 +699,12 @@ int proto_dirty_encode(void *buf, size_t len, const struct hmig_guest_geometry *
 	return set_encode(buf, len, PROTO_DIRTY, geo, dirty, pos, err);
 }
 
+int proto_missing_encode(void *buf, size_t len, const struct hmig_guest_geometry *geo,
+			 const uint64_t *missing, uint64_t *pos, char *err)
+{
+	return set_encode(buf, len, PROTO_MISSING, geo, missing, pos, err);
+}
+
 static int stale_ranges(const struct proto_hdr *h, const uint8_t *body,
 			uint64_t npages, uint64_t *stale, char *err)
 {
@@ -788,7 +806,8 @@ int proto_stale_decode(const struct proto_hdr *h, const void *body,
 {
 	const struct proto_wire_stale *w = body;
 	uint32_t kind;
-	int rc = expect(h, h->type == PROTO_DIRTY ? PROTO_DIRTY : PROTO_STALE, err);
+	int rc = expect(h, h->type == PROTO_DIRTY || h->type == PROTO_MISSING ? h->type : PROTO_STALE,
+			err);
 
 	if (rc)
 		return rc;
@@ -865,28 +884,75 @@ int proto_resumed_decode(const struct proto_hdr *h, const void *body,
 	return 0;
 }
 
-int proto_sync_encode(void *buf, size_t len, uint64_t token, char *err)
+int proto_token_encode(void *buf, size_t len, uint32_t type, uint64_t token, char *err)
 {
 	struct proto_wire_sync *w;
-	int rc = room(len, PROTO_HDR_LEN + sizeof(*w), PROTO_SYNC, err);
+	int rc = room(len, PROTO_HDR_LEN + sizeof(*w), type, err);
 
 	if (rc)
 		return rc;
-	proto_hdr_encode(buf, PROTO_SYNC, 0, sizeof(*w));
+	proto_hdr_encode(buf, type, 0, sizeof(*w));
 	w = (struct proto_wire_sync *)((uint8_t *)buf + PROTO_HDR_LEN);
 	put_le64(w->token, token);
 	return PROTO_HDR_LEN + sizeof(*w);
 }
 
-int proto_sync_decode(const struct proto_hdr *h, const void *body, uint64_t *token,
-		      char *err)
+int proto_sync_encode(void *buf, size_t len, uint64_t token, char *err)
+{
+	return proto_token_encode(buf, len, PROTO_SYNC, token, err);
+}
+
+int proto_token_decode(const struct proto_hdr *h, const void *body, uint64_t *token,
+		       char *err)
 {
 	const struct proto_wire_sync *w = body;
-	int rc = expect_fixed(h, PROTO_SYNC, sizeof(*w), err);
+	uint32_t type = h->type == PROTO_LOADED || h->type == PROTO_COMMIT ? h->type : PROTO_SYNC;
+	int rc = expect_fixed(h, type, sizeof(*w), err);
 
 	if (rc)
 		return rc;
 	*token = get_le64(w->token);
+	return 0;
+}
+
+int proto_sync_decode(const struct proto_hdr *h, const void *body, uint64_t *token,
+		      char *err)
+{
+	int rc = expect_fixed(h, PROTO_SYNC, sizeof(struct proto_wire_sync), err);
+
+	return rc ? rc : proto_token_decode(h, body, token, err);
+}
+
+int proto_recover_encode(void *buf, size_t len, const struct proto_recover *r, char *err)
+{
+	struct proto_wire_recover *w;
+	int rc = room(len, PROTO_HDR_LEN + sizeof(*w), PROTO_RECOVER, err);
+
+	if (rc)
+		return rc;
+	proto_hdr_encode(buf, PROTO_RECOVER, 0, sizeof(*w));
+	w = (struct proto_wire_recover *)((uint8_t *)buf + PROTO_HDR_LEN);
+	put_le64(w->session_id, r->session_id);
+	put_le32(w->flags, r->flags);
+	put_le32(w->state, r->state);
+	return PROTO_HDR_LEN + sizeof(*w);
+}
+
+int proto_recover_decode(const struct proto_hdr *h, const void *body, struct proto_recover *out,
+			 char *err)
+{
+	const struct proto_wire_recover *w = body;
+	int rc = expect_fixed(h, PROTO_RECOVER, sizeof(*w), err);
+
+	if (rc)
+		return rc;
+	out->session_id = get_le64(w->session_id);
+	out->flags = get_le32(w->flags);
+	out->state = get_le32(w->state);
+	if (out->flags & ~PROTO_RECOVER_COMMITTED)
+		return err_setf(err, -EPROTO, "RECOVER record: unknown flags 0x%x", out->flags);
+	if (out->state > PROTO_RECOVER_COMPLETE)
+		return err_setf(err, -EPROTO, "RECOVER record: unknown state %u", out->state);
 	return 0;
 }
 
@@ -929,8 +995,11 @@ static bool is_control(uint8_t c)
 	return (c < 0x20 && c != '\t') || c == 0x7f;
 }
 
-int proto_err_encode(void *buf, size_t len, int code, const char *text,
-		     char *err)
+/* ERROR and VERDICT: a code and a line of text, cleaned (control
+ * characters and bytes that are not UTF-8 become '?') and cut at
+ * PROTO_ERROR_TEXT_MAX bytes on a character boundary. */
+static int coded_text_encode(void *buf, size_t len, uint32_t type, uint32_t code,
+			     const char *text, char *err)
 {
 	const uint8_t *s = (const uint8_t *)text;
 	size_t n = strlen(text), in = 0, out = 0;
@@ -938,13 +1007,9 @@ int proto_err_encode(void *buf, size_t len, int code, const char *text,
 	uint8_t *dst;
 	int rc;
 
-	if (code <= 0 || (unsigned)code > MAX_ERRNO_CODE)
-		return err_setf(err, -EINVAL,
-				"ERROR record: code %d is not a positive errno (caller bug: pass -rc)",
-				code);
 	rc = room(len, PROTO_HDR_LEN + sizeof(*w) +
 		  (n < PROTO_ERROR_TEXT_MAX ? n : PROTO_ERROR_TEXT_MAX),
-		  PROTO_ERROR, err);
+		  type, err);
 	if (rc)
 		return rc;
 	w = (struct proto_wire_error *)((uint8_t *)buf + PROTO_HDR_LEN);
@@ -965,19 +1030,38 @@ int proto_err_encode(void *buf, size_t len, int code, const char *text,
 		out += l;
 		in += l;
 	}
-	put_le32(w->code, (uint32_t)code);
+	put_le32(w->code, code);
 	put_le32(w->text_len, (uint32_t)out);
-	proto_hdr_encode(buf, PROTO_ERROR, 0, (uint32_t)(sizeof(*w) + out));
+	proto_hdr_encode(buf, type, 0, (uint32_t)(sizeof(*w) + out));
 	return (int)(PROTO_HDR_LEN + sizeof(*w) + out);
 }
 
-int proto_err_decode(const struct proto_hdr *h, const void *body,
-		     struct proto_error *out, char *err)
+int proto_err_encode(void *buf, size_t len, int code, const char *text,
+		     char *err)
+{
+	if (code <= 0 || (unsigned)code > MAX_ERRNO_CODE)
+		return err_setf(err, -EINVAL,
+				"ERROR record: code %d is not a positive errno (caller bug: pass -rc)",
+				code);
+	return coded_text_encode(buf, len, PROTO_ERROR, (uint32_t)code, text, err);
+}
+
+int proto_verdict_encode(void *buf, size_t len, uint32_t verdict, const char *text, char *err)
+{
+	if (verdict > PROTO_VERDICT_SKIPPED)
+		return err_setf(err, -EINVAL, "VERDICT record: verdict %u (caller bug)", verdict);
+	return coded_text_encode(buf, len, PROTO_VERDICT, verdict, text, err);
+}
+
+static int coded_text_decode(const struct proto_hdr *h, const void *body, uint32_t type,
+			     uint32_t code_min, uint32_t code_max, struct proto_error *out,
+			     char *err)
 {
 	const struct proto_wire_error *w = body;
 	const uint8_t *text = (const uint8_t *)(w + 1);
+	const char *name = proto_type_name(type);
 	uint32_t code, n;
-	int rc = expect(h, PROTO_ERROR, err);
+	int rc = expect(h, type, err);
 
 	if (rc)
 		return rc;
@@ -985,26 +1069,39 @@ int proto_err_decode(const struct proto_hdr *h, const void *body,
 	n = get_le32(w->text_len);
 	if (n > PROTO_ERROR_TEXT_MAX)
 		return err_setf(err, -EMSGSIZE,
-				"ERROR record: text of %u bytes, at most %u",
-				n, PROTO_ERROR_TEXT_MAX);
+				"%s record: text of %u bytes, at most %u",
+				name, n, PROTO_ERROR_TEXT_MAX);
 	if (h->body_len != sizeof(*w) + n)
 		return err_setf(err, -EPROTO,
-				"ERROR record: body_len %u does not match text length %u",
-				h->body_len, n);
-	if (code == 0 || code > MAX_ERRNO_CODE)
-		return err_setf(err, -EPROTO,
-				"ERROR record: code %u is not an errno", code);
+				"%s record: body_len %u does not match text length %u",
+				name, h->body_len, n);
+	if (code < code_min || code > code_max)
+		return err_setf(err, -EPROTO, "%s record: code %u is not %s", name, code,
+				type == PROTO_ERROR ? "an errno" : "a verdict (0 ok, 1 mismatch, 2 skipped)");
 	for (uint32_t i = 0; i < n;) {
 		size_t l = utf8_len(text + i, n - i);
 
 		if (l == 0 || (l == 1 && is_control(text[i])))
 			return err_setf(err, -EPROTO,
-					"ERROR record (peer errno %u): text byte %u is not printable UTF-8",
-					code, i);
+					"%s record (peer %s %u): text byte %u is not printable UTF-8",
+					name, type == PROTO_ERROR ? "errno" : "verdict", code, i);
 		i += (uint32_t)l;
 	}
 	out->code = code;
 	out->text_len = n;
 	out->text = (const char *)text;
 	return 0;
+}
+
+int proto_err_decode(const struct proto_hdr *h, const void *body,
+		     struct proto_error *out, char *err)
+{
+	return coded_text_decode(h, body, PROTO_ERROR, 1, MAX_ERRNO_CODE, out, err);
+}
+
+int proto_verdict_decode(const struct proto_hdr *h, const void *body, struct proto_error *out,
+			 char *err)
+{
+	return coded_text_decode(h, body, PROTO_VERDICT, PROTO_VERDICT_OK, PROTO_VERDICT_SKIPPED,
+				 out, err);
 }

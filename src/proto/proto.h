@@ -84,6 +84,26 @@ enum proto_type {
 	PROTO_ERROR = 10,
 	PROTO_DIRTY = 11,
 	PROTO_SYNC = 12,
+	PROTO_LOADED = 13,
+	PROTO_COMMIT = 14,
+	PROTO_VERDICT = 15,
+	PROTO_RECOVER = 16,
+	PROTO_MISSING = 17,
+};
+
+/* VERDICT codes: what the destination's oracle said. */
+enum proto_verdict { PROTO_VERDICT_OK = 0, PROTO_VERDICT_MISMATCH = 1, PROTO_VERDICT_SKIPPED = 2 };
+
+/* RECOVER flags: source: it has committed (sent COMMIT); destination: it
+ * holds the loaded vCPU state. */
+#define PROTO_RECOVER_COMMITTED 0x1u
+#define PROTO_RECOVER_LOADED 0x1u
+
+/* RECOVER state (destination): where it stands. */
+enum proto_recover_state {
+	PROTO_RECOVER_WAITING = 0,  /* loaded, waiting for COMMIT */
+	PROTO_RECOVER_RUNNING = 1,  /* the guest runs here; pages are missing */
+	PROTO_RECOVER_COMPLETE = 2, /* every page is here */
 };
 
 /* STALE, DIRTY: this record completes the set. */
@@ -225,10 +245,25 @@ struct proto_resumed {
 	uint64_t resume_wall_ns;
 };
 
+/* SYNC, LOADED, COMMIT: one token (SYNC: the source's; LOADED, COMMIT: the
+ * session id). */
 struct proto_wire_sync {
 	uint8_t token[8];
 };
 _Static_assert(sizeof(struct proto_wire_sync) == 8, "SYNC");
+
+struct proto_wire_recover {
+	uint8_t session_id[8];
+	uint8_t flags[4];
+	uint8_t state[4];
+};
+_Static_assert(sizeof(struct proto_wire_recover) == 16, "RECOVER");
+
+struct proto_recover {
+	uint64_t session_id;
+	uint32_t flags;
+	uint32_t state; /* enum proto_recover_state; 0 from the source */
+};
 
 struct proto_wire_done {
 	uint8_t pages[8];
@@ -307,6 +342,17 @@ int proto_stale_decode(const struct proto_hdr *h, const void *body,
 int proto_sync_decode(const struct proto_hdr *h, const void *body, uint64_t *token,
 		      char *err);
 
+/* SYNC, LOADED or COMMIT. */
+int proto_token_decode(const struct proto_hdr *h, const void *body, uint64_t *token,
+		       char *err);
+
+int proto_recover_decode(const struct proto_hdr *h, const void *body, struct proto_recover *out,
+			 char *err);
+
+/* VERDICT: out->code is the verdict (0..2), text as ERROR's. */
+int proto_verdict_decode(const struct proto_hdr *h, const void *body, struct proto_error *out,
+			 char *err);
+
 /* The blob is the whole body; its size was bounded by proto_hdr_decode. */
 int proto_vcpu_decode(const struct proto_hdr *h, const void *body,
 		      const void **blob, size_t *len, char *err);
@@ -371,6 +417,20 @@ int proto_dirty_encode(void *buf, size_t len, const struct hmig_guest_geometry *
 		       const uint64_t *dirty, uint64_t *pos, char *err);
 
 int proto_sync_encode(void *buf, size_t len, uint64_t token, char *err);
+
+/* SYNC, LOADED or COMMIT (type) with its token. */
+int proto_token_encode(void *buf, size_t len, uint32_t type, uint64_t token, char *err);
+
+int proto_recover_encode(void *buf, size_t len, const struct proto_recover *r, char *err);
+
+/* MISSING: the destination's missing set, STALE's encoding (as
+ * proto_stale_encode). */
+int proto_missing_encode(void *buf, size_t len, const struct hmig_guest_geometry *geo,
+			 const uint64_t *missing, uint64_t *pos, char *err);
+
+/* VERDICT: the destination oracle's word (enum proto_verdict) and its line
+ * (cleaned and cut as ERROR's text). */
+int proto_verdict_encode(void *buf, size_t len, uint32_t verdict, const char *text, char *err);
 
 /* VCPU_STATE header only (PROTO_HDR_LEN, returned); blob_len bytes follow. */
 int proto_vcpu_encode(void *buf, size_t len,

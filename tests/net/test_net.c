@@ -1086,3 +1086,26 @@ Test(net, close_is_idempotent, .timeout = 10)
 	cr_expect(eq(int, (int)net_chan_sendv(&c, NULL, 0), -EBADF));
 	cr_expect(eq(int, net_chan_read(&c, NULL, 0, 0), -EBADF));
 }
+
+/* A peer that stops reading: the queue fills, and a send that waits for
+ * room fails after the send timeout instead of waiting for TCP to give up
+ * (minutes). */
+Test(net, a_send_to_a_peer_that_reads_nothing_times_out, .timeout = 30)
+{
+	const size_t len = 1 << 20;
+	uint8_t *data = pattern_buf(len);
+	struct net_chan a, b;
+	int64_t rc = 0;
+	int sends = 0;
+
+	require_uring();
+	make_socketpair(NET_BULK, NULL, &a, &b);
+	net_chan_set_send_timeout(&a, 200);
+	while ((rc = net_chan_sendv(&a, &(struct iovec){ data, len }, 1)) > 0 && sends < 10000)
+		sends++;
+	cr_assert(eq(i64, rc, -ETIMEDOUT), "after %d sends: %s", sends, a.err);
+	cr_assert(ne(ptr, strstr(a.err, "200 ms"), NULL), "%s", a.err);
+	free(data);
+	net_chan_close(&a);
+	net_chan_close(&b);
+}

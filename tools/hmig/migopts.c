@@ -1,4 +1,5 @@
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,7 +129,19 @@ static int set_knob(struct mig_opts *o, const char *kv)
 	memcpy(key, kv, (size_t)(eq - kv));
 	key[eq - kv] = '\0';
 	if (hmig_config_set(&o->cfg, key, eq + 1, err)) {
-		die_msg("%s", err);
+		bool known = false;
+
+		for (unsigned i = 0; hmig_config_knob_name(i); i++)
+			known |= !strcmp(hmig_config_knob_name(i), key);
+		if (known) {
+			die_msg("%s", err);
+			return -1;
+		}
+		/* The whole list, however long: a terminal has room for it. */
+		fprintf(stderr, "hmig: unknown knob '%s': use one of ", key);
+		for (unsigned i = 0; hmig_config_knob_name(i); i++)
+			fprintf(stderr, "%s%s", i ? ", " : "", hmig_config_knob_name(i));
+		fprintf(stderr, " (hmig send --help says what each does)\n");
 		return -1;
 	}
 	return 0;
