@@ -168,6 +168,21 @@ int hmig_source_run(struct hmig_source *src, const char *addr);
  * call and must outlive the run. */
 void hmig_source_set_stop_rule(struct hmig_source *src, hmig_stop_rule rule, void *data);
 
+/* After hmig_source_run returned 0: waits up to timeout_ms for the
+ * destination oracle's verdict (hmig_dest_set_integrity there), puts it in
+ * the report and closes the connection.  0 when it said ok or skipped, or
+ * closed without one (no oracle); -EBADMSG naming the mismatch; -ETIMEDOUT
+ * when nothing came in time.  Optional: without it, hmig_source_free
+ * closes the connection. */
+int hmig_source_wait_verdict(struct hmig_source *src, int timeout_ms);
+
+/* Cancels the migration before the commit: the source stops, tells the
+ * destination (which frees what it holds), resumes the guest here, and
+ * hmig_source_run returns -ECANCELED.  After the commit the guest belongs to
+ * the destination and this returns -EBUSY, changing nothing.  Safe from any
+ * thread or a signal handler. */
+int hmig_source_cancel(struct hmig_source *src);
+
 /* Asks a running migration to switch to post-copy (stop-and-copy in precopy
  * mode) after the current pass.  Safe from any thread or a signal handler. */
 void hmig_source_force_switch(struct hmig_source *src);
@@ -194,13 +209,23 @@ int hmig_dest_new(const struct hmig_config *cfg, struct hmig_guest *guest,
  * runs here with every page present, -errno on failure. */
 int hmig_dest_run(struct hmig_dest *dst);
 
+/* Cancels the migration before this side said LOADED (it holds what the
+ * guest needs to start): the destination tells the source, which resumes
+ * its guest, frees what it holds, and hmig_dest_run returns -ECANCELED.
+ * After LOADED the source may have committed, so the guest is kept here and
+ * this returns -EBUSY.  Safe from any thread or a signal handler. */
+int hmig_dest_cancel(struct hmig_dest *dst);
+
 /* The address actually bound ("127.0.0.1:4444"; names the port picked for :0). */
 const char *hmig_dest_address(const struct hmig_dest *dst);
 
 int hmig_dest_report(struct hmig_dest *dst, FILE *f);
 /* Records the guest's ops/s after the resume, measured by the caller. */
 void hmig_dest_set_ops_after(struct hmig_dest *dst, double ops_per_s);
-/* Records the oracle's verdict in the report ("ok", "mismatch", "skipped"). */
+/* Records the oracle's verdict in the report ("ok", "mismatch", "skipped"),
+ * and, after a successful hmig_dest_run, sends it to the source (which
+ * waits for it up to io_timeout_ms, so that its exit status tells the
+ * truth) and closes the connection. */
 void hmig_dest_set_integrity(struct hmig_dest *dst, const char *integrity,
 			     const char *detail);
 const char *hmig_dest_error(const struct hmig_dest *dst);

@@ -1,15 +1,19 @@
-/* The destination: SETUP -> PRECOPY -> SWITCHOVER -> STOPCOPY | POSTCOPY ->
- * COMPLETE, and FAILED from any of them.
+/* The destination: SETUP -> PRECOPY -> SWITCHOVER -> [STOPCOPY] -> LOADED
+ * -> POSTCOPY | COMPLETE, RECOVERING after the LOADED when the link is lost,
+ * and FAILED or CANCELLED before it.
  *
  *   PRECOPY     passes arrive and are installed (a later pass overwrites an
  *               earlier one: the guest does not run here yet); DIRTY drops
  *               pages the source's guest rewrote, SYNC is answered
  *   SWITCHOVER  the stale set (STALE), then the vCPU state
- *   STOPCOPY    the stale pages, then the source's DONE: the guest starts
- *               with every page present and RESUMED goes back
- *   POSTCOPY    the guest started right after the vCPU state; pushed pages
- *               arrive on bulk, pulls go through the fault handler (fault.c)
- *               on urgent, until every page is present
+ *   STOPCOPY    the stale pages, then the source's DONE
+ *   LOADED      everything needed to start is here, and LOADED went back:
+ *               the guest starts only on the source's COMMIT (RESUMED goes
+ *               back then).  From LOADED on, this side never gives the
+ *               guest up: the source may have committed.
+ *   POSTCOPY    the guest runs; pushed pages arrive on bulk, pulls go
+ *               through the fault handler (fault.c) on urgent, until every
+ *               page is present
  *
  * Each state accepts the records of its row in `accepts` and no other.
  * Every record is checked against the geometry by src/proto before any byte
@@ -31,11 +35,21 @@
 #include "engine/pages.h"
 #include "stats/hist.h"
 
-enum dst_state { D_SETUP, D_PRECOPY, D_SWITCHOVER, D_STOPCOPY, D_POSTCOPY, D_COMPLETE, D_FAILED };
+enum dst_state {
+	D_SETUP, D_PRECOPY, D_SWITCHOVER, D_STOPCOPY, D_LOADED, D_POSTCOPY, D_RECOVERING,
+	D_COMPLETE, D_FAILED, D_CANCELLED,
+};
 
 static const char *const state_names[] = {
-	"setup", "receiving", "switchover", "stopcopy", "postcopy", "complete", "failed",
+	"setup", "receiving", "switchover", "stopcopy", "loaded", "postcopy", "recovering",
+	"complete", "failed", "cancelled",
 };
+
+/* Who may still end the migration here: OWNED until LOADED goes back (a
+ * cancel is clean: the source has not committed), HANDED from then on (the
+ * source may have committed: this side keeps the guest).  One
+ * compare-and-swap settles a cancel that races with LOADED. */
+enum { OWNED, CANCELLING, HANDED };
 
 #define R(t) (1u << (t))
 
@@ -45,6 +59,7 @@ static const uint32_t accepts[] = {
 		      R(PROTO_SYNC) | R(PROTO_STALE),
 	[D_SWITCHOVER] = R(PROTO_STALE) | R(PROTO_VCPU_STATE),
 	[D_STOPCOPY] = R(PROTO_PAGES) | R(PROTO_ZERO) | R(PROTO_DONE),
+	[D_LOADED] = R(PROTO_COMMIT),
 	[D_POSTCOPY] = R(PROTO_PAGES) | R(PROTO_ZERO) | R(PROTO_DONE),
 };
 
@@ -59,7 +74,12 @@ struct hmig_dest {
 	struct pages pages;      /* present / requested / missing */
 	struct fault_handler fh; /* post-copy only */
 	uint64_t *stale;         /* a STALE or DIRTY set being received */
-	bool done;               /* the source's DONE came, and ours went back */
+	bool postcopy;           /* the vCPU state said post-copy */
+	bool done;               /* every page is here and our DONE went back */
+	uint64_t session_id;     /* of the first connection: a recovery must match */
+	_Atomic int owner;       /* OWNED, CANCELLING, HANDED */
+	uint32_t recoveries;
+	double paused_link_ms;   /* time spent with the link down */
 	uint64_t t0, t_switch, t_resume, t_complete;
 	uint64_t bulk_at_resume; /* bulk bytes received when the guest resumed */
 	uint64_t ops_at_resume;  /* guest ops when it resumed */
@@ -149,6 +169,8 @@ static int accept_and_hello(struct hmig_dest *d)
 	if (rc)
 		return err_setf(d->err, rc, "%s", d->net.err);
 	d->t0 = clock_now_ns();
+	d->session_id = d->net.session_id;
+	eng_pair_timeouts(&d->net, d->cfg.io_timeout_ms);
 	rc = eng_rec_read(&d->net.bulk, NULL, d->cfg.io_timeout_ms, "source", &h, &d->rx, d->err);
 	if (rc)
 		return rc;
@@ -279,23 +301,21 @@ static int start_guest(struct hmig_dest *d)
 	return eng_rec_send(&d->net.bulk, buf, (size_t)n, d->cfg.io_timeout_ms, d->err);
 }
 
-/* Post-copy: the stale copies go, the fault handler starts, and the guest
- * resumes at once; what it touches is pulled, the rest is pushed. */
-static int switch_to_postcopy(struct hmig_dest *d)
+/* Everything needed to start the guest is here: say so, and from now on
+ * keep it (the source may commit at any moment, and then this side holds
+ * the only copy that may ever run). */
+static int send_loaded(struct hmig_dest *d)
 {
-	int64_t dropped = pages_drop(&d->pages, d->stale, d->err);
-	int rc;
+	uint8_t rec[PROTO_HDR_LEN + 8];
+	int expect = OWNED;
 
-	if (dropped < 0)
-		return (int)dropped;
-	d->dropped_late = (uint64_t)dropped;
-	if (pages_start_postcopy(&d->pages))
-		return err_setf(d->err, -ENOMEM, "out of memory for fault bookkeeping");
-	if ((rc = fault_start(&d->fh, &d->pages, d->g, &d->geo, &d->net.urgent,
-			      d->cfg.io_timeout_ms, d->err)))
-		return rc;
-	set_state(d, D_POSTCOPY);
-	return start_guest(d);
+	if (!atomic_compare_exchange_strong(&d->owner, &expect, HANDED))
+		return err_setf(d->err, -ECANCELED, "cancelled by the operator before the commit");
+	set_state(d, D_LOADED);
+	return eng_rec_send(&d->net.bulk, rec,
+			    (size_t)proto_token_encode(rec, sizeof(rec), PROTO_LOADED, d->session_id,
+						       d->err),
+			    d->cfg.io_timeout_ms, d->err);
 }
 
 static int on_vcpu_state(struct hmig_dest *d, const struct proto_hdr *h)
@@ -312,41 +332,31 @@ static int on_vcpu_state(struct hmig_dest *d, const struct proto_hdr *h)
 	/* Pages still to come: never sent here, or sent and rewritten since. */
 	d->rep.switchover.stale_pages = d->geo.npages - pages_present(&d->pages) +
 					bitmap_count(d->stale, d->geo.npages);
-	if (h->flags & PROTO_FLAG_POSTCOPY)
-		return switch_to_postcopy(d);
-	/* Stop-and-copy: the stale pages follow and overwrite their copies. */
-	memset(d->stale, 0, BITMAP_WORDS(d->geo.npages) * sizeof(uint64_t));
-	set_state(d, D_STOPCOPY);
-	return 0;
+	if (!(h->flags & PROTO_FLAG_POSTCOPY)) {
+		/* Stop-and-copy: the stale pages follow and overwrite their copies. */
+		memset(d->stale, 0, BITMAP_WORDS(d->geo.npages) * sizeof(uint64_t));
+		set_state(d, D_STOPCOPY);
+		return 0;
+	}
+	/* Post-copy: the stale copies go now, so that the guest can start the
+	 * moment the commit comes; what it touches then is pulled. */
+	int64_t dropped = pages_drop(&d->pages, d->stale, d->err);
+	if (dropped < 0)
+		return (int)dropped;
+	d->dropped_late = (uint64_t)dropped;
+	if (pages_start_postcopy(&d->pages))
+		return err_setf(d->err, -ENOMEM, "out of memory for fault bookkeeping");
+	d->postcopy = true;
+	return send_loaded(d);
 }
 
-/* ------------------------------------------------------------------- done */
-
-/* The source's DONE: it will push nothing more.  Wait until every page is
- * present (post-copy: pulls may still be running), stop trapping faults,
- * and let the source go. */
-static int on_done(struct hmig_dest *d)
+/* Every page is here: stop trapping faults and say DONE.  The connection
+ * stays open for the verdict (hmig_dest_set_integrity). */
+static int complete(struct hmig_dest *d)
 {
 	uint8_t buf[PROTO_HDR_LEN + 24];
-	uint64_t missing = d->geo.npages - pages_present(&d->pages);
 	int rc, n;
 
-	if (d->state == D_STOPCOPY) {
-		if (missing)
-			return err_setf(d->err, -EPROTO,
-					"the source finished but %lu of %lu pages never arrived",
-					(unsigned long)missing, (unsigned long)d->geo.npages);
-		pages_start(&d->pages);
-		if ((rc = start_guest(d)))
-			return rc;
-	} else {
-		pages_wait_all(&d->pages);
-		if ((rc = fault_stop(&d->fh)))
-			return err_setf(d->err, rc,
-					"post-copy failed with %lu pages still missing: %.150s",
-					(unsigned long)(d->geo.npages - pages_present(&d->pages)),
-					d->fh.err);
-	}
 	if ((rc = d->g->ops->faults_done(d->g)))
 		return err_setf(d->err, rc, "%s", hmig_guest_error(d->g));
 	d->t_complete = clock_now_ns();
@@ -356,19 +366,154 @@ static int on_done(struct hmig_dest *d)
 		return n;
 	if ((rc = eng_rec_send(&d->net.bulk, buf, (size_t)n, d->cfg.io_timeout_ms, d->err)))
 		return rc;
-	/* The source hangs up first, once it has read our DONE.  Closing first
-	 * could let it see the urgent channel end before DONE arrives on bulk
-	 * (two connections have no order between them) and call that a failure. */
-	uint8_t byte;
-	rc = net_chan_read(&d->net.bulk, &byte, 1, d->cfg.io_timeout_ms);
-	if (rc == 0)
-		return err_setf(d->err, -EPROTO, "the source sent more after DONE");
 	d->done = true;
 	return 0;
 }
 
-/* The record loop of the bulk channel, from the first pass to the
- * source's DONE. */
+/* The source's COMMIT: the guest is ours; start it. */
+static int on_commit(struct hmig_dest *d, const struct proto_hdr *h)
+{
+	uint64_t token;
+	int rc = proto_token_decode(h, d->rx.p, &token, d->err);
+
+	if (rc)
+		return rc;
+	if (token != d->session_id)
+		return err_setf(d->err, -EPROTO, "COMMIT for session %016lx, this is %016lx",
+				(unsigned long)token, (unsigned long)d->session_id);
+	if (d->postcopy) {
+		if ((rc = fault_start(&d->fh, &d->pages, d->g, &d->geo, &d->net.urgent,
+				      d->cfg.io_timeout_ms, d->err)))
+			return rc;
+		set_state(d, D_POSTCOPY);
+		return start_guest(d);
+	}
+	pages_start(&d->pages);
+	if ((rc = start_guest(d)))
+		return rc;
+	return complete(d);
+}
+
+/* The source's DONE.  Stop-and-copy: every page must be here, and LOADED
+ * goes back.  Post-copy: it will push nothing more; wait until pulls bring
+ * the rest. */
+static int on_done(struct hmig_dest *d)
+{
+	int rc;
+
+	if (d->state == D_STOPCOPY) {
+		uint64_t missing = d->geo.npages - pages_present(&d->pages);
+
+		if (missing)
+			return err_setf(d->err, -EPROTO,
+					"the source finished but %lu of %lu pages never arrived",
+					(unsigned long)missing, (unsigned long)d->geo.npages);
+		return send_loaded(d);
+	}
+	/* A wake with pages missing is the handler ending (its link died, or a
+	 * bad record): its reason goes to receive(), which knows what to do. */
+	while (!pages_wait_all(&d->pages))
+		if (atomic_load(&d->fh.exited))
+			break;
+	if ((rc = fault_stop(&d->fh)))
+		return rc;
+	if (pages_present(&d->pages) != d->geo.npages)
+		return err_setf(d->err, -EIO, "the fault handler stopped with pages missing");
+	return complete(d);
+}
+
+/* The link died after LOADED: the source may have committed, so the guest
+ * is kept (vCPUs that touch a missing page wait) and the source is waited
+ * for, recover_timeout_ms at most.  It comes back on a new pair of
+ * connections with the same session id, says RECOVER, and learns where
+ * this side stands and which pages it still needs; the fault handler asks
+ * again for what it had asked. */
+static int recover(struct hmig_dest *d, int cause)
+{
+	enum dst_state was = d->state;
+	uint64_t t_lost = clock_now_ns();
+	char cause_text[ERR_LEN];
+	int rc;
+
+	memcpy(cause_text, d->err, ERR_LEN);
+	fault_stop(&d->fh); /* it failed on the same link */
+	net_pair_close(&d->net);
+	set_state(d, D_RECOVERING);
+	for (;;) {
+		int left = -1;
+
+		if (d->cfg.recover_timeout_ms) {
+			double spent = clock_ms(clock_now_ns() - t_lost);
+
+			if (spent >= d->cfg.recover_timeout_ms)
+				return err_setf(d->err, cause,
+						was == D_LOADED
+							? "the source did not come back in %d ms after the link was lost (%.90s): it never committed (so the guest runs there) or it is gone; this side never started the guest"
+							: "the source did not come back in %d ms after the link was lost (%.90s): %lu pages are still missing here",
+						d->cfg.recover_timeout_ms, cause_text,
+						(unsigned long)(d->geo.npages - pages_present(&d->pages)));
+			left = d->cfg.recover_timeout_ms - (int)spent;
+		}
+		rc = net_accept_pair(&d->listener, left, &d->net);
+		if (rc == -ECANCELED || (rc && rc != -ETIMEDOUT))
+			return err_setf(d->err, rc, "waiting for the source to come back: %s", d->net.err);
+		if (rc)
+			continue;
+		if (d->net.session_id == d->session_id)
+			break;
+		/* Another migration's source: not ours to serve. */
+		eng_send_error(&d->net.bulk, -EBUSY, "this destination is recovering another migration");
+		net_pair_close(&d->net);
+	}
+	eng_pair_timeouts(&d->net, d->cfg.io_timeout_ms);
+
+	struct proto_hdr h;
+	struct proto_recover theirs;
+	if ((rc = eng_rec_read(&d->net.bulk, &d->geo, d->cfg.io_timeout_ms, "source", &h, &d->rx,
+			       d->err)))
+		return rc;
+	if (h.type != PROTO_RECOVER)
+		return err_setf(d->err, -EPROTO, "a reconnected source began with %s, not RECOVER",
+				proto_type_name(h.type));
+	if ((rc = proto_recover_decode(&h, d->rx.p, &theirs, d->err)))
+		return rc;
+	bool all = pages_present(&d->pages) == d->geo.npages;
+	struct proto_recover ours = {
+		.session_id = d->session_id,
+		.flags = PROTO_RECOVER_LOADED,
+		.state = was == D_LOADED ? PROTO_RECOVER_WAITING
+			 : all ? PROTO_RECOVER_COMPLETE : PROTO_RECOVER_RUNNING,
+	};
+	uint8_t rec[PROTO_HDR_LEN + PROTO_STALE_MAX_BODY];
+	if ((rc = eng_rec_send(&d->net.bulk, rec,
+			       (size_t)proto_recover_encode(rec, sizeof(rec), &ours, d->err),
+			       d->cfg.io_timeout_ms, d->err)))
+		return rc;
+	/* What is still needed (d->stale is free scratch after the switchover). */
+	pages_missing(&d->pages, d->stale);
+	uint64_t pos = 0;
+	do {
+		int n = proto_missing_encode(rec, sizeof(rec), &d->geo, d->stale, &pos, d->err);
+
+		if (n < 0)
+			return n;
+		if ((rc = eng_rec_send(&d->net.bulk, rec, (size_t)n, d->cfg.io_timeout_ms, d->err)))
+			return rc;
+	} while (pos < d->geo.npages);
+	memset(d->stale, 0, BITMAP_WORDS(d->geo.npages) * sizeof(uint64_t));
+	d->recoveries++;
+	d->paused_link_ms += clock_ms(clock_now_ns() - t_lost);
+	timeline(d, "recovered");
+	d->state = was;
+	if (was == D_POSTCOPY)
+		return fault_start(&d->fh, &d->pages, d->g, &d->geo, &d->net.urgent,
+				   d->cfg.io_timeout_ms, d->err);
+	return 0;
+}
+
+/* The record loop of the bulk channel, from the first pass to our DONE.
+ * After LOADED a lost link is waited out (recover); before it, it fails
+ * the migration here, and the source, which has not committed, goes on. */
 static int receive(struct hmig_dest *d)
 {
 	struct proto_hdr h;
@@ -376,8 +521,50 @@ static int receive(struct hmig_dest *d)
 
 	set_state(d, D_PRECOPY);
 	while (!d->done) {
+		if (atomic_load(&d->owner) == CANCELLING)
+			return err_setf(d->err, -ECANCELED, "cancelled by the operator before the commit");
 		rc = eng_rec_read(&d->net.bulk, &d->geo, d->cfg.io_timeout_ms, "source", &h, &d->rx,
 				  d->err);
+		if (!rc && h.type < 32 && (accepts[d->state] & R(h.type))) {
+			switch ((enum proto_type)h.type) {
+			case PROTO_PAGES:
+			case PROTO_ZERO:
+				rc = pages_install_record(&d->pages, &d->geo, &h, d->rx.p,
+							  d->state == D_POSTCOPY ? VIA_PUSH : VIA_PASS,
+							  d->err);
+				break;
+			case PROTO_PASS_END:
+				rc = on_pass_end(d, &h);
+				break;
+			case PROTO_DIRTY:
+				rc = on_dirty(d, &h);
+				break;
+			case PROTO_SYNC:
+				rc = on_sync(d, &h);
+				break;
+			case PROTO_STALE:
+				rc = on_stale(d, &h);
+				break;
+			case PROTO_VCPU_STATE:
+				rc = on_vcpu_state(d, &h);
+				break;
+			case PROTO_COMMIT:
+				rc = on_commit(d, &h);
+				break;
+			case PROTO_DONE:
+				rc = on_done(d);
+				if (rc && d->fh.rc) /* the fault handler's reason */
+					memcpy(d->err, d->fh.err, ERR_LEN);
+				break;
+			default: /* excluded by accepts[] */
+				rc = -EPROTO;
+			}
+		} else if (!rc) {
+			rc = err_setf(d->err, -EPROTO, "unexpected %s record from the source in %s",
+				      proto_type_name(h.type), state_names[d->state]);
+		}
+		if (rc && eng_link_lost(rc) && (d->state == D_LOADED || d->state == D_POSTCOPY))
+			rc = recover(d, rc);
 		if (rc && d->state == D_POSTCOPY) {
 			char cause[ERR_LEN];
 
@@ -386,39 +573,6 @@ static int receive(struct hmig_dest *d)
 					"post-copy failed with %lu pages still missing, the guest cannot go on: %.130s",
 					(unsigned long)(d->geo.npages - pages_present(&d->pages)),
 					cause);
-		}
-		if (rc)
-			return rc;
-		if (h.type >= 32 || !(accepts[d->state] & R(h.type)))
-			return err_setf(d->err, -EPROTO, "unexpected %s record from the source in %s",
-					proto_type_name(h.type), state_names[d->state]);
-		switch ((enum proto_type)h.type) {
-		case PROTO_PAGES:
-		case PROTO_ZERO:
-			rc = pages_install_record(&d->pages, &d->geo, &h, d->rx.p,
-						  d->state == D_POSTCOPY ? VIA_PUSH : VIA_PASS,
-						  d->err);
-			break;
-		case PROTO_PASS_END:
-			rc = on_pass_end(d, &h);
-			break;
-		case PROTO_DIRTY:
-			rc = on_dirty(d, &h);
-			break;
-		case PROTO_SYNC:
-			rc = on_sync(d, &h);
-			break;
-		case PROTO_STALE:
-			rc = on_stale(d, &h);
-			break;
-		case PROTO_VCPU_STATE:
-			rc = on_vcpu_state(d, &h);
-			break;
-		case PROTO_DONE:
-			rc = on_done(d);
-			break;
-		default: /* excluded by accepts[] */
-			rc = -EPROTO;
 		}
 		if (rc)
 			return rc;
@@ -442,6 +596,8 @@ static void finish_report(struct hmig_dest *d, int rc)
 	 * downtime (STALE, post-copy). */
 	stats_report_set_extra_u64(&d->rep, "stale_dropped_before_pause", d->dropped_early);
 	stats_report_set_extra_u64(&d->rep, "stale_dropped_in_downtime", d->dropped_late);
+	stats_report_set_extra_u64(&d->rep, "recoveries", d->recoveries);
+	stats_report_set_extra_double(&d->rep, "recovery_paused_ms", d->paused_link_ms);
 	if (d->pages.t_fault) { /* post-copy ran */
 		d->rep.faults.count = d->fh.faults;
 		d->rep.faults.blocktime_ms = d->blocktime_ns / 1e6;
@@ -474,18 +630,33 @@ int hmig_dest_run(struct hmig_dest *d)
 	rc = accept_and_hello(d);
 	if (!rc)
 		rc = receive(d);
+	if (rc && atomic_load(&d->owner) == CANCELLING)
+		rc = err_setf(d->err, -ECANCELED, "cancelled by the operator before the commit");
 	if (rc) {
-		set_state(d, D_FAILED);
+		set_state(d, rc == -ECANCELED ? D_CANCELLED : D_FAILED);
 		fault_stop(&d->fh);
 		pages_wake(&d->pages);
 		eng_send_error(&d->net.bulk, rc, d->err);
+		net_pair_close(&d->net);
 	} else {
 		set_state(d, D_COMPLETE);
 	}
 	finish_report(d, rc);
-	net_pair_close(&d->net);
+	/* On success the connection stays open for the verdict. */
 	net_listener_close(&d->listener);
 	return rc;
+}
+
+int hmig_dest_cancel(struct hmig_dest *d)
+{
+	int expect = OWNED;
+
+	if (!atomic_compare_exchange_strong(&d->owner, &expect, CANCELLING))
+		return expect == HANDED ? -EBUSY : 0;
+	net_listener_stop(&d->listener);
+	if (d->net.bulk.open)
+		net_chan_wake(&d->net.bulk);
+	return 0;
 }
 
 int hmig_dest_report(struct hmig_dest *d, FILE *f)
@@ -505,14 +676,30 @@ int hmig_dest_report(struct hmig_dest *d, FILE *f)
 
 void hmig_dest_set_integrity(struct hmig_dest *d, const char *integrity, const char *detail)
 {
-	if (!strcmp(integrity, "ok"))
+	uint32_t verdict = PROTO_VERDICT_SKIPPED;
+
+	if (!strcmp(integrity, "ok")) {
 		d->rep.integrity = STATS_INTEGRITY_OK;
-	else if (!strcmp(integrity, "mismatch"))
+		verdict = PROTO_VERDICT_OK;
+	} else if (!strcmp(integrity, "mismatch")) {
 		d->rep.integrity = STATS_INTEGRITY_MISMATCH;
-	else
+		verdict = PROTO_VERDICT_MISMATCH;
+	} else {
 		d->rep.integrity = STATS_INTEGRITY_SKIPPED;
+	}
 	if (d->rep.integrity == STATS_INTEGRITY_MISMATCH && detail)
 		stats_report_set_result(&d->rep, STATS_RESULT_FAILED, "%s", detail);
+	/* The source waits for it after our DONE: tell it, and hang up. */
+	if (d->done && d->net.bulk.open) {
+		uint8_t rec[PROTO_HDR_LEN + 8 + PROTO_ERROR_TEXT_MAX];
+		char scratch[ERR_LEN];
+		int n = proto_verdict_encode(rec, sizeof(rec), verdict, detail ? detail : integrity,
+					     scratch);
+
+		if (n > 0)
+			eng_rec_send(&d->net.bulk, rec, (size_t)n, d->cfg.io_timeout_ms, scratch);
+		net_pair_close(&d->net);
+	}
 }
 
 void hmig_dest_set_ops_after(struct hmig_dest *d, double ops_per_s)

@@ -2,6 +2,7 @@
 #ifndef HMIG_ENGINE_ENGINE_H
 #define HMIG_ENGINE_ENGINE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <hmig/hmig.h>
@@ -28,6 +29,14 @@ int eng_rec_read(struct net_chan *ch, const struct hmig_guest_geometry *geo,
 /* Sends len bytes of a small record and waits until the kernel has them. */
 int eng_rec_send(struct net_chan *ch, const void *buf, size_t len, int timeout_ms,
 		 char *err);
+
+/* Sets both channels' send timeout (a peer that stops reading). */
+void eng_pair_timeouts(struct net_pair *p, int io_timeout_ms);
+
+/* Whether rc says the link is gone (reset, closed, silent past the io
+ * timeout, unreachable) rather than the peer refusing or a record being
+ * wrong: a committed migration recovers from the first, not the second. */
+bool eng_link_lost(int rc);
 
 /* Tells the peer why we give up (best effort: the channel may be dead). */
 void eng_send_error(struct net_chan *ch, int rc, const char *text);

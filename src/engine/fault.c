@@ -67,26 +67,46 @@ static int take_replies(struct fault_handler *fh)
 	return rc < 0 ? fail(fh, rc, "post-copy", fh->urgent->err) : 0;
 }
 
-/* Reads pending faults and asks for each missing page once. */
-static int take_faults(struct fault_handler *fh)
+static int ask(struct fault_handler *fh, const uint64_t *pfns, uint32_t n)
 {
-	uint64_t pfns[FAULT_BATCH], ask[FAULT_BATCH];
 	uint8_t req[PROTO_HDR_LEN + 8 + 8 * FAULT_BATCH];
-	int n = fh->g->ops->faults_read(fh->g, pfns, FAULT_BATCH);
+	int len = proto_request_encode(req, sizeof(req), fh->geo, pfns, n, fh->err);
 
-	if (n < 0)
-		return fh->rc = err_setf(fh->err, n, "%s", hmig_guest_error(fh->g));
-	uint32_t nask = pages_faulted(fh->pages, pfns, (uint32_t)n, clock_now_ns(), ask);
-	fh->faults += (uint64_t)n;
-	if (!nask)
-		return 0;
-	int len = proto_request_encode(req, sizeof(req), fh->geo, ask, nask, fh->err);
 	if (len < 0)
 		return fh->rc = len;
 	int rc = eng_rec_send(fh->urgent, req, (size_t)len, fh->io_timeout_ms, fh->err);
 	if (rc)
-		return fh->rc = rc;
-	fh->requests += nask;
+		return fail(fh, rc, "asking for pages", fh->urgent->err);
+	fh->requests += n;
+	return 0;
+}
+
+/* Reads pending faults and asks for each missing page once. */
+static int take_faults(struct fault_handler *fh)
+{
+	uint64_t pfns[FAULT_BATCH], asked[FAULT_BATCH];
+	int n = fh->g->ops->faults_read(fh->g, pfns, FAULT_BATCH);
+
+	if (n < 0)
+		return fh->rc = err_setf(fh->err, n, "%s", hmig_guest_error(fh->g));
+	uint32_t nask = pages_faulted(fh->pages, pfns, (uint32_t)n, clock_now_ns(), asked);
+	fh->faults += (uint64_t)n;
+	return nask ? ask(fh, asked, nask) : 0;
+}
+
+/* On a new link after a lost one: what was asked and never came is asked
+ * again (the vCPUs that wait for it will not fault a second time). */
+static int ask_again(struct fault_handler *fh)
+{
+	uint64_t pfns[FAULT_BATCH], pos = 0;
+	uint32_t n;
+	int rc;
+
+	while ((n = pages_asked_missing(fh->pages, &pos, pfns, FAULT_BATCH)) > 0) {
+		if ((rc = ask(fh, pfns, n)))
+			return rc;
+		fh->asked_again += n;
+	}
 	return 0;
 }
 
@@ -97,6 +117,8 @@ static void *fault_main(void *arg)
 
 	setpriority(PRIO_PROCESS, (id_t)gettid(), FAULT_NICE);
 
+	if (ask_again(fh))
+		goto out;
 	while (!atomic_load(&fh->quit) && pages_present(fh->pages) != fh->geo->npages) {
 		if (take_replies(fh) || take_faults(fh))
 			break;
@@ -106,7 +128,9 @@ static void *fault_main(void *arg)
 			break;
 		}
 	}
+out:
 	/* The bulk loop may be waiting for every page: tell it either way. */
+	atomic_store(&fh->exited, true);
 	pages_wake(fh->pages);
 	return NULL;
 }
@@ -117,7 +141,13 @@ int fault_start(struct fault_handler *fh, struct pages *pages, struct hmig_guest
 {
 	int rc;
 
+	/* Counters go on across a restart after a lost link. */
+	uint64_t faults = fh->faults, requests = fh->requests, again = fh->asked_again;
+
 	memset(fh, 0, sizeof(*fh));
+	fh->faults = faults;
+	fh->requests = requests;
+	fh->asked_again = again;
 	fh->pages = pages;
 	fh->g = g;
 	fh->geo = geo;

@@ -25,14 +25,17 @@ struct fault_handler {
 	pthread_t thread;
 	bool running;
 	_Atomic bool quit;
+	_Atomic bool exited;    /* the thread has ended (quit, all present, or rc) */
 	int rc;                 /* why it stopped early, 0 otherwise */
 	char err[ERR_LEN];
 	struct rec_buf rx;
 	uint64_t faults;        /* fault events read */
 	uint64_t requests;      /* pfns requested */
+	uint64_t asked_again;   /* ... of them, again after a lost link */
 };
 
-/* Starts the thread.  0, or -errno with a line in err. */
+/* Starts the thread (again, after a lost link: then it first asks again
+ * for what it had asked and never got).  0, or -errno with a line in err. */
 int fault_start(struct fault_handler *fh, struct pages *pages, struct hmig_guest *g,
 		const struct hmig_guest_geometry *geo, struct net_chan *urgent,
 		int io_timeout_ms, char *err);

@@ -249,6 +249,18 @@ uint32_t pages_faulted(struct pages *ps, const uint64_t *pfns, uint32_t n, uint6
 	return nask;
 }
 
+uint32_t pages_asked_missing(struct pages *ps, uint64_t *pos, uint64_t *pfns, uint32_t max)
+{
+	uint32_t n = 0;
+
+	pthread_mutex_lock(&ps->lock);
+	for (uint64_t p = *pos; ps->requested && p < ps->npages && n < max; p++, *pos = p)
+		if (bitmap_test(ps->requested, p) && !bitmap_test(ps->present, p))
+			pfns[n++] = p;
+	pthread_mutex_unlock(&ps->lock);
+	return n;
+}
+
 uint64_t pages_missing(struct pages *ps, uint64_t *out)
 {
 	size_t words = BITMAP_WORDS(ps->npages);
@@ -278,6 +290,7 @@ bool pages_wait_all(struct pages *ps)
 	while (ps->npresent != ps->npages && !ps->woken)
 		pthread_cond_wait(&ps->changed, &ps->lock);
 	bool all = ps->npresent == ps->npages;
+	ps->woken = false; /* a wake ends one wait */
 	pthread_mutex_unlock(&ps->lock);
 	return all;
 }

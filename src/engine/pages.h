@@ -100,13 +100,19 @@ void pages_start(struct pages *ps);
 uint32_t pages_faulted(struct pages *ps, const uint64_t *pfns, uint32_t n, uint64_t now_ns,
 		       uint64_t *ask);
 
+/* Pfns asked of the source and still missing, from *pos on (advanced), at
+ * most max: what a fault handler asks for again after a lost link.  Returns
+ * how many. */
+uint32_t pages_asked_missing(struct pages *ps, uint64_t *pos, uint64_t *pfns, uint32_t max);
+
 /* What this side still needs: writes the missing pages to out (npages bits)
  * and returns how many. */
 uint64_t pages_missing(struct pages *ps, uint64_t *out);
 
 uint64_t pages_present(struct pages *ps);
 
-/* Waits until every page is present (true) or pages_wake (false). */
+/* Waits until every page is present (true) or pages_wake (false; a wake
+ * ends one wait, the next waits again). */
 bool pages_wait_all(struct pages *ps);
 void pages_wake(struct pages *ps);
 

@@ -29,6 +29,30 @@ static int rec_buf_fit(struct rec_buf *rb, size_t len)
 	return 0;
 }
 
+void eng_pair_timeouts(struct net_pair *p, int io_timeout_ms)
+{
+	net_chan_set_send_timeout(&p->bulk, io_timeout_ms);
+	net_chan_set_send_timeout(&p->urgent, io_timeout_ms);
+}
+
+bool eng_link_lost(int rc)
+{
+	switch (-rc) {
+	case ECONNRESET:
+	case EPIPE:
+	case ETIMEDOUT:
+	case ENOTCONN:
+	case ECONNREFUSED:
+	case EHOSTUNREACH:
+	case EHOSTDOWN:
+	case ENETUNREACH:
+	case ENETDOWN:
+	case ENETRESET:
+		return true;
+	}
+	return false;
+}
+
 int eng_io_error(char *err, int rc, const char *peer, const char *what, const char *detail)
 {
 	if (rc == -ETIMEDOUT)

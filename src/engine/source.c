@@ -25,12 +25,16 @@
 #include "policy/push.h"
 
 enum src_state {
-	S_SETUP, S_PRECOPY, S_SETTLE, S_SWITCHOVER, S_STOPCOPY, S_POSTCOPY, S_DONE, S_FAILED,
+	S_SETUP, S_PRECOPY, S_SETTLE, S_SWITCHOVER, S_STOPCOPY, S_POSTCOPY, S_RECOVERING,
+	S_DONE, S_FAILED, S_CANCELLED,
 };
 
 static const char *const state_names[] = {
-	"setup", "precopy", "settle", "switchover", "stopcopy", "postcopy", "done", "failed",
+	"setup", "precopy", "settle", "switchover", "stopcopy", "postcopy", "recovering",
+	"done", "failed", "cancelled",
 };
+
+enum { OWNED, CANCELLING, HANDED };
 
 struct hmig_source {
 	struct hmig_config cfg;
@@ -50,7 +54,22 @@ struct hmig_source {
 	struct push push;      /* post-copy: what to push next */
 	_Atomic bool force;
 	bool paused;           /* we paused the guest: resume it on failure */
-	bool resumed_remote;   /* the destination runs the guest: never resume here */
+	/* The commit (docs/protocol.md): from the moment the source decides to
+	 * send COMMIT the guest belongs to the destination and never runs here
+	 * again; before it, any failure resumes it here. */
+	bool committed;
+	bool resumed;          /* RESUMED came: the guest runs there */
+	bool dest_done;        /* the destination's DONE came: it holds every page */
+	/* The commit and a cancel race (a signal handler cancels while this
+	 * thread commits): one compare-and-swap from OWNED decides which won. */
+	_Atomic int owner;     /* OWNED, CANCELLING or HANDED */
+	char addr[NET_ADDR_TEXT]; /* where the destination listens, for recovery */
+	uint64_t session_id;
+	int verdict;           /* enum proto_verdict, -1 until one came */
+	char verdict_text[PROTO_ERROR_TEXT_MAX + 1];
+	uint32_t recoveries;
+	double paused_link_ms; /* time spent with the link down after the commit */
+	uint64_t resent_after_recovery; /* pages the destination said it still needed */
 	uint64_t t0, t_pause;
 	uint64_t t_sample;     /* the last look at the dirty log */
 	uint64_t sync_token;   /* last SYNC sent */
@@ -96,6 +115,15 @@ static void set_state(struct hmig_source *s, enum src_state st)
 	timeline(s, state_names[st]);
 }
 
+/* hmig_source_cancel was called (before the commit). */
+static int cancelled(struct hmig_source *s)
+{
+	if (atomic_load(&s->owner) != CANCELLING)
+		return 0;
+	return err_setf(s->err, -ECANCELED,
+			"cancelled by the operator before the commit: the guest runs here");
+}
+
 /* ----------------------------------------------------------------- setup */
 
 int hmig_source_new(const struct hmig_config *cfg, struct hmig_guest *guest,
@@ -112,6 +140,7 @@ int hmig_source_new(const struct hmig_config *cfg, struct hmig_guest *guest,
 	s->cfg = *cfg;
 	s->g = guest;
 	s->stop_rule = hmig_stop_rule_default;
+	s->verdict = -1;
 	guest->ops->geometry(guest, &s->geo);
 	s->moving = bitmap_new(s->geo.npages);
 	s->dirty = bitmap_new(s->geo.npages);
@@ -148,32 +177,52 @@ void hmig_source_set_stop_rule(struct hmig_source *s, hmig_stop_rule rule, void 
 	s->stop_data = rule ? data : NULL;
 }
 
-static int connect_and_hello(struct hmig_source *s, const char *addr)
+/* Connects both channels to s->addr with s->session_id (the first time,
+ * or again after a lost link) and sets them up: the bandwidth cap, the send
+ * timeouts, a sender on each. */
+static int open_channels(struct hmig_source *s, int timeout_ms)
 {
-	struct proto_hello ours = {
-		.mode = s->cfg.mode,
-		.caps = 0,
-		.session_id = eng_session_id(),
-		.geo = s->geo,
-	};
 	struct net_opts opts = { .peer = "destination", .disable = NET_F_SEND_ZC };
-	uint8_t buf[PROTO_HDR_LEN + PROTO_HELLO_LEN];
-	struct proto_hello peer;
-	struct proto_hdr h;
-	int rc, n;
+	int rc = net_connect_pair(s->addr, s->session_id, timeout_ms, &opts, &s->net);
 
-	snprintf(ours.backend, sizeof(ours.backend), "%s", s->g->ops->name);
-	rc = net_connect_pair(addr, ours.session_id, s->cfg.connect_timeout_ms, &opts, &s->net);
 	if (rc)
 		return err_setf(s->err, rc, "%s", s->net.err);
 	if (s->cfg.rate_limit_bps)
 		net_chan_set_rate(&s->net.bulk, s->cfg.rate_limit_bps);
+	eng_pair_timeouts(&s->net, s->cfg.io_timeout_ms);
 	/* Pushes and pulls are both capped at batch_pages: a reply is one
 	 * record, sent and waited for before the next request is read. */
 	if ((rc = sender_init(&s->bulk, s->g, &s->geo, &s->net.bulk, &s->sent,
 			      s->cfg.batch_pages, s->cfg.io_timeout_ms, s->err)) ||
 	    (rc = sender_init(&s->urgent, s->g, &s->geo, &s->net.urgent, &s->sent,
 			      PROTO_MAX_BATCH, s->cfg.io_timeout_ms, s->err)))
+		return rc;
+	return 0;
+}
+
+static void close_channels(struct hmig_source *s)
+{
+	sender_free(&s->bulk);
+	sender_free(&s->urgent);
+	net_pair_close(&s->net);
+}
+
+static int connect_and_hello(struct hmig_source *s, const char *addr)
+{
+	struct proto_hello ours = {
+		.mode = s->cfg.mode,
+		.caps = 0,
+		.geo = s->geo,
+	};
+	uint8_t buf[PROTO_HDR_LEN + PROTO_HELLO_LEN];
+	struct proto_hello peer;
+	struct proto_hdr h;
+	int rc, n;
+
+	snprintf(s->addr, sizeof(s->addr), "%s", addr);
+	s->session_id = ours.session_id = eng_session_id();
+	snprintf(ours.backend, sizeof(ours.backend), "%s", s->g->ops->name);
+	if ((rc = open_channels(s, s->cfg.connect_timeout_ms)))
 		return rc;
 
 	n = proto_hello_encode(buf, sizeof(buf), &ours, s->err);
@@ -315,6 +364,8 @@ static int run_pass(struct hmig_source *s, uint32_t pass, uint64_t *todo,
 				break;
 			}
 		}
+		if (since % 1024 == 0 && (rc = cancelled(s)))
+			return rc;
 		/* Its content goes out now: a write the last collect saw is in
 		 * it, and a later one is logged again (the collect re-armed). */
 		bitmap_clear(s->dirty, q);
@@ -489,6 +540,8 @@ static int settle(struct hmig_source *s, bool postcopy)
 	for (;;) {
 		uint64_t n = 0;
 
+		if ((rc = cancelled(s)))
+			return rc;
 		if (postcopy) {
 			if ((rc = collect(s, 0)))
 				return rc;
@@ -566,15 +619,14 @@ static int wait_record(struct hmig_source *s, uint32_t type)
 	return 0;
 }
 
-static int stopcopy(struct hmig_source *s)
+/* Stop-and-copy: the stale pages go out after the vCPU state, then DONE
+ * (nothing more will be sent). */
+static int send_the_rest(struct hmig_source *s)
 {
-	uint64_t b = bulk_bytes(s);
 	uint8_t done[PROTO_HDR_LEN + 24];
+	uint64_t b = bulk_bytes(s);
 	int rc;
 
-	set_state(s, S_STOPCOPY);
-	if ((rc = send_stale_and_vcpus(s, 0)))
-		return rc;
 	int64_t n = send_set(s, s->dirty);
 	if (n < 0)
 		return (int)n;
@@ -582,13 +634,29 @@ static int stopcopy(struct hmig_source *s)
 	if ((rc = send_small(s, done, proto_done_encode(done, sizeof(done), &d, s->err))))
 		return rc;
 	s->rep.bytes.stopcopy = bulk_bytes(s) - b;
-	if ((rc = wait_record(s, PROTO_RESUMED)))
+	return 0;
+}
+
+/* The commit.  The destination has said LOADED: it holds the vCPU state
+ * (and in stop-and-copy every page) and will start the guest only on
+ * COMMIT.  From the moment the source decides to send it, the guest is the
+ * destination's: the source never resumes it, whatever happens to the link
+ * (it reconnects instead, see recover()).  Before this moment any failure
+ * resumes the guest here and the destination never starts it, so at every
+ * instant the guest runs in one place at most (docs/protocol.md). */
+static int commit(struct hmig_source *s)
+{
+	uint8_t rec[PROTO_HDR_LEN + 8];
+	int expect = OWNED, rc;
+
+	if ((rc = wait_record(s, PROTO_LOADED)))
 		return rc;
-	/* The destination runs the guest now. */
-	s->resumed_remote = true;
-	s->rep.downtime_ms = clock_ms(clock_now_ns() - s->t_pause);
-	timeline(s, "resumed");
-	return wait_record(s, PROTO_DONE);
+	if (!atomic_compare_exchange_strong(&s->owner, &expect, HANDED))
+		return cancelled(s);
+	s->committed = true;
+	timeline(s, "commit");
+	return send_small(s, rec, proto_token_encode(rec, sizeof(rec), PROTO_COMMIT, s->session_id,
+						     s->err));
 }
 
 /* -------------------------------------------------------------- post-copy */
@@ -647,8 +715,9 @@ static int push_batch(struct hmig_source *s)
 
 /* Serves pulls first, always: the urgent channel is drained before every
  * bulk batch, and the pusher never waits on bulk without watching urgent,
- * so a reply never queues behind more than PUSH_INFLIGHT batches.  Ends at
- * the destination's DONE (every page present there). */
+ * so a reply never queues behind more than PUSH_INFLIGHT batches.  Returns
+ * when the destination's DONE (every page present there), or its ERROR, is
+ * next on bulk. */
 static int serve(struct hmig_source *s)
 {
 	struct net_chan *chs[2] = { &s->net.urgent, &s->net.bulk };
@@ -674,7 +743,7 @@ static int serve(struct hmig_source *s)
 		if (rc < 0)
 			return eng_io_error(s->err, rc, "destination", "serving pulls", s->net.urgent.err);
 		if ((rc = net_chan_readable(&s->net.bulk)) == 1)
-			break; /* the destination's DONE, or its ERROR */
+			return 0; /* the destination's DONE, or its ERROR */
 		if (rc < 0)
 			return eng_io_error(s->err, rc, "destination", "post-copy", s->net.bulk.err);
 		if (push_active(&s->push)) {
@@ -706,40 +775,169 @@ static int serve(struct hmig_source *s)
 		if (rc < 0)
 			return eng_io_error(s->err, rc, "destination", "post-copy", s->net.urgent.err);
 	}
-	return wait_record(s, PROTO_DONE);
 }
 
-static int postcopy(struct hmig_source *s)
+/* Reconnection backoff after a lost link: the first retry soon (a blip),
+ * then doubling up to RECOVER_BACKOFF_MAX_MS (a network being repaired). */
+#define RECOVER_BACKOFF_MIN_MS 100
+#define RECOVER_BACKOFF_MAX_MS 2000
+
+/* The link died after the commit.  The guest is the destination's now:
+ * never resume it here.  Reconnect with the same session id until
+ * recover_timeout_ms, prove which migration this is (RECOVER), and learn
+ * where the destination stands: still waiting for COMMIT (send it again),
+ * running with pages missing (push them again, serving its re-sent
+ * requests first), or complete. */
+/* One attempt: a new pair of connections, RECOVER both ways, and the
+ * destination's missing set.  *state gets where it stands. */
+static int reconnect(struct hmig_source *s, uint32_t *state)
+{
+	uint8_t rec[PROTO_HDR_LEN + sizeof(struct proto_wire_recover)];
+	struct proto_recover ours = { .session_id = s->session_id, .flags = PROTO_RECOVER_COMMITTED };
+	struct proto_recover theirs;
+	struct proto_hdr h;
+	int rc;
+
+	if ((rc = open_channels(s, RECOVER_BACKOFF_MAX_MS)) ||
+	    (rc = send_small(s, rec, proto_recover_encode(rec, sizeof(rec), &ours, s->err))) ||
+	    (rc = wait_record(s, PROTO_RECOVER)) ||
+	    (rc = proto_recover_decode(&(struct proto_hdr){ .type = PROTO_RECOVER,
+							     .body_len = sizeof(struct proto_wire_recover) },
+				       s->rx.p, &theirs, s->err)))
+		return rc;
+	if (theirs.session_id != s->session_id)
+		return err_setf(s->err, -EPROTO,
+				"the destination at %s holds another migration (session %016lx, ours %016lx)",
+				s->addr, (unsigned long)theirs.session_id, (unsigned long)s->session_id);
+	/* What it still needs: every page the lost link may have carried. */
+	uint64_t *missing = s->todo;
+	memset(missing, 0, BITMAP_WORDS(s->geo.npages) * sizeof(uint64_t));
+	do {
+		if ((rc = eng_rec_read(&s->net.bulk, &s->geo, s->cfg.io_timeout_ms, "destination", &h,
+				       &s->rx, s->err)))
+			return rc;
+		if (h.type != PROTO_MISSING)
+			return err_setf(s->err, -EPROTO, "expected MISSING after RECOVER, got %s",
+					proto_type_name(h.type));
+		if ((rc = proto_stale_decode(&h, s->rx.p, &s->geo, missing, s->err)))
+			return rc;
+	} while (!(h.flags & PROTO_FLAG_LAST));
+	for (uint64_t w = 0; w < BITMAP_WORDS(s->geo.npages); w++)
+		missing[w] &= s->moving[w];
+	push_start(&s->push, missing);
+	*state = theirs.state;
+	return 0;
+}
+
+/* The link died after the commit.  The guest is the destination's now:
+ * never resume it here.  Reconnect with the same session id, backing off,
+ * until recover_timeout_ms, prove which migration this is (RECOVER), and
+ * learn where the destination stands: still waiting for COMMIT (send it
+ * again), running with pages missing (push them again, serving its re-sent
+ * requests first), or complete. */
+static int recover(struct hmig_source *s, int cause)
+{
+	uint64_t t_lost = clock_now_ns(), backoff = RECOVER_BACKOFF_MIN_MS;
+	uint64_t limit = s->cfg.recover_timeout_ms ? (uint64_t)s->cfg.recover_timeout_ms * 1000000ull
+						   : UINT64_MAX;
+	enum src_state was = s->state;
+	char cause_text[ERR_LEN];
+	uint32_t state = 0;
+	int rc;
+
+	memcpy(cause_text, s->err, ERR_LEN);
+	set_state(s, S_RECOVERING);
+	for (;;) {
+		close_channels(s);
+		if (clock_now_ns() - t_lost >= limit)
+			return err_setf(s->err, cause,
+					"the link to the destination was lost after the commit and did not come back in %d ms (%.100s): the guest belongs to the destination; if it is still waiting there, it needs this source back",
+					s->cfg.recover_timeout_ms, cause_text);
+		rc = reconnect(s, &state);
+		if (!rc)
+			break;
+		if (!eng_link_lost(rc))
+			return rc; /* a refusal or a bad record: not the link */
+		struct timespec nap = { .tv_sec = (time_t)(backoff / 1000),
+					.tv_nsec = (long)(backoff % 1000) * 1000000 };
+		nanosleep(&nap, NULL);
+		backoff = backoff * 2 > RECOVER_BACKOFF_MAX_MS ? RECOVER_BACKOFF_MAX_MS : backoff * 2;
+	}
+	s->resent_after_recovery += push_left(&s->push);
+	s->recoveries++;
+	s->paused_link_ms += clock_ms(clock_now_ns() - t_lost);
+	set_state(s, was);
+	if (state == PROTO_RECOVER_WAITING) {
+		uint8_t rec[PROTO_HDR_LEN + 8];
+
+		return send_small(s, rec, proto_token_encode(rec, sizeof(rec), PROTO_COMMIT,
+							     s->session_id, s->err));
+	}
+	s->resumed = true; /* it runs there; its RESUMED went with the old link */
+	if (state == PROTO_RECOVER_COMPLETE)
+		s->dest_done = true;
+	return 0;
+}
+
+/* After the commit: the destination's RESUMED, the post-copy serving, its
+ * DONE -- each step done once, so that after a recovery the loop goes on
+ * where the link broke. */
+static int committed_steps(struct hmig_source *s, bool postcopy)
 {
 	int rc;
 
-	set_state(s, S_POSTCOPY);
-	push_start(&s->push, s->dirty);
-	if ((rc = send_stale_and_vcpus(s, PROTO_FLAG_POSTCOPY)))
-		return rc;
-	if ((rc = wait_record(s, PROTO_RESUMED)))
-		return rc;
-	/* From here the guest runs on the destination, whatever happens. */
-	s->resumed_remote = true;
-	s->rep.downtime_ms = clock_ms(clock_now_ns() - s->t_pause);
-	timeline(s, "resumed");
+	if (!s->resumed) {
+		if ((rc = wait_record(s, PROTO_RESUMED)))
+			return rc;
+		s->resumed = true;
+		if (!s->recoveries)
+			s->rep.downtime_ms = clock_ms(clock_now_ns() - s->t_pause);
+		timeline(s, "resumed");
+	}
+	if (!s->dest_done) {
+		if (postcopy && (rc = serve(s)))
+			return rc;
+		if ((rc = wait_record(s, PROTO_DONE)))
+			return rc;
+		s->dest_done = true;
+	}
+	return 0;
+}
 
-	struct net_chan_stats u0;
-	uint64_t b0 = bulk_bytes(s);
+static int after_commit(struct hmig_source *s, bool postcopy)
+{
+	int rc;
+
+	while ((rc = committed_steps(s, postcopy)) && eng_link_lost(rc))
+		if ((rc = recover(s, rc)))
+			break;
+	return rc;
+}
+
+/* Hands the guest over: the stale set and the vCPU state (and in
+ * stop-and-copy the stale pages), the commit, then whatever the mode does
+ * after it. */
+static int handover(struct hmig_source *s, bool postcopy)
+{
+	struct net_chan_stats u0, u1;
+	uint64_t b0;
+	int rc;
+
+	set_state(s, postcopy ? S_POSTCOPY : S_STOPCOPY);
+	if (postcopy)
+		push_start(&s->push, s->dirty);
+	if ((rc = send_stale_and_vcpus(s, postcopy ? PROTO_FLAG_POSTCOPY : 0)) ||
+	    (!postcopy && (rc = send_the_rest(s))) || (rc = commit(s)))
+		return rc;
+	b0 = bulk_bytes(s);
 	net_chan_stats(&s->net.urgent, &u0);
-	rc = serve(s);
-	struct net_chan_stats u1;
-	net_chan_stats(&s->net.urgent, &u1);
-	s->rep.bytes.push = bulk_bytes(s) - b0;
-	s->rep.bytes.pull = u1.bytes_sent - u0.bytes_sent;
-	s->rep.pages.pulled = s->pulled;
-	s->rep.pages.pushed = s->pushed;
-	if (rc) {
-		char cause[ERR_LEN];
-
-		memcpy(cause, s->err, ERR_LEN);
-		err_setf(s->err, rc, "%.160s (in post-copy: the guest runs on the destination and cannot come back here)",
-			 cause);
+	rc = after_commit(s, postcopy);
+	if (postcopy) {
+		net_chan_stats(&s->net.urgent, &u1);
+		s->rep.bytes.push = bulk_bytes(s) - b0;
+		s->rep.bytes.pull = u1.bytes_sent - u0.bytes_sent;
+		s->rep.pages.pulled = s->pulled;
+		s->rep.pages.pushed = s->pushed;
 	}
 	return rc;
 }
@@ -760,8 +958,20 @@ static void finish_report(struct hmig_source *s, int rc)
 	s->rep.pages.zero = s->sent.zero;
 	s->rep.pages.duplicate = s->sent.resent;
 	stats_report_set_extra_u64(&s->rep, "settle_rounds", s->settle_rounds);
-	if (rc)
+	stats_report_set_extra_u64(&s->rep, "recoveries", s->recoveries);
+	stats_report_set_extra_double(&s->rep, "recovery_paused_ms", s->paused_link_ms);
+	stats_report_set_extra_u64(&s->rep, "pages_resent_after_recovery", s->resent_after_recovery);
+	if (s->verdict == PROTO_VERDICT_OK)
+		s->rep.integrity = STATS_INTEGRITY_OK;
+	else if (s->verdict == PROTO_VERDICT_MISMATCH)
+		s->rep.integrity = STATS_INTEGRITY_MISMATCH;
+	if (rc == -ECANCELED)
+		stats_report_set_result(&s->rep, STATS_RESULT_CANCELLED, "%s", s->err);
+	else if (rc)
 		stats_report_set_result(&s->rep, STATS_RESULT_FAILED, "%s", s->err);
+	else if (s->verdict == PROTO_VERDICT_MISMATCH)
+		stats_report_set_result(&s->rep, STATS_RESULT_FAILED,
+					"the destination's oracle found a mismatch: %s", s->verdict_text);
 	else
 		stats_report_set_result(&s->rep, STATS_RESULT_OK, NULL);
 }
@@ -781,14 +991,33 @@ int hmig_source_run(struct hmig_source *s, const char *addr)
 	if (!rc)
 		rc = switchover(s);
 	if (!rc)
-		rc = next == HMIG_DECIDE_POSTCOPY ? postcopy(s) : stopcopy(s);
+		rc = handover(s, next == HMIG_DECIDE_POSTCOPY);
+	if (rc && !s->committed && cancelled(s))
+		rc = -ECANCELED;
+	if (rc == -EPIPE || rc == -ECONNRESET) {
+		/* The destination hung up while we sent: it may have said why
+		 * first (an ERROR before closing, a cancel); that is the line. */
+		struct proto_hdr h;
+		char why[ERR_LEN];
+
+		if (s->net.bulk.open &&
+		    eng_rec_read(&s->net.bulk, &s->geo, 0, "destination", &h, &s->rx, why) ==
+			    -ECONNABORTED)
+			rc = err_setf(s->err, -ECONNABORTED, "%s", why);
+	}
 	if (rc) {
-		set_state(s, S_FAILED);
+		set_state(s, rc == -ECANCELED ? S_CANCELLED : S_FAILED);
 		eng_send_error(&s->net.bulk, rc, s->err);
-		if (s->paused && !s->resumed_remote) {
-			/* Nothing reached a running destination: go on here. */
+		if (s->paused && !s->committed) {
+			/* Nothing was handed over: the guest goes on here. */
 			s->g->ops->resume(s->g);
 			s->paused = false;
+		}
+		if (!s->committed && !strstr(s->err, "the guest runs here")) {
+			char cause[ERR_LEN];
+
+			memcpy(cause, s->err, ERR_LEN);
+			err_setf(s->err, rc, "%.200s; the guest runs here", cause);
 		}
 	} else {
 		set_state(s, S_DONE);
@@ -796,8 +1025,57 @@ int hmig_source_run(struct hmig_source *s, const char *addr)
 	if (s->g->ops->dirty_stop(s->g) < 0 && !rc)
 		rc = err_setf(s->err, -EIO, "%s", hmig_guest_error(s->g));
 	finish_report(s, rc);
-	net_pair_close(&s->net);
+	/* On success the bulk channel stays open for the verdict. */
+	if (rc)
+		close_channels(s);
 	return rc;
+}
+
+/* The destination oracle's word comes after its DONE, once its guest has
+ * run a while (hmig recv --run-after).  A destination that closes without
+ * one has no oracle. */
+int hmig_source_wait_verdict(struct hmig_source *s, int timeout_ms)
+{
+	struct proto_hdr h;
+	struct proto_error v;
+	int rc;
+
+	if (!s->net.bulk.open)
+		return err_setf(s->err, -ENOTCONN, "no verdict to wait for: the migration is over");
+	rc = eng_rec_read(&s->net.bulk, &s->geo, timeout_ms, "destination", &h, &s->rx, s->err);
+	if (rc == -ECONNRESET) { /* it closed: no oracle there */
+		close_channels(s);
+		return 0;
+	}
+	if (!rc && h.type != PROTO_VERDICT)
+		rc = err_setf(s->err, -EPROTO, "expected VERDICT after DONE, got %s",
+			      proto_type_name(h.type));
+	if (!rc)
+		rc = proto_verdict_decode(&h, s->rx.p, &v, s->err);
+	close_channels(s);
+	if (rc)
+		return rc;
+	s->verdict = (int)v.code;
+	snprintf(s->verdict_text, sizeof(s->verdict_text), "%.*s", (int)v.text_len, v.text);
+	finish_report(s, 0);
+	if (s->verdict == PROTO_VERDICT_MISMATCH)
+		return err_setf(s->err, -EBADMSG, "the destination's oracle found a mismatch: %.180s",
+				s->verdict_text);
+	return 0;
+}
+
+int hmig_source_cancel(struct hmig_source *s)
+{
+	int expect = OWNED;
+
+	if (!atomic_compare_exchange_strong(&s->owner, &expect, CANCELLING))
+		return expect == HANDED ? -EBUSY : 0;
+	/* Before the commit the channels stay open from connect to the end. */
+	if (s->net.bulk.open)
+		net_chan_wake(&s->net.bulk);
+	if (s->net.urgent.open)
+		net_chan_wake(&s->net.urgent);
+	return 0;
 }
 
 void hmig_source_force_switch(struct hmig_source *s)

@@ -29,7 +29,7 @@
 
 #include "common/endian.h"
 
-#define PROTO_VERSION 2
+#define PROTO_VERSION 3
 
 /* ------------------------------------------------------------ limits */
 

@@ -291,6 +291,7 @@ Test(engine, source_lost_in_postcopy_fails_the_destination, .timeout = 120)
 	c.cfg.mode = HMIG_MODE_POSTCOPY;
 	c.cfg.precopy_passes = 0;
 	c.cfg.push = HMIG_PUSH_OFF; /* pulls only: post-copy lasts for seconds */
+	c.cfg.recover_timeout_ms = 2000; /* it waits that long for the source to come back */
 	c.kill_src_after_s = 1.5;
 	mig_run(&c, &r);
 	cr_assert_eq(r.dst_status, 1, "destination exited %d", r.dst_status);

@@ -1,5 +1,6 @@
 /* hmig recv: receive one migration, run the guest, check it with the oracle. */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,22 @@
 #include "cmd.h"
 #include "migopts.h"
 #include "summary.h"
+
+/* The signal handler needs it. */
+static struct hmig_dest *volatile receiving;
+
+/* SIGINT / SIGTERM: cancel before this side said LOADED; after it the
+ * source may have committed and the guest stays (one write(2)). */
+static void on_stop(int sig)
+{
+	static const char late[] =
+		"hmig: not cancelled: the source may have handed the guest over; it stays here\n";
+
+	(void)sig;
+	if (receiving && hmig_dest_cancel(receiving) == -EBUSY &&
+	    write(STDERR_FILENO, late, sizeof(late) - 1) < 0)
+		return;
+}
 
 static int write_dest_report(void *ctx, FILE *f)
 {
@@ -72,6 +89,11 @@ int cmd_recv(int argc, char **argv)
 		printf("hmig recv: listening on %s\n", hmig_dest_address(d));
 		fflush(stdout);
 	}
+	receiving = d;
+	struct sigaction sa = { .sa_handler = on_stop };
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
 	rc = hmig_dest_run(d);
 	if (rc)
 		die_msg("%s", hmig_dest_error(d));
@@ -79,6 +101,7 @@ int cmd_recv(int argc, char **argv)
 		status = 0;
 	if (summary_finish(write_dest_report, d, o.quiet, o.json))
 		status = 1;
+	receiving = NULL;
 	hmig_dest_free(d);
 	g->ops->destroy(g);
 	return status;

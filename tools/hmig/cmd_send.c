@@ -5,19 +5,44 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cmd.h"
 #include "migopts.h"
 #include "summary.h"
 
-/* The CLI may keep this one global: the signal handler needs it. */
-static struct hmig_source *volatile forcing;
+/* The CLI may keep this one global: the signal handlers need it. */
+static struct hmig_source *volatile running;
 
 static void on_sigusr1(int sig)
 {
 	(void)sig;
-	if (forcing)
-		hmig_source_force_switch(forcing);
+	if (running)
+		hmig_source_force_switch(running);
+}
+
+/* SIGINT / SIGTERM: cancel before the commit; after it, say why not (one
+ * write(2): async-signal-safe). */
+static void on_stop(int sig)
+{
+	static const char late[] =
+		"hmig: not cancelled: the guest was handed over and runs on the destination\n";
+
+	(void)sig;
+	if (running && hmig_source_cancel(running) == -EBUSY &&
+	    write(STDERR_FILENO, late, sizeof(late) - 1) < 0)
+		return;
+}
+
+static void catch_signals(void)
+{
+	struct sigaction sa = { .sa_handler = on_stop };
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sa.sa_handler = on_sigusr1;
+	sigaction(SIGUSR1, &sa, NULL);
 }
 
 static int write_source_report(void *ctx, FILE *f)
@@ -50,29 +75,37 @@ int run_source(const struct mig_opts *o, const char *to)
 		die_msg("%s", err);
 		return rc == -EINVAL ? EXIT_USAGE : 1;
 	}
+	if ((rc = hmig_source_new(&o->cfg, g, &src, err))) {
+		die_msg("%s", err);
+		g->ops->destroy(g);
+		return rc == -EINVAL ? EXIT_USAGE : 1;
+	}
+	/* Handlers before the guest runs: a Ctrl-C or SIGUSR1 during the
+	 * warm-up is a cancel or a forced switch, never a dead guest. */
+	running = src;
+	catch_signals();
 	if ((rc = g->ops->run(g))) {
 		die_msg("%s", hmig_guest_error(g));
-		goto out_guest;
+		goto out;
 	}
 	struct timespec w = { .tv_sec = (time_t)o->warmup,
 			      .tv_nsec = (long)((o->warmup - (double)(time_t)o->warmup) * 1e9) };
-	nanosleep(&w, NULL);
-	if ((rc = hmig_source_new(&o->cfg, g, &src, err))) {
-		die_msg("%s", err);
-		goto out_guest;
-	}
-	forcing = src;
-	signal(SIGUSR1, on_sigusr1);
+	while (nanosleep(&w, &w) && errno == EINTR)
+		;
 	rc = hmig_source_run(src, to);
-	forcing = NULL;
+	/* Exit 0 means the guest runs on the destination with every page and
+	 * its oracle, if it has one, said ok: wait for that word. */
+	if (!rc)
+		rc = hmig_source_wait_verdict(src, o->cfg.io_timeout_ms);
 	if (rc)
 		die_msg("%s", hmig_source_error(src));
 	else
 		status = 0;
 	if (summary_finish(write_source_report, src, o->quiet, o->json))
 		status = 1;
+out:
+	running = NULL;
 	hmig_source_free(src);
-out_guest:
 	g->ops->destroy(g);
 	return status;
 }

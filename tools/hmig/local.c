@@ -1,5 +1,10 @@
 /* A migration between two local processes: 'hmig recv' as a child on a
- * loopback port, the source in this process.  Used by demo and bench. */
+ * loopback port, the source in this process.  Used by demo and bench.
+ *
+ * Nothing outlives it: the reports and the child's output go to memory
+ * files (memfd) that both processes reach by /proc/self/fd paths, not to a
+ * temporary directory, and the child dies with this process
+ * (PR_SET_PDEATHSIG) even when this one is killed outright. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -7,15 +12,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "cmd.h"
 #include "local.h"
 
-static char *slurp(const char *path, size_t *len)
+static char *slurp(int fd, size_t *len)
 {
-	FILE *f = fopen(path, "r");
+	FILE *f = fd >= 0 ? fdopen(dup(fd), "r") : NULL;
 	char *buf = NULL;
 
 	*len = 0;
@@ -51,6 +58,10 @@ static pid_t start_dest(int argc, char **argv, const struct mig_opts *o, const c
 	if (pid == 0) {
 		char *args[64];
 		int n = 0;
+
+		/* A demo killed outright must not leave its recv listening. */
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) || getppid() == 1)
+			_exit(1);
 
 		snprintf(run_after, sizeof(run_after), "%g", o->run_after);
 		args[n++] = "hmig";
@@ -95,23 +106,35 @@ static pid_t start_dest(int argc, char **argv, const struct mig_opts *o, const c
 }
 
 
+/* A memory file for a report or an output, and the path another process
+ * opens it by. */
+static int memfile(const char *name, char *path, size_t len)
+{
+	int fd = memfd_create(name, 0); /* no CLOEXEC: the child opens it too */
+
+	if (fd >= 0)
+		snprintf(path, len, "/proc/%ld/fd/%d", (long)getpid(), fd);
+	return fd;
+}
+
 int local_migrate(const struct mig_opts *o, int argc, char **argv, struct local_run *lr)
 {
-	char dir[] = "/tmp/hmig-local.XXXXXX", dst_json[64], dst_out[64], src_json[64], addr[128];
+	char dst_json[64], dst_out[64], src_json[64], addr[128];
+	int fd_dj, fd_do, fd_sj;
 
 	memset(lr, 0, sizeof(*lr));
-	if (!mkdtemp(dir)) {
-		die_msg("cannot make a temporary directory: %s", strerror(errno));
+	fd_dj = memfile("hmig-dest.json", dst_json, sizeof(dst_json));
+	fd_do = memfile("hmig-dest.out", dst_out, sizeof(dst_out));
+	fd_sj = memfile("hmig-source.json", src_json, sizeof(src_json));
+	if (fd_dj < 0 || fd_do < 0 || fd_sj < 0) {
+		die_msg("cannot make memory files for the reports: %s", strerror(errno));
 		return 1;
 	}
-	snprintf(dst_json, sizeof(dst_json), "%s/dest.json", dir);
-	snprintf(dst_out, sizeof(dst_out), "%s/dest.out", dir);
-	snprintf(src_json, sizeof(src_json), "%s/source.json", dir);
 
 	pid_t pid = start_dest(argc, argv, o, dst_json, dst_out, addr, sizeof(addr));
 	if (pid < 0) {
 		die_msg("cannot start the destination process: %s", strerror(errno));
-		rmdir(dir);
+		close(fd_dj), close(fd_do), close(fd_sj);
 		return 1;
 	}
 	int src_status = 1;
@@ -129,13 +152,12 @@ int local_migrate(const struct mig_opts *o, int argc, char **argv, struct local_
 	if (!addr[0])
 		die_msg("the destination process did not start listening (status %d)", dst_status);
 
-	lr->dst_out = slurp(dst_out, &lr->dst_out_len);
-	lr->src_json = slurp(src_json, &lr->src_len);
-	lr->dst_json = slurp(dst_json, &lr->dst_len);
-	unlink(dst_json);
-	unlink(dst_out);
-	unlink(src_json);
-	rmdir(dir);
+	lr->dst_out = slurp(fd_do, &lr->dst_out_len);
+	lr->src_json = slurp(fd_sj, &lr->src_len);
+	lr->dst_json = slurp(fd_dj, &lr->dst_len);
+	close(fd_dj);
+	close(fd_do);
+	close(fd_sj);
 	return src_status || dst_status ? 1 : 0;
 }
 
