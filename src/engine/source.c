@@ -71,6 +71,9 @@ struct hmig_source {
 	double paused_link_ms; /* time spent with the link down after the commit */
 	uint64_t resent_after_recovery; /* pages the destination said it still needed */
 	uint64_t t0, t_pause;
+	/* Where the downtime goes: paused, collected, state sent, LOADED
+	 * received, RESUMED received (ns, 0 until reached). */
+	uint64_t t_paused, t_collected, t_sent, t_loaded, t_resumed;
 	uint64_t t_sample;     /* the last look at the dirty log */
 	uint64_t sync_token;   /* last SYNC sent */
 	uint32_t settle_rounds;
@@ -572,10 +575,12 @@ static int switchover(struct hmig_source *s)
 	if ((rc = s->g->ops->pause(s->g)))
 		return err_setf(s->err, rc, "pausing the guest: %s", hmig_guest_error(s->g));
 	s->paused = true;
+	s->t_paused = clock_now_ns();
 	if ((rc = collect(s, HMIG_COLLECT_FINAL)))
 		return rc;
 	s->dropped_late = take_stale_copies(s);
 	s->rep.switchover.stale_pages = bitmap_count(s->dirty, s->geo.npages);
+	s->t_collected = clock_now_ns();
 	return 0;
 }
 
@@ -649,8 +654,10 @@ static int commit(struct hmig_source *s)
 	uint8_t rec[PROTO_HDR_LEN + 8];
 	int expect = OWNED, rc;
 
+	s->t_sent = clock_now_ns();
 	if ((rc = wait_record(s, PROTO_LOADED)))
 		return rc;
+	s->t_loaded = clock_now_ns();
 	if (!atomic_compare_exchange_strong(&s->owner, &expect, HANDED))
 		return cancelled(s);
 	s->committed = true;
@@ -890,8 +897,9 @@ static int committed_steps(struct hmig_source *s, bool postcopy)
 		if ((rc = wait_record(s, PROTO_RESUMED)))
 			return rc;
 		s->resumed = true;
+		s->t_resumed = clock_now_ns();
 		if (!s->recoveries)
-			s->rep.downtime_ms = clock_ms(clock_now_ns() - s->t_pause);
+			s->rep.downtime_ms = clock_ms(s->t_resumed - s->t_pause);
 		timeline(s, "resumed");
 	}
 	if (!s->dest_done) {
@@ -958,6 +966,18 @@ static void finish_report(struct hmig_source *s, int rc)
 	s->rep.pages.zero = s->sent.zero;
 	s->rep.pages.duplicate = s->sent.resent;
 	stats_report_set_extra_u64(&s->rep, "settle_rounds", s->settle_rounds);
+	/* The downtime, step by step (null where a step was not reached). */
+	static const char *const steps[] = {
+		"downtime_pause_ms", "downtime_collect_ms", "downtime_send_ms",
+		"downtime_load_ms", "downtime_commit_ms",
+	};
+	uint64_t marks[] = { s->t_pause, s->t_paused, s->t_collected, s->t_sent, s->t_loaded,
+			     s->t_resumed };
+	for (int i = 0; i < 5; i++)
+		stats_report_set_extra_double(&s->rep, steps[i],
+					      marks[i] && marks[i + 1] && !s->recoveries
+						      ? clock_ms(marks[i + 1] - marks[i])
+						      : NAN);
 	stats_report_set_extra_u64(&s->rep, "recoveries", s->recoveries);
 	stats_report_set_extra_double(&s->rep, "recovery_paused_ms", s->paused_link_ms);
 	stats_report_set_extra_u64(&s->rep, "pages_resent_after_recovery", s->resent_after_recovery);
