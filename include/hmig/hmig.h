@@ -72,6 +72,8 @@ struct hmig_config {
 	int io_timeout_ms;              /* a peer silent this long is dead */
 	int recover_timeout_ms;         /* after the commit: how long both sides try to
 					 * reconnect a lost link (600000; 0 = forever) */
+	int sample_ms;                  /* a timeline row and a fresh status this often
+					 * (100; 0: rows at events only) */
 	enum hmig_dirty_mode dirty;     /* dirty logging mode to ask the backend for */
 };
 
@@ -92,6 +94,26 @@ int hmig_config_check(const struct hmig_config *cfg, char *errbuf);
 
 /* The i-th knob's key (0, 1, ...), NULL past the last: to list them. */
 const char *hmig_config_knob_name(unsigned i);
+
+/* Which side a knob means something to: the source decides how the guest
+ * moves (mode, passes, push order, cap, ...); the destination takes those
+ * from the source and has knobs of its own (accept_timeout_ms). */
+#define HMIG_SIDE_SOURCE 1u
+#define HMIG_SIDE_DEST 2u
+
+struct hmig_knob {
+	const char *key;
+	const char *help;   /* one line, no period */
+	unsigned sides;     /* HMIG_SIDE_* */
+	double min, max;    /* the range hmig_config_check applies */
+};
+
+/* The i-th knob (0, 1, ...), NULL past the last. */
+const struct hmig_knob *hmig_config_knob(unsigned i);
+
+/* A knob's value as text, as hmig_config_set takes it ("hybrid", "300",
+ * "0.1").  0, -ENOENT for an unknown key, -ENOSPC when len is too short. */
+int hmig_config_get(const struct hmig_config *cfg, const char *key, char *buf, size_t len);
 
 const char *hmig_mode_name(enum hmig_mode m);
 int hmig_mode_parse(const char *s, enum hmig_mode *m);
@@ -146,6 +168,47 @@ enum hmig_decision hmig_stop_rule_default(const struct hmig_config *cfg,
 					  const struct hmig_pass_stats *pass,
 					  enum hmig_reason *reason, void *data);
 
+/* ------------------------------------------------------------ status */
+
+/* A running migration's figures, from any thread at any time, as QEMU's
+ * query-migrate: cumulative counts exact at the call, rates over the
+ * engine's latest sample (sample_ms; NAN before the first one).  A figure a
+ * side does not know is NAN, or HMIG_UNKNOWN for counts.  The struct only
+ * grows, at its end: pass sizeof(struct hmig_status) as `size`, and a
+ * library older than your header fills what it knows and zeroes the rest. */
+#define HMIG_UNKNOWN UINT64_MAX
+
+struct hmig_status {
+	char phase[24];          /* the state: "setup", "precopy", "settle",
+				  * "switchover", "stopcopy", "postcopy",
+				  * "recovering", "done", "failed", ...
+				  * (docs/report.md lists each side's); a
+				  * destination is in "setup" until a source
+				  * has connected */
+	bool finished;           /* the run has returned */
+	uint32_t pass;           /* pre-copy: the pass running, or the last */
+	double elapsed_ms;       /* since the migration started (0 before) */
+	uint64_t guest_pages;    /* pages that move */
+	uint32_t page_size;
+	uint64_t pass_pages;     /* source, pre-copy: pages the pass sends */
+	uint64_t pass_sent;      /* ... of which sent */
+	uint64_t pages_present;  /* destination: pages installed */
+	uint64_t pages_left;     /* after the switch: pages the destination
+				  * lacks (source: still to push or pull) */
+	uint64_t bytes_bulk;     /* sent (source) / received (destination) */
+	uint64_t bytes_urgent;
+	double bulk_bps;         /* bytes/s */
+	double urgent_bps;
+	double dirty_rate_pps;   /* source: pages dirtied per second, last look */
+	uint64_t pages_pulled;   /* post-copy: pulled (served / received) */
+	double pulls_per_s;
+	double pull_latency_us;  /* destination: mean, fault to page, last sample */
+	double guest_ops_per_s;  /* where the guest runs, else NAN */
+	double downtime_ms;      /* NAN until the destination resumed */
+	uint64_t rate_limit_bps; /* source: the bulk cap now (0 = none) */
+	double eta_ms;           /* source, pre-copy: the pass's rest at bulk_bps */
+};
+
 /* ------------------------------------------------------------ source */
 
 struct hmig_source;
@@ -183,11 +246,21 @@ int hmig_source_wait_verdict(struct hmig_source *src, int timeout_ms);
  * thread or a signal handler. */
 int hmig_source_cancel(struct hmig_source *src);
 
+/* The figures of this migration now (struct hmig_status).  0, or -EINVAL
+ * when size is 0. */
+int hmig_source_status(struct hmig_source *src, struct hmig_status *st, size_t size);
+
 /* Asks a running migration to switch to post-copy (stop-and-copy in precopy
  * mode) after the current pass.  Safe from any thread or a signal handler. */
 void hmig_source_force_switch(struct hmig_source *src);
 
-/* Writes the report (DESIGN.md "The report") as JSON. */
+/* Changes the bulk channel's bandwidth cap of a running migration (bytes/s,
+ * 0 = none), as QEMU's migrate-set-parameters max-bandwidth: it applies
+ * from the next 64 KiB sent, and to the channels of a recovered link too.
+ * Safe from any thread. */
+void hmig_source_set_rate(struct hmig_source *src, uint64_t bytes_per_s);
+
+/* Writes the report (docs/report.md) as JSON. */
 int hmig_source_report(struct hmig_source *src, FILE *f);
 const char *hmig_source_error(const struct hmig_source *src);
 /* Frees the context (NULL does nothing); the guest stays the caller's. */
@@ -218,6 +291,9 @@ int hmig_dest_cancel(struct hmig_dest *dst);
 
 /* The address actually bound ("127.0.0.1:4444"; names the port picked for :0). */
 const char *hmig_dest_address(const struct hmig_dest *dst);
+
+/* The figures of this migration now (struct hmig_status). */
+int hmig_dest_status(struct hmig_dest *dst, struct hmig_status *st, size_t size);
 
 int hmig_dest_report(struct hmig_dest *dst, FILE *f);
 /* Records the guest's ops/s after the resume, measured by the caller. */

@@ -39,6 +39,9 @@ void hmig_config_init(struct hmig_config *cfg)
 		 * gives up: an operator's window, where QEMU's post-copy pauses
 		 * forever (0 asks for that). */
 		.recover_timeout_ms = 600000,
+		/* Ten rows a second: enough to see a 100 ms post-copy tail, a
+		 * few kB a second of report. */
+		.sample_ms = 100,
 		.dirty = HMIG_DIRTY_AUTO,
 	};
 }
@@ -51,39 +54,41 @@ void hmig_config_init(struct hmig_config *cfg)
 enum knob_type { K_U32, K_U64, K_INT, K_DOUBLE, K_MODE, K_DIRTY, K_PUSH };
 
 struct knob {
-	const char *key;
+	struct hmig_knob pub;   /* key, help, sides, range */
 	enum knob_type type;
 	size_t off;
-	double min, max;
-	const char *help;
 };
 
-#define KNOB(k, t, mn, mx, h) { #k, t, offsetof(struct hmig_config, k), mn, mx, h }
+#define SRC HMIG_SIDE_SOURCE
+#define DST HMIG_SIDE_DEST
+#define BOTH (HMIG_SIDE_SOURCE | HMIG_SIDE_DEST)
+#define KNOB(k, sd, t, mn, mx, h) { { #k, h, sd, mn, mx }, t, offsetof(struct hmig_config, k) }
 
 /* One hour bounds every timeout: longer is a hang, not a timeout.  1e15
  * bounds the counts and rates: far above any real guest or link, and still
  * exact as a double. */
 static const struct knob knobs[] = {
-	KNOB(mode, K_MODE, HMIG_MODE_PRECOPY, HMIG_MODE_HYBRID, "precopy, postcopy or hybrid"),
-	KNOB(max_passes, K_U32, 1, 1000, "pre-copy passes including pass 0"),
-	KNOB(dirty_threshold_pages, K_U64, 0, 1e15, "converged at or below this many dirty pages"),
-	KNOB(downtime_target_ms, K_DOUBLE, 0, 1e7, "converged when the rest fits this downtime"),
-	KNOB(byte_budget, K_DOUBLE, 0, 1e6, "give up after this many guest sizes sent (0 = none)"),
-	KNOB(min_progress, K_DOUBLE, 0, 1, "give up when a pass shrinks the dirty set by less"),
-	KNOB(precopy_passes, K_U32, 0, 1000, "postcopy mode: passes before the switch"),
-	KNOB(switch_after_ms, K_DOUBLE, 0, 1e9, "force the switch after this long (0 = never)"),
-	KNOB(push, K_PUSH, HMIG_PUSH_SEQ, HMIG_PUSH_OFF, "post-copy pusher order: seq, hot, near or off"),
-	KNOB(near_pages, K_U32, 1, 1024, "push=near: pages pushed after each pulled one"),
+	KNOB(mode, SRC, K_MODE, HMIG_MODE_PRECOPY, HMIG_MODE_HYBRID, "precopy, postcopy or hybrid"),
+	KNOB(max_passes, SRC, K_U32, 1, 1000, "pre-copy passes including pass 0"),
+	KNOB(dirty_threshold_pages, SRC, K_U64, 0, 1e15, "converged at or below this many dirty pages"),
+	KNOB(downtime_target_ms, SRC, K_DOUBLE, 0, 1e7, "converged when the rest fits this downtime"),
+	KNOB(byte_budget, SRC, K_DOUBLE, 0, 1e6, "give up after this many guest sizes sent (0 = none)"),
+	KNOB(min_progress, SRC, K_DOUBLE, 0, 1, "give up when a pass shrinks the dirty set by less"),
+	KNOB(precopy_passes, SRC, K_U32, 0, 1000, "postcopy mode: passes before the switch"),
+	KNOB(switch_after_ms, SRC, K_DOUBLE, 0, 1e9, "force the switch after this long (0 = never)"),
+	KNOB(push, SRC, K_PUSH, HMIG_PUSH_SEQ, HMIG_PUSH_OFF, "post-copy pusher order: seq, hot, near or off"),
+	KNOB(near_pages, SRC, K_U32, 1, 1024, "push=near: pages pushed after each pulled one"),
 	/* A PAGES record carries at most PROTO_MAX_BATCH pages (fewer with
 	 * pages over 4 KiB: the source clamps to proto_pages_max_count). */
-	KNOB(batch_pages, K_U32, 1, PROTO_MAX_BATCH, "pages per PAGES record"),
-	KNOB(rate_limit_bps, K_U64, 0, 1e15, "bulk channel cap in bytes/s (0 = none)"),
-	KNOB(connect_timeout_ms, K_INT, 1, 3.6e6, "connect / accept timeout"),
-	KNOB(accept_timeout_ms, K_INT, 0, 3.6e6, "destination: wait for a source (0 = forever)"),
-	KNOB(io_timeout_ms, K_INT, 1, 3.6e6, "a silent peer is dead after this long"),
-	KNOB(recover_timeout_ms, K_INT, 0, 8.64e7,
+	KNOB(batch_pages, SRC, K_U32, 1, PROTO_MAX_BATCH, "pages per PAGES record"),
+	KNOB(rate_limit_bps, SRC, K_U64, 0, 1e15, "bulk channel cap in bytes/s (0 = none)"),
+	KNOB(connect_timeout_ms, SRC, K_INT, 1, 3.6e6, "source: how long to keep trying to connect"),
+	KNOB(accept_timeout_ms, DST, K_INT, 0, 3.6e6, "destination: wait for a source (0 = forever)"),
+	KNOB(io_timeout_ms, BOTH, K_INT, 1, 3.6e6, "a silent peer is dead after this long"),
+	KNOB(recover_timeout_ms, BOTH, K_INT, 0, 8.64e7,
 	     "after the commit, how long to reconnect a lost link (0 = forever)"),
-	KNOB(dirty, K_DIRTY, HMIG_DIRTY_AUTO, HMIG_DIRTY_WP_SYNC, "dirty logging: auto, async or sync"),
+	KNOB(sample_ms, BOTH, K_INT, 0, 6e4, "timeline sample interval (0 = events only)"),
+	KNOB(dirty, SRC, K_DIRTY, HMIG_DIRTY_AUTO, HMIG_DIRTY_WP_SYNC, "dirty logging: auto, async or sync"),
 };
 
 #define NKNOBS (sizeof(knobs) / sizeof(knobs[0]))
@@ -157,10 +162,10 @@ static void knob_put(struct hmig_config *cfg, const struct knob *k, double v)
  * test is written to let nothing but [min, max] through. */
 static int knob_check(const struct knob *k, double v, const char *text, char *errbuf)
 {
-	if (v >= k->min && v <= k->max && (k->type == K_DOUBLE || v == floor(v)))
+	if (v >= k->pub.min && v <= k->pub.max && (k->type == K_DOUBLE || v == floor(v)))
 		return 0;
 	return err_setf(errbuf, -EINVAL, "bad value for %s: %s (%s; %g to %g)",
-			k->key, text, k->help, k->min, k->max);
+			k->pub.key, text, k->pub.help, k->pub.min, k->pub.max);
 }
 
 int hmig_config_check(const struct hmig_config *cfg, char *errbuf)
@@ -179,7 +184,44 @@ int hmig_config_check(const struct hmig_config *cfg, char *errbuf)
 
 const char *hmig_config_knob_name(unsigned i)
 {
-	return i < NKNOBS ? knobs[i].key : NULL;
+	return i < NKNOBS ? knobs[i].pub.key : NULL;
+}
+
+const struct hmig_knob *hmig_config_knob(unsigned i)
+{
+	return i < NKNOBS ? &knobs[i].pub : NULL;
+}
+
+static const struct knob *knob_find(const char *key)
+{
+	for (size_t i = 0; i < NKNOBS; i++)
+		if (!strcmp(knobs[i].pub.key, key))
+			return &knobs[i];
+	return NULL;
+}
+
+int hmig_config_get(const struct hmig_config *cfg, const char *key, char *buf, size_t len)
+{
+	const struct knob *k = knob_find(key);
+	double v;
+	int n;
+
+	if (!k)
+		return -ENOENT;
+	v = knob_get(cfg, k);
+	switch (k->type) {
+	case K_MODE: n = snprintf(buf, len, "%s", hmig_mode_name((enum hmig_mode)v)); break;
+	case K_DIRTY: { /* hmig_dirty_mode_parse's spellings, not the report's */
+		static const char *const dirty[] = { "auto", "async", "sync" };
+
+		n = v >= 0 && v < 3 ? snprintf(buf, len, "%s", dirty[(int)v]) : -1;
+		break;
+	}
+	case K_PUSH: n = snprintf(buf, len, "%s", hmig_push_name((enum hmig_push)v)); break;
+	case K_DOUBLE: n = snprintf(buf, len, "%.15g", v); break;
+	default: n = snprintf(buf, len, "%.0f", v); break;
+	}
+	return n < 0 || (size_t)n >= len ? -ENOSPC : 0;
 }
 
 /* The knobs outgrew one 256-byte line: the message names the bad key and
@@ -194,14 +236,11 @@ static int unknown_knob(const char *key, char *errbuf)
 int hmig_config_set(struct hmig_config *cfg, const char *key, const char *value,
 		    char *errbuf)
 {
-	const struct knob *k = NULL;
+	const struct knob *k = knob_find(key);
 	char *end, quoted[80];
 	double v;
 	int rc = 0;
 
-	for (size_t i = 0; i < NKNOBS; i++)
-		if (!strcmp(knobs[i].key, key))
-			k = &knobs[i];
 	if (!k)
 		return unknown_knob(key, errbuf);
 	switch (k->type) {
@@ -235,7 +274,7 @@ int hmig_config_set(struct hmig_config *cfg, const char *key, const char *value,
 	}
 	if (rc)
 		return err_setf(errbuf, -EINVAL, "bad value for %s: '%s' (use %s)", key, value,
-				k->help);
+				k->pub.help);
 	snprintf(quoted, sizeof(quoted), "'%s'", value);
 	if (knob_check(k, v, quoted, errbuf))
 		return -EINVAL;

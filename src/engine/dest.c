@@ -33,6 +33,7 @@
 #include "engine/engine.h"
 #include "engine/fault.h"
 #include "engine/pages.h"
+#include "engine/progress.h"
 #include "stats/hist.h"
 
 enum dst_state {
@@ -88,29 +89,105 @@ struct hmig_dest {
 	/* written by pages' hook, under pages.lock; read after the handler stops */
 	struct stats_hist fault_lat; /* fault read -> page installed, ns */
 	double blocktime_ns;
+	/* What the status and the timeline read from other threads (the
+	 * progress lock guards the channels' replacement and the page sets'
+	 * making, engine/progress.h). */
+	struct progress prog;
+	struct {
+		_Atomic int state;
+		_Atomic bool finished, started;
+		_Atomic uint64_t lat_sum_ns, lat_n; /* served faults */
+		_Atomic double downtime_ms;
+	} live;
+	bool net_live, pages_live; /* under the progress lock */
+	uint64_t carried_bulk, carried_urgent; /* bytes on links that were lost */
 	struct stats_report rep;
 	char err[ERR_LEN];
 };
 
-static void timeline(struct hmig_dest *d, const char *phase)
+/* Bytes received on bulk (urgent), over every link this migration had.
+ * The engine's thread, or under the progress lock. */
+static uint64_t bulk_bytes(struct hmig_dest *d)
 {
-	struct stats_timeline_row row = { .t_ms = clock_ms(clock_now_ns() - d->t0) };
-	struct net_chan_stats b, u;
+	struct net_chan_stats st = { 0 };
 
-	snprintf(row.phase, sizeof(row.phase), "%s", phase);
-	net_chan_stats(&d->net.bulk, &b);
-	net_chan_stats(&d->net.urgent, &u);
-	row.bytes_bulk = b.bytes_recv;
-	row.bytes_urgent = u.bytes_recv;
-	row.pages_present = d->pages.g ? pages_present(&d->pages) : 0;
-	row.guest_ops_per_s = NAN;
-	stats_report_add_timeline(&d->rep, &row);
+	if (d->net_live)
+		net_chan_stats(&d->net.bulk, &st);
+	return d->carried_bulk + st.bytes_recv;
+}
+
+static uint64_t urgent_bytes(struct hmig_dest *d)
+{
+	struct net_chan_stats st = { 0 };
+
+	if (d->net_live)
+		net_chan_stats(&d->net.urgent, &st);
+	return d->carried_urgent + st.bytes_recv;
+}
+
+static void net_up(struct hmig_dest *d)
+{
+	progress_lock(&d->prog);
+	d->net_live = true;
+	progress_unlock(&d->prog);
+}
+
+static void net_close(struct hmig_dest *d)
+{
+	progress_lock(&d->prog);
+	if (d->net_live) {
+		d->carried_bulk = bulk_bytes(d);
+		d->carried_urgent = urgent_bytes(d);
+		d->net_live = false;
+	}
+	progress_unlock(&d->prog);
+	net_pair_close(&d->net);
+}
+
+/* progress's read: the figures of now, for the timeline and the status. */
+static void progress_read(void *ctx, struct progress_raw *r)
+{
+	struct hmig_dest *d = ctx;
+	struct hmig_guest_stats gs;
+
+	*r = (struct progress_raw){
+		.phase = state_names[atomic_load(&d->live.state)],
+		.finished = atomic_load(&d->live.finished),
+		.pages_present = STATS_NONE,
+		.pages_left = STATS_NONE,
+		.bytes_bulk = bulk_bytes(d),
+		.bytes_urgent = urgent_bytes(d),
+		.lat_sum_ns = atomic_load(&d->live.lat_sum_ns),
+		.lat_n = atomic_load(&d->live.lat_n),
+		.guest_here = atomic_load(&d->live.started),
+		.dirty_rate_pps = NAN,
+		.downtime_ms = atomic_load(&d->live.downtime_ms),
+	};
+	if (d->pages_live) {
+		struct pages_counts c;
+
+		pages_counts(&d->pages, &c);
+		r->page_size = d->geo.page_size; /* set before the pages */
+		r->guest_pages = d->geo.npages - c.never;
+		r->pages_present = c.present - c.never;
+		r->pulled = c.pulled;
+		if (atomic_load(&d->live.started))
+			r->pages_left = d->geo.npages - c.present;
+	}
+	if (r->guest_here && d->g->ops->stats(d->g, &gs) == 0)
+		r->guest_ops = gs.ops;
+}
+
+static void timeline(struct hmig_dest *d, const char *event)
+{
+	progress_event(&d->prog, event);
 }
 
 /* States change here only, and each change is a timeline row. */
 static void set_state(struct hmig_dest *d, enum dst_state st)
 {
 	d->state = st;
+	atomic_store(&d->live.state, (int)st);
 	timeline(d, state_names[st]);
 }
 
@@ -121,6 +198,8 @@ static void fault_served(void *ctx, uint64_t latency_ns, uint32_t waiters)
 
 	stats_hist_add(&d->fault_lat, latency_ns);
 	d->blocktime_ns += (double)latency_ns * waiters;
+	atomic_fetch_add_explicit(&d->live.lat_sum_ns, latency_ns, memory_order_relaxed);
+	atomic_fetch_add_explicit(&d->live.lat_n, 1, memory_order_relaxed);
 }
 
 int hmig_dest_new(const struct hmig_config *cfg, struct hmig_guest *guest,
@@ -140,6 +219,11 @@ int hmig_dest_new(const struct hmig_config *cfg, struct hmig_guest *guest,
 	d->g = guest;
 	stats_hist_init(&d->fault_lat);
 	stats_report_init(&d->rep, STATS_SIDE_DESTINATION);
+	atomic_store(&d->live.downtime_ms, NAN);
+	if ((rc = progress_init(&d->prog, &d->rep, progress_read, d))) {
+		free(d);
+		return err_setf(errbuf, rc, "cannot set up the status lock");
+	}
 	rc = net_listen(&d->listener, listen_addr, &opts);
 	if (rc) {
 		err_setf(errbuf, rc, "%s", d->listener.err);
@@ -168,7 +252,10 @@ static int accept_and_hello(struct hmig_dest *d)
 			     &d->net);
 	if (rc)
 		return err_setf(d->err, rc, "%s", d->net.err);
+	net_up(d);
 	d->t0 = clock_now_ns();
+	if ((rc = progress_start(&d->prog, d->cfg.sample_ms)))
+		return err_setf(d->err, rc, "cannot start the timeline sampler");
 	d->session_id = d->net.session_id;
 	eng_pair_timeouts(&d->net, d->cfg.io_timeout_ms);
 	rc = eng_rec_read(&d->net.bulk, NULL, d->cfg.io_timeout_ms, "source", &h, &d->rx, d->err);
@@ -196,7 +283,11 @@ static int accept_and_hello(struct hmig_dest *d)
 	d->cfg.mode = (enum hmig_mode)peer.mode; /* proto checked the range */
 	struct pages_hook hook = { fault_served, d };
 	d->stale = bitmap_new(d->geo.npages);
-	if (!d->stale || pages_init(&d->pages, d->g, &d->geo, hook))
+	progress_lock(&d->prog);
+	rc = d->stale ? pages_init(&d->pages, d->g, &d->geo, hook) : -ENOMEM;
+	d->pages_live = !rc;
+	progress_unlock(&d->prog);
+	if (rc)
 		return err_setf(d->err, -ENOMEM, "out of memory for %lu pages of bookkeeping",
 				(unsigned long)d->geo.npages);
 	/* What the backend never moves is there from the start (d->stale is
@@ -278,15 +369,14 @@ static int on_stale(struct hmig_dest *d, const struct proto_hdr *h)
 static int start_guest(struct hmig_dest *d)
 {
 	uint8_t buf[PROTO_HDR_LEN + 24];
-	struct net_chan_stats b;
 	struct hmig_guest_stats gs;
 	int rc, n;
 
 	if ((rc = d->g->ops->start(d->g)))
 		return err_setf(d->err, rc, "starting the guest: %s", hmig_guest_error(d->g));
 	d->t_resume = clock_now_ns();
-	net_chan_stats(&d->net.bulk, &b);
-	d->bulk_at_resume = b.bytes_recv;
+	atomic_store(&d->live.started, true);
+	d->bulk_at_resume = bulk_bytes(d);
 	d->g->ops->stats(d->g, &gs);
 	d->ops_at_resume = gs.ops;
 	timeline(d, "resumed");
@@ -295,6 +385,7 @@ static int start_guest(struct hmig_dest *d)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	r.resume_wall_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 	d->rep.downtime_ms = clock_ms(r.downtime_ns);
+	atomic_store(&d->live.downtime_ms, d->rep.downtime_ms);
 	n = proto_resumed_encode(buf, sizeof(buf), &r, d->err);
 	if (n < 0)
 		return n;
@@ -437,7 +528,7 @@ static int recover(struct hmig_dest *d, int cause)
 
 	memcpy(cause_text, d->err, ERR_LEN);
 	fault_stop(&d->fh); /* it failed on the same link */
-	net_pair_close(&d->net);
+	net_close(d);
 	set_state(d, D_RECOVERING);
 	for (;;) {
 		int left = -1;
@@ -465,6 +556,7 @@ static int recover(struct hmig_dest *d, int cause)
 		eng_send_error(&d->net.bulk, -EBUSY, "this destination is recovering another migration");
 		net_pair_close(&d->net);
 	}
+	net_up(d);
 	eng_pair_timeouts(&d->net, d->cfg.io_timeout_ms);
 
 	struct proto_hdr h;
@@ -582,13 +674,11 @@ static int receive(struct hmig_dest *d)
 
 static void finish_report(struct hmig_dest *d, int rc)
 {
-	struct net_chan_stats b, u;
+	uint64_t bulk = bulk_bytes(d), urgent = urgent_bytes(d);
 
 	eng_report_guest(&d->rep, d->cfg.mode, d->g, &d->geo);
-	d->rep.total_ms = d->t0 ? clock_ms(clock_now_ns() - d->t0) : 0;
-	net_chan_stats(&d->net.bulk, &b);
-	net_chan_stats(&d->net.urgent, &u);
-	d->rep.bytes.total = b.bytes_recv + u.bytes_recv;
+	d->rep.total_ms = d->t0 ? clock_ms(clock_now_ns() - d->t0) : NAN;
+	d->rep.bytes.total = bulk + urgent;
 	d->rep.pages.duplicate = d->pages.duplicates;
 	d->rep.pages.pulled = d->pages.pulled;
 	d->rep.pages.pushed = d->pages.pushed;
@@ -603,8 +693,8 @@ static void finish_report(struct hmig_dest *d, int rc)
 		d->rep.faults.blocktime_ms = d->blocktime_ns / 1e6;
 		if (d->fault_lat.count)
 			stats_report_set_fault_latency(&d->rep, &d->fault_lat);
-		d->rep.bytes.push = b.bytes_recv - d->bulk_at_resume;
-		d->rep.bytes.pull = u.bytes_recv;
+		d->rep.bytes.push = bulk - d->bulk_at_resume;
+		d->rep.bytes.pull = urgent;
 		if (d->t_complete) {
 			struct hmig_guest_stats gs;
 
@@ -637,10 +727,12 @@ int hmig_dest_run(struct hmig_dest *d)
 		fault_stop(&d->fh);
 		pages_wake(&d->pages);
 		eng_send_error(&d->net.bulk, rc, d->err);
-		net_pair_close(&d->net);
+		net_close(d);
 	} else {
 		set_state(d, D_COMPLETE);
 	}
+	progress_stop(&d->prog);
+	atomic_store(&d->live.finished, true);
 	finish_report(d, rc);
 	/* On success the connection stays open for the verdict. */
 	net_listener_close(&d->listener);
@@ -656,6 +748,14 @@ int hmig_dest_cancel(struct hmig_dest *d)
 	net_listener_stop(&d->listener);
 	if (d->net.bulk.open)
 		net_chan_wake(&d->net.bulk);
+	return 0;
+}
+
+int hmig_dest_status(struct hmig_dest *d, struct hmig_status *st, size_t size)
+{
+	if (!size)
+		return -EINVAL;
+	progress_status(&d->prog, st, size);
 	return 0;
 }
 
@@ -698,7 +798,7 @@ void hmig_dest_set_integrity(struct hmig_dest *d, const char *integrity, const c
 
 		if (n > 0)
 			eng_rec_send(&d->net.bulk, rec, (size_t)n, d->cfg.io_timeout_ms, scratch);
-		net_pair_close(&d->net);
+		net_close(d);
 	}
 }
 
@@ -717,6 +817,7 @@ void hmig_dest_free(struct hmig_dest *d)
 	if (!d)
 		return;
 	fault_stop(&d->fh);
+	progress_free(&d->prog);
 	net_pair_close(&d->net);
 	net_listener_close(&d->listener);
 	rec_buf_free(&d->rx);

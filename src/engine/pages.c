@@ -46,6 +46,7 @@ int pages_never_sent(struct pages *ps, const uint64_t *never)
 	if (!ps->never)
 		return -ENOMEM;
 	pthread_mutex_lock(&ps->lock);
+	ps->nnever = n;
 	for (size_t w = 0; w < words; w++) {
 		ps->never[w] = never[w];
 		ps->npresent += (uint64_t)__builtin_popcountll(never[w] & ~ps->present[w]);
@@ -274,6 +275,16 @@ uint64_t pages_missing(struct pages *ps, uint64_t *out)
 	n = ps->npages - ps->npresent;
 	pthread_mutex_unlock(&ps->lock);
 	return n;
+}
+
+void pages_counts(struct pages *ps, struct pages_counts *c)
+{
+	pthread_mutex_lock(&ps->lock);
+	c->present = ps->npresent;
+	c->never = ps->nnever;
+	c->pulled = ps->pulled;
+	c->pushed = ps->pushed;
+	pthread_mutex_unlock(&ps->lock);
 }
 
 uint64_t pages_present(struct pages *ps)

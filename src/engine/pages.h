@@ -55,6 +55,7 @@ struct pages {
 	uint64_t *present;
 	uint64_t npresent;
 	uint64_t *never;         /* pfns the backend never moves (NULL: none) */
+	uint64_t nnever;
 	uint64_t *requested;     /* post-copy only */
 	uint64_t *t_fault;       /* first unserved fault on the page, ns; 0 none */
 	uint32_t *waiters;       /* fault events waiting on the page */
@@ -110,6 +111,12 @@ uint32_t pages_asked_missing(struct pages *ps, uint64_t *pos, uint64_t *pfns, ui
 uint64_t pages_missing(struct pages *ps, uint64_t *out);
 
 uint64_t pages_present(struct pages *ps);
+
+/* The counters at one instant (present counts the never-moving pfns). */
+struct pages_counts {
+	uint64_t present, never, pulled, pushed;
+};
+void pages_counts(struct pages *ps, struct pages_counts *c);
 
 /* Waits until every page is present (true) or pages_wake (false; a wake
  * ends one wait, the next waits again). */

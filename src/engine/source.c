@@ -20,6 +20,7 @@
 #include "common/clock.h"
 #include "common/err.h"
 #include "engine/engine.h"
+#include "engine/progress.h"
 #include "engine/sender.h"
 #include "policy/policy.h"
 #include "policy/push.h"
@@ -53,7 +54,7 @@ struct hmig_source {
 	uint8_t *heat;         /* per page: passes that found it dirty (saturating) */
 	struct push push;      /* post-copy: what to push next */
 	_Atomic bool force;
-	bool paused;           /* we paused the guest: resume it on failure */
+	_Atomic bool paused;   /* we paused the guest: resume it on failure */
 	/* The commit (docs/protocol.md): from the moment the source decides to
 	 * send COMMIT the guest belongs to the destination and never runs here
 	 * again; before it, any failure resumes it here. */
@@ -79,42 +80,85 @@ struct hmig_source {
 	uint32_t settle_rounds;
 	uint64_t dropped_early; /* pages the destination dropped before the pause */
 	uint64_t dropped_late;  /* ... and in the downtime */
-	uint64_t tl_ns, tl_ops;  /* the last timeline row, for guest ops/s */
-	uint64_t pulled, pushed;
+	_Atomic uint64_t pulled, pushed;
+	uint64_t nmoving;      /* pages that move */
+	/* What the status and the timeline read from other threads (the
+	 * progress lock guards the channels' replacement, engine/progress.h). */
+	struct progress prog;
+	struct {
+		_Atomic int state;
+		_Atomic bool finished;
+		_Atomic uint32_t pass;
+		_Atomic uint64_t pass_pages, pass_sent;
+		_Atomic uint64_t left;      /* after the switch: pages the destination lacks */
+		_Atomic double dirty_rate;  /* pages/s, the last look */
+		_Atomic double downtime_ms;
+		_Atomic uint64_t rate;      /* the bulk cap now (hmig_source_set_rate) */
+	} live;
+	bool net_live;         /* under the progress lock: s->net may be read */
+	uint64_t carried_bulk, carried_urgent; /* bytes on links that were lost */
 	struct stats_report rep;
 	char err[ERR_LEN];
 };
 
+/* Bytes sent on bulk (urgent), over every link this migration had.  The
+ * engine's thread, or under the progress lock. */
 static uint64_t bulk_bytes(struct hmig_source *s)
 {
-	struct net_chan_stats st;
+	struct net_chan_stats st = { 0 };
 
-	net_chan_stats(&s->net.bulk, &st);
-	return st.bytes_sent;
+	if (s->net_live)
+		net_chan_stats(&s->net.bulk, &st);
+	return s->carried_bulk + st.bytes_sent;
 }
 
-static void timeline(struct hmig_source *s, const char *phase)
+static uint64_t urgent_bytes(struct hmig_source *s)
 {
-	struct stats_timeline_row row = { .t_ms = clock_ms(clock_now_ns() - s->t0) };
-	struct net_chan_stats u;
-	struct hmig_guest_stats gs;
-	uint64_t now = clock_now_ns();
+	struct net_chan_stats st = { 0 };
 
-	snprintf(row.phase, sizeof(row.phase), "%s", phase);
-	row.bytes_bulk = bulk_bytes(s);
-	net_chan_stats(&s->net.urgent, &u);
-	row.bytes_urgent = u.bytes_sent;
-	s->g->ops->stats(s->g, &gs);
-	row.guest_ops_per_s = now > s->tl_ns ? (double)(gs.ops - s->tl_ops) / ((double)(now - s->tl_ns) / 1e9) : 0;
-	s->tl_ns = now;
-	s->tl_ops = gs.ops;
-	stats_report_add_timeline(&s->rep, &row);
+	if (s->net_live)
+		net_chan_stats(&s->net.urgent, &st);
+	return s->carried_urgent + st.bytes_sent;
+}
+
+/* progress's read: the figures of now, for the timeline and the status. */
+static void progress_read(void *ctx, struct progress_raw *r)
+{
+	struct hmig_source *s = ctx;
+	struct hmig_guest_stats gs;
+
+	*r = (struct progress_raw){
+		.phase = state_names[atomic_load(&s->live.state)],
+		.finished = atomic_load(&s->live.finished),
+		.pass = atomic_load(&s->live.pass),
+		.guest_pages = s->nmoving,
+		.page_size = s->geo.page_size,
+		.pass_pages = atomic_load(&s->live.pass_pages),
+		.pass_sent = atomic_load(&s->live.pass_sent),
+		.pages_present = STATS_NONE,
+		.pages_left = atomic_load(&s->live.left),
+		.bytes_bulk = bulk_bytes(s),
+		.bytes_urgent = urgent_bytes(s),
+		.pulled = atomic_load(&s->pulled),
+		.guest_here = !atomic_load(&s->paused),
+		.dirty_rate_pps = atomic_load(&s->live.dirty_rate),
+		.downtime_ms = atomic_load(&s->live.downtime_ms),
+		.rate_limit_bps = atomic_load(&s->live.rate),
+	};
+	if (s->g->ops->stats(s->g, &gs) == 0)
+		r->guest_ops = gs.ops;
+}
+
+static void timeline(struct hmig_source *s, const char *event)
+{
+	progress_event(&s->prog, event);
 }
 
 /* States change here only, and each change is a timeline row. */
 static void set_state(struct hmig_source *s, enum src_state st)
 {
 	s->state = st;
+	atomic_store(&s->live.state, (int)st);
 	timeline(s, state_names[st]);
 }
 
@@ -144,6 +188,10 @@ int hmig_source_new(const struct hmig_config *cfg, struct hmig_guest *guest,
 	s->g = guest;
 	s->stop_rule = hmig_stop_rule_default;
 	s->verdict = -1;
+	atomic_store(&s->live.left, STATS_NONE);
+	atomic_store(&s->live.dirty_rate, NAN);
+	atomic_store(&s->live.downtime_ms, NAN);
+	atomic_store(&s->live.rate, cfg->rate_limit_bps);
 	guest->ops->geometry(guest, &s->geo);
 	s->moving = bitmap_new(s->geo.npages);
 	s->dirty = bitmap_new(s->geo.npages);
@@ -151,6 +199,7 @@ int hmig_source_new(const struct hmig_config *cfg, struct hmig_guest *guest,
 	s->heat = calloc(s->geo.npages, 1);
 	stats_report_init(&s->rep, STATS_SIDE_SOURCE);
 	if (!s->moving || !s->dirty || !s->todo || !s->heat ||
+	    progress_init(&s->prog, &s->rep, progress_read, s) ||
 	    sent_log_init(&s->sent, s->geo.npages) ||
 	    push_init(&s->push, cfg->push, cfg->near_pages, s->geo.npages)) {
 		hmig_source_free(s);
@@ -170,6 +219,7 @@ int hmig_source_new(const struct hmig_config *cfg, struct hmig_guest *guest,
 		s->moving[w] = ~s->todo[w];
 	if (s->geo.npages % 64)
 		s->moving[BITMAP_WORDS(s->geo.npages) - 1] &= (1ull << (s->geo.npages % 64)) - 1;
+	s->nmoving = bitmap_count(s->moving, s->geo.npages);
 	*out = s;
 	return 0;
 }
@@ -190,8 +240,11 @@ static int open_channels(struct hmig_source *s, int timeout_ms)
 
 	if (rc)
 		return err_setf(s->err, rc, "%s", s->net.err);
-	if (s->cfg.rate_limit_bps)
-		net_chan_set_rate(&s->net.bulk, s->cfg.rate_limit_bps);
+	/* Live: the status reads it, and hmig_source_set_rate reaches it. */
+	progress_lock(&s->prog);
+	net_chan_set_rate(&s->net.bulk, atomic_load(&s->live.rate));
+	s->net_live = true;
+	progress_unlock(&s->prog);
 	eng_pair_timeouts(&s->net, s->cfg.io_timeout_ms);
 	/* Pushes and pulls are both capped at batch_pages: a reply is one
 	 * record, sent and waited for before the next request is read. */
@@ -205,6 +258,13 @@ static int open_channels(struct hmig_source *s, int timeout_ms)
 
 static void close_channels(struct hmig_source *s)
 {
+	progress_lock(&s->prog);
+	if (s->net_live) {
+		s->carried_bulk = bulk_bytes(s);
+		s->carried_urgent = urgent_bytes(s);
+		s->net_live = false;
+	}
+	progress_unlock(&s->prog);
 	sender_free(&s->bulk);
 	sender_free(&s->urgent);
 	net_pair_close(&s->net);
@@ -331,6 +391,7 @@ static int sample(struct hmig_source *s, struct hmig_pass_stats *pp, uint64_t ne
 	pp->bandwidth_bps = pass_s > 0 ? (double)(bulk_bytes(s) - bytes_pass) / pass_s : 0;
 	pp->bytes_sent = bulk_bytes(s);
 	s->t_sample = now;
+	atomic_store(&s->live.dirty_rate, pp->dirty_rate_pps);
 	*d = ask_rule(s, pp, why);
 	return 0;
 }
@@ -354,6 +415,9 @@ static int run_pass(struct hmig_source *s, uint32_t pass, uint64_t *todo,
 	pp->pass = pass;
 	pp->pages_planned = planned;
 	s->t_sample = t;
+	atomic_store(&s->live.pass_sent, 0);
+	atomic_store(&s->live.pass_pages, planned);
+	atomic_store(&s->live.pass, pass);
 	for (uint64_t q = bitmap_next(todo, s->geo.npages, 0); q < s->geo.npages;
 	     q = bitmap_next(todo, s->geo.npages, q + 1)) {
 		if (looks && since >= SAMPLE_PAGES / 16 &&
@@ -376,6 +440,7 @@ static int run_pass(struct hmig_source *s, uint32_t pass, uint64_t *todo,
 			return rc;
 		n++;
 		since++;
+		atomic_store_explicit(&s->live.pass_sent, n, memory_order_relaxed);
 	}
 	if ((rc = sender_flush(&s->bulk)) || (rc = sender_drain(&s->bulk)))
 		return rc;
@@ -402,6 +467,7 @@ static int run_pass(struct hmig_source *s, uint32_t pass, uint64_t *todo,
 		.dirty_rate_pps = ms > 0 ? (double)dirty / (ms / 1e3) : 0,
 	};
 	stats_report_add_pass(&s->rep, &row);
+	atomic_store(&s->live.dirty_rate, row.dirty_rate_pps);
 	char phase[32];
 	snprintf(phase, sizeof(phase), "pass %u", pass);
 	timeline(s, phase);
@@ -576,6 +642,7 @@ static int switchover(struct hmig_source *s)
 		return err_setf(s->err, rc, "pausing the guest: %s", hmig_guest_error(s->g));
 	s->paused = true;
 	s->t_paused = clock_now_ns();
+	atomic_store(&s->live.dirty_rate, NAN); /* it writes no more here */
 	if ((rc = collect(s, HMIG_COLLECT_FINAL)))
 		return rc;
 	s->dropped_late = take_stale_copies(s);
@@ -694,6 +761,7 @@ static int reply_request(struct hmig_source *s, const struct proto_hdr *h)
 	s->pulled += pg.count;
 	for (uint32_t i = 0; i < pg.count; i++)
 		push_pulled(&s->push, pfns[i]);
+	atomic_store(&s->live.left, push_left(&s->push));
 	return 0;
 }
 
@@ -707,6 +775,7 @@ static int push_batch(struct hmig_source *s)
 	if ((rc = sender_send(&s->bulk, pfns, n)))
 		return rc;
 	s->pushed += n;
+	atomic_store(&s->live.left, push_left(&s->push));
 	return (int)n;
 }
 
@@ -832,6 +901,7 @@ static int reconnect(struct hmig_source *s, uint32_t *state)
 	for (uint64_t w = 0; w < BITMAP_WORDS(s->geo.npages); w++)
 		missing[w] &= s->moving[w];
 	push_start(&s->push, missing);
+	atomic_store(&s->live.left, push_left(&s->push));
 	*state = theirs.state;
 	return 0;
 }
@@ -898,8 +968,10 @@ static int committed_steps(struct hmig_source *s, bool postcopy)
 			return rc;
 		s->resumed = true;
 		s->t_resumed = clock_now_ns();
-		if (!s->recoveries)
+		if (!s->recoveries) {
 			s->rep.downtime_ms = clock_ms(s->t_resumed - s->t_pause);
+			atomic_store(&s->live.downtime_ms, s->rep.downtime_ms);
+		}
 		timeline(s, "resumed");
 	}
 	if (!s->dest_done) {
@@ -908,6 +980,7 @@ static int committed_steps(struct hmig_source *s, bool postcopy)
 		if ((rc = wait_record(s, PROTO_DONE)))
 			return rc;
 		s->dest_done = true;
+		atomic_store(&s->live.left, 0);
 	}
 	return 0;
 }
@@ -927,23 +1000,25 @@ static int after_commit(struct hmig_source *s, bool postcopy)
  * after it. */
 static int handover(struct hmig_source *s, bool postcopy)
 {
-	struct net_chan_stats u0, u1;
-	uint64_t b0;
+	uint64_t b0, u0;
 	int rc;
 
 	set_state(s, postcopy ? S_POSTCOPY : S_STOPCOPY);
-	if (postcopy)
+	if (postcopy) {
 		push_start(&s->push, s->dirty);
+		atomic_store(&s->live.left, push_left(&s->push));
+	} else {
+		atomic_store(&s->live.left, bitmap_count(s->dirty, s->geo.npages));
+	}
 	if ((rc = send_stale_and_vcpus(s, postcopy ? PROTO_FLAG_POSTCOPY : 0)) ||
 	    (!postcopy && (rc = send_the_rest(s))) || (rc = commit(s)))
 		return rc;
 	b0 = bulk_bytes(s);
-	net_chan_stats(&s->net.urgent, &u0);
+	u0 = urgent_bytes(s);
 	rc = after_commit(s, postcopy);
 	if (postcopy) {
-		net_chan_stats(&s->net.urgent, &u1);
 		s->rep.bytes.push = bulk_bytes(s) - b0;
-		s->rep.bytes.pull = u1.bytes_sent - u0.bytes_sent;
+		s->rep.bytes.pull = urgent_bytes(s) - u0;
 		s->rep.pages.pulled = s->pulled;
 		s->rep.pages.pushed = s->pushed;
 	}
@@ -954,12 +1029,9 @@ static int handover(struct hmig_source *s, bool postcopy)
 
 static void finish_report(struct hmig_source *s, int rc)
 {
-	struct net_chan_stats u;
-
 	eng_report_guest(&s->rep, s->cfg.mode, s->g, &s->geo);
 	s->rep.total_ms = clock_ms(clock_now_ns() - s->t0);
-	net_chan_stats(&s->net.urgent, &u);
-	s->rep.bytes.total = bulk_bytes(s) + u.bytes_sent;
+	s->rep.bytes.total = bulk_bytes(s) + urgent_bytes(s);
 	s->rep.bytes.precopy = s->rep.bytes.total - s->rep.bytes.stopcopy - s->rep.bytes.push -
 			       s->rep.bytes.pull;
 	s->rep.pages.sent = s->sent.data;
@@ -1002,6 +1074,8 @@ int hmig_source_run(struct hmig_source *s, const char *addr)
 	int rc;
 
 	s->t0 = clock_now_ns();
+	if ((rc = progress_start(&s->prog, s->cfg.sample_ms)))
+		return err_setf(s->err, rc, "cannot start the timeline sampler");
 	set_state(s, S_SETUP);
 	rc = connect_and_hello(s, addr);
 	if (!rc)
@@ -1044,6 +1118,8 @@ int hmig_source_run(struct hmig_source *s, const char *addr)
 	}
 	if (s->g->ops->dirty_stop(s->g) < 0 && !rc)
 		rc = err_setf(s->err, -EIO, "%s", hmig_guest_error(s->g));
+	progress_stop(&s->prog);
+	atomic_store(&s->live.finished, true);
 	finish_report(s, rc);
 	/* On success the bulk channel stays open for the verdict. */
 	if (rc)
@@ -1103,6 +1179,23 @@ void hmig_source_force_switch(struct hmig_source *s)
 	atomic_store(&s->force, true);
 }
 
+void hmig_source_set_rate(struct hmig_source *s, uint64_t bytes_per_s)
+{
+	atomic_store(&s->live.rate, bytes_per_s);
+	progress_lock(&s->prog);
+	if (s->net_live)
+		net_chan_request_rate(&s->net.bulk, bytes_per_s);
+	progress_unlock(&s->prog);
+}
+
+int hmig_source_status(struct hmig_source *s, struct hmig_status *st, size_t size)
+{
+	if (!size)
+		return -EINVAL;
+	progress_status(&s->prog, st, size);
+	return 0;
+}
+
 int hmig_source_report(struct hmig_source *s, FILE *f)
 {
 	return stats_report_write_json(&s->rep, f);
@@ -1117,6 +1210,7 @@ void hmig_source_free(struct hmig_source *s)
 {
 	if (!s)
 		return;
+	progress_free(&s->prog);
 	net_pair_close(&s->net);
 	sender_free(&s->bulk);
 	sender_free(&s->urgent);

@@ -214,11 +214,19 @@ void net_chan_set_rate(struct net_chan *ch, uint64_t bytes_per_s)
 	ch->throttled_until = 0;
 }
 
+void net_chan_request_rate(struct net_chan *ch, uint64_t bytes_per_s)
+{
+	atomic_store(&ch->rate_next, bytes_per_s == UINT64_MAX ? bytes_per_s : bytes_per_s + 1);
+}
+
 /* How many bytes the next request may carry; 0 = wait (throttled_until set). */
 static uint64_t rate_allow(struct net_chan *ch, uint64_t unsent)
 {
-	uint64_t now = clock_now_ns();
+	uint64_t now = clock_now_ns(), next = atomic_exchange(&ch->rate_next, 0);
 	double need;
+
+	if (next)
+		net_chan_set_rate(ch, next - 1);
 
 	if (!ch->rate)
 		return UINT64_MAX;

@@ -22,8 +22,8 @@
  * milliseconds: < 0 waits forever, 0 does not block.
  *
  * Threading: a net_chan (its socket and its own io_uring) is used by ONE
- * thread at a time.  Two exceptions: net_chan_wake() and net_chan_stats() may
- * be called from any thread while the channel is open.  Handing a channel to
+ * thread at a time.  Exceptions: net_chan_wake(), net_chan_request_rate() and
+ * net_chan_stats() may be called from any thread while the channel is open.  Handing a channel to
  * another thread is allowed once its sends are flushed: io_uring runs a
  * request's completion work in the thread that submitted it, and cancels the
  * request when that thread exits.  The receive side is therefore armed lazily
@@ -150,6 +150,7 @@ struct net_chan {
 
 	/* bandwidth cap (token bucket, bytes) */
 	uint64_t rate;          /* bytes/s, 0 = unlimited */
+	_Atomic uint64_t rate_next; /* net_chan_request_rate: bytes/s + 1; 0 none */
 	double tokens, burst;
 	uint64_t tokens_ns;     /* when tokens was last refilled */
 	uint64_t throttled_until; /* 0, or when enough tokens will be there */
@@ -320,6 +321,11 @@ int net_chan_wake(struct net_chan *ch);
 
 /* Caps the send bandwidth (bytes/s; 0 removes the cap). */
 void net_chan_set_rate(struct net_chan *ch, uint64_t bytes_per_s);
+
+/* Any thread: the same, taken by the owner before its next send request
+ * (a throttled send waits out at most one quantum at the old cap first).
+ * Must not race with net_chan_close. */
+void net_chan_request_rate(struct net_chan *ch, uint64_t bytes_per_s);
 
 /* How long net_chan_sendv may wait for a free send slot (the peer reads
  * nothing: the queue stays full) before it fails with -ETIMEDOUT; < 0 (the

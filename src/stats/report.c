@@ -51,7 +51,7 @@ static const char *const own_keys[] = {
 	"side", "mode", "result", "error", "integrity", "dirty_logging",
 	"guest", "total_ms", "downtime_ms", "bytes", "pages", "passes",
 	"switchover", "faults", "guest_ops_per_s_before",
-	"guest_ops_per_s_after", "timeline", "timeline_destination",
+	"guest_ops_per_s_after", "timeline", "timeline_destination", "start_unix_ms",
 };
 
 /* ---- building ----------------------------------------------------------- */
@@ -71,6 +71,8 @@ void stats_report_init(struct stats_report *r, enum stats_side side)
 	r->faults.latency_us.p99 = NAN;
 	r->faults.latency_us.max = NAN;
 	r->faults.blocktime_ms = NAN;
+	r->faults.share_ge_1ms = NAN;
+	r->start_unix_ms = NAN;
 	r->guest_ops_per_s_before = NAN;
 	r->guest_ops_per_s_after = NAN;
 }
@@ -157,6 +159,7 @@ int stats_report_add_timeline(struct stats_report *r,
 	r->timeline[r->ntimeline] = *row;
 	/* A caller that filled phase to the brim gets it terminated. */
 	r->timeline[r->ntimeline].phase[STATS_PHASE_LEN - 1] = '\0';
+	r->timeline[r->ntimeline].event[STATS_PHASE_LEN - 1] = '\0';
 	r->ntimeline++;
 	return 0;
 }
@@ -221,6 +224,30 @@ void stats_report_set_fault_latency(struct stats_report *r,
 	r->faults.latency_us.p90 = stats_hist_quantile(lat_ns, 0.90) / 1e3;
 	r->faults.latency_us.p99 = stats_hist_quantile(lat_ns, 0.99) / 1e3;
 	r->faults.latency_us.max = lat_ns->count ? (double)lat_ns->max / 1e3 : NAN;
+	memset(r->faults.hist, 0, sizeof(r->faults.hist));
+	r->faults.nhist = 0;
+	r->faults.share_ge_1ms = NAN;
+	if (!lat_ns->count)
+		return;
+	uint64_t slow = 0;
+	for (unsigned i = 0; i < STATS_HIST_BUCKETS; i++) {
+		uint64_t lo, hi, n = lat_ns->buckets[i];
+
+		if (!n)
+			continue;
+		stats_hist_bucket_range(i, &lo, &hi);
+		double us = ((double)lo + (double)(hi - lo) / 2) / 1e3;
+		unsigned k = 0;
+
+		while (k < STATS_LAT_BUCKETS - 1 && us >= (double)(1ull << k))
+			k++;
+		r->faults.hist[k] += n;
+		if (k + 1 > r->faults.nhist)
+			r->faults.nhist = k + 1;
+		if (lo >= 1000000)
+			slow += n;
+	}
+	r->faults.share_ge_1ms = (double)slow / (double)lat_ns->count;
 }
 
 /* ---- writing ------------------------------------------------------------ */
@@ -288,19 +315,31 @@ static json_t *report_doc(const struct stats_report *r)
 	for (size_t i = 0; !rc && i < r->ntimeline; i++) {
 		const struct stats_timeline_row *t = &r->timeline[i];
 
-		rc = json_array_append_new(timeline, json_pack("{s:o,s:o,s:o,s:o,s:o,s:o}",
+		rc = json_array_append_new(timeline, json_pack(
+			"{s:o,s:o,s:o*,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o}",
 			"t_ms", num(t->t_ms), "phase", text(t->phase),
+			"event", t->event[0] ? text(t->event) : json_null(),
 			"bytes_bulk", count(t->bytes_bulk), "bytes_urgent", count(t->bytes_urgent),
-			"pages_present", count(t->pages_present),
+			"bulk_bps", num(t->bulk_bps), "urgent_bps", num(t->urgent_bps),
+			"pages_present", t->pages_present == STATS_NONE ? json_null()
+									: count(t->pages_present),
+			"pages_pulled", count(t->pages_pulled), "pulls_per_s", num(t->pulls_per_s),
+			"pull_latency_us", num(t->pull_latency_us),
+			"dirty_rate_pps", num(t->dirty_rate_pps),
 			"guest_ops_per_s", num(t->guest_ops_per_s)));
 	}
+	json_t *hist = json_array();
+	for (unsigned k = 0; hist && !rc && k < r->faults.nhist; k++)
+		rc = json_array_append_new(hist, count(r->faults.hist[k]));
+	if (!hist)
+		rc = -1;
 	/* "O": passes and timeline are kept by the caller's references too. */
 	doc = rc ? NULL : json_pack(
 		"{s:s,s:s,s:s,s:o*,s:s,s:o*,"
 		"s:{s:o,s:o,s:o,s:I,s:o},s:o,s:o,"
 		"s:{s:o,s:o,s:o,s:o,s:o},s:{s:o,s:o,s:o,s:o,s:o},s:O,"
-		"s:{s:o,s:o},s:{s:o,s:{s:o,s:o,s:o,s:o},s:o},"
-		"s:o*,s:o*,s:O}",
+		"s:{s:o,s:o},s:{s:o,s:{s:o,s:o,s:o,s:o},s:o,s:O,s:o},"
+		"s:o*,s:o*,s:o,s:O}",
 		"side", stats_side_name(r->side), "mode", hmig_mode_name(r->mode),
 		"result", stats_result_name(r->result),
 		"error", r->result == STATS_RESULT_OK ? NULL :
@@ -325,11 +364,14 @@ static json_t *report_doc(const struct stats_report *r)
 		"p90", num(r->faults.latency_us.p90), "p99", num(r->faults.latency_us.p99),
 		"max", num(r->faults.latency_us.max),
 		"blocktime_ms", num(r->faults.blocktime_ms),
+		"latency_hist_us", hist, "share_ge_1ms", num(r->faults.share_ge_1ms),
 		"guest_ops_per_s_before", isnan(r->guest_ops_per_s_before) ? NULL :
 					  num(r->guest_ops_per_s_before),
 		"guest_ops_per_s_after", isnan(r->guest_ops_per_s_after) ? NULL :
 					 num(r->guest_ops_per_s_after),
+		"start_unix_ms", num(r->start_unix_ms),
 		"timeline", timeline);
+	json_decref(hist);
 	json_decref(passes);
 	json_decref(timeline);
 	for (size_t i = 0; doc && i < r->nextras; i++) {

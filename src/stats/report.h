@@ -11,7 +11,8 @@
  * - additional keys ("side", "dirty_logging", "guest_ops_per_s_before" /
  *   "_after", extras) are written only when set.
  *
- * Only the engine's thread fills a report; nothing here locks.
+ * Nothing here locks: the engine's thread fills a report, and its timeline
+ * sampler appends rows under the engine's own lock (engine/progress.c).
  */
 #ifndef HMIG_STATS_REPORT_H
 #define HMIG_STATS_REPORT_H
@@ -63,19 +64,34 @@ struct stats_pass_row {
 /* Phase names are short words ("precopy", "switchover", "postcopy", ...). */
 #define STATS_PHASE_LEN 24
 
-/* One row of "timeline".  Rows are events, not periodic samples: one per
- * state change, one at the end of each pass, and a few named moments
- * ("resumed", "pushed all"), so a report has tens of rows, not thousands. */
+/* A counter this side does not measure (the source's pages_present): null. */
+#define STATS_NONE UINT64_MAX
+
+/* One row of "timeline".  Two kinds: a sample, taken every sample_ms from
+ * start to end (event ""), and an event: a state change, the end of a pass,
+ * a named moment ("resumed", "pushed all").  Counters are cumulative and
+ * exact at the row's time; rates are the latest sample's, over the interval
+ * before it (NAN until the first sample). */
 struct stats_timeline_row {
 	double t_ms;	/* since the migration started */
-	char phase[STATS_PHASE_LEN];
-	uint64_t bytes_bulk;	/* cumulative, bulk channel */
+	char phase[STATS_PHASE_LEN];	/* the state at t_ms */
+	char event[STATS_PHASE_LEN];	/* "" for a sample */
+	uint64_t bytes_bulk;	/* cumulative, bulk channel (sent / received) */
 	uint64_t bytes_urgent;	/* cumulative, urgent channel */
-	uint64_t pages_present;	/* destination: pages installed */
-	double guest_ops_per_s;
+	double bulk_bps;	/* bytes/s on bulk */
+	double urgent_bps;	/* bytes/s on urgent */
+	uint64_t pages_present;	/* destination: pages installed; STATS_NONE */
+	uint64_t pages_pulled;	/* cumulative: served (source) / received (destination) */
+	double pulls_per_s;
+	double pull_latency_us;	/* destination: mean fault-to-page over the interval */
+	double dirty_rate_pps;	/* source: pages newly dirtied per second, last look */
+	double guest_ops_per_s;	/* where the guest runs; NAN where it does not */
 };
 
 #define STATS_EXTRA_KEY_LEN 48
+
+/* faults.latency_hist_us: 1 us to 2^39 us (6 days). */
+#define STATS_LAT_BUCKETS 40
 
 /* A numeric key the engine adds at the top level of the report. */
 struct stats_extra {
@@ -117,7 +133,16 @@ struct stats_report {
 			double p50, p90, p99, max;
 		} latency_us;
 		double blocktime_ms;
+		/* Fault latency by powers of two, as QEMU's postcopy latency
+		 * distribution: hist[k] counts latencies in [2^(k-1), 2^k) us
+		 * (hist[0]: below 1 us); nhist buckets, the last non-empty one
+		 * last.  Each histogram bucket is counted at its midpoint, so a
+		 * latency within 1.6% of a power of two may land one bucket off. */
+		uint64_t hist[STATS_LAT_BUCKETS];
+		unsigned nhist;
+		double share_ge_1ms;	/* of timed faults, those of 1 ms or more */
 	} faults;
+	double start_unix_ms;	/* wall clock at t_ms 0 (NAN: not started) */
 	double guest_ops_per_s_before;	/* NAN = omit */
 	double guest_ops_per_s_after;	/* NAN = omit */
 
@@ -157,8 +182,9 @@ int stats_report_add_timeline(struct stats_report *r,
 int stats_report_set_extra_u64(struct stats_report *r, const char *key, uint64_t v);
 int stats_report_set_extra_double(struct stats_report *r, const char *key, double v);
 
-/* Fills faults.latency_us.{p50,p90,p99,max} from a histogram recorded in
- * nanoseconds (NAN, i.e. null, when it is empty).  Leaves faults.count alone:
+/* Fills faults.latency_us.{p50,p90,p99,max} and the power-of-two buckets
+ * (faults.latency_hist_us) from a histogram recorded in nanoseconds (NAN,
+ * i.e. null, and no buckets when it is empty).  Leaves faults.count alone:
  * the engine counts faults, the histogram counts timed requests. */
 void stats_report_set_fault_latency(struct stats_report *r,
 				    const struct stats_hist *lat_ns);

@@ -8,10 +8,15 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <jansson.h>
+#include <math.h>
 
 #include <hmig/hmig.h>
 #include <hmig/synth.h>
@@ -46,6 +51,7 @@ static void pair_open(struct pair *p, enum hmig_mode mode, const char *workload)
 	p->cfg.mode = mode;
 	p->cfg.accept_timeout_ms = 20000;
 	p->cfg.io_timeout_ms = 10000;
+	p->cfg.sample_ms = 20; /* timelines of a few rows even for short runs */
 	cr_assert(eq(int, hmig_synth_open_dest(&p->dg, err), 0), "%s", err);
 	cr_assert(eq(int, hmig_dest_new(&p->cfg, p->dg, "127.0.0.1:0", &p->dst, err), 0), "%s",
 		  err);
@@ -238,5 +244,170 @@ Test(api, a_custom_stop_rule_is_called_and_obeyed, .timeout = 120)
 	cr_expect(not(eq(ptr, strstr(s, "\"phase\": \"stopcopy\""), NULL)), "%s", s);
 	cr_expect(eq(ptr, strstr(s, "\"phase\": \"postcopy\""), NULL), "%s", s);
 	free(s);
+	pair_close(&p);
+}
+
+/* ---- status and the timeline -------------------------------------------- */
+
+/* What a thread polling both sides' status saw. */
+struct watch {
+	struct pair *p;
+	_Atomic bool stop;
+	bool rate_changed;
+	double changed_at_ms;     /* the source's elapsed_ms when the cap went */
+	uint64_t max_pass_sent, max_present, pass_pages;
+	bool sent_grew, saw_precopy, eta_seen;
+	uint64_t rate_seen_after;  /* rate_limit_bps read after the change */
+};
+
+static void *watch_main(void *arg)
+{
+	struct watch *w = arg;
+	struct timespec nap = { .tv_nsec = 5 * 1000 * 1000 };
+
+	while (!atomic_load(&w->stop)) {
+		struct hmig_status s, d;
+
+		cr_assert(eq(int, hmig_source_status(w->p->src, &s, sizeof(s)), 0));
+		cr_assert(eq(int, hmig_dest_status(w->p->dst, &d, sizeof(d)), 0));
+		if (!strcmp(s.phase, "precopy")) {
+			w->saw_precopy = true;
+			w->pass_pages = s.pass_pages;
+			if (s.pass_sent > w->max_pass_sent) {
+				w->sent_grew = w->max_pass_sent > 0;
+				w->max_pass_sent = s.pass_sent;
+			}
+			w->eta_seen |= isfinite(s.eta_ms) && s.eta_ms > 0;
+			/* A quarter of pass 0 under the cap, then lift it. */
+			if (!w->rate_changed && s.pass_pages && s.pass_sent >= s.pass_pages / 4 &&
+			    isfinite(s.bulk_bps)) {
+				hmig_source_set_rate(w->p->src, 0);
+				w->rate_changed = true;
+				w->changed_at_ms = s.elapsed_ms;
+			}
+		}
+		if (w->rate_changed) {
+			cr_assert(eq(int, hmig_source_status(w->p->src, &s, sizeof(s)), 0));
+			w->rate_seen_after = s.rate_limit_bps;
+		}
+		if (d.pages_present != HMIG_UNKNOWN && d.pages_present > w->max_present)
+			w->max_present = d.pages_present;
+		nanosleep(&nap, NULL);
+	}
+	return NULL;
+}
+
+/* Sample rows (event null) of a timeline: t_ms and the counters never go
+ * back, and every row names a phase. */
+static size_t check_timeline(json_t *tl, const char *side)
+{
+	double t = -1;
+	uint64_t bulk = 0;
+	size_t i, samples = 0;
+	json_t *row;
+
+	bool is_array = json_is_array(tl);
+
+	cr_assert(is_array, "%s: no timeline", side);
+	json_array_foreach(tl, i, row) {
+		double ti = json_number_value(json_object_get(row, "t_ms"));
+		uint64_t b = (uint64_t)json_integer_value(json_object_get(row, "bytes_bulk"));
+
+		cr_assert(ge(dbl, ti, t), "%s row %zu: t_ms %g after %g", side, i, ti, t);
+		cr_assert(ge(u64, b, bulk), "%s row %zu: bytes_bulk went back", side, i);
+		bool named = json_is_string(json_object_get(row, "phase"));
+
+		cr_assert(named, "%s row %zu: no phase", side, i);
+		t = ti;
+		bulk = b;
+		samples += json_is_null(json_object_get(row, "event"));
+	}
+	return samples;
+}
+
+/* A running migration answers status queries from another thread on both
+ * sides, its bandwidth cap can be lifted while it runs, and both reports
+ * carry a timeline sampled from start to end. */
+Test(api, status_while_running_and_the_cap_can_change, .timeout = 120)
+{
+	struct watch w = { 0 };
+	struct hmig_status st;
+	struct pair p;
+	pthread_t t, wt;
+	char err[256] = "";
+
+	pair_open(&p, HMIG_MODE_POSTCOPY, "uniform:rate=20000");
+	/* Before anything runs. */
+	cr_assert(eq(int, hmig_dest_status(p.dst, &st, sizeof(st)), 0));
+	cr_assert(eq(str, st.phase, "setup"));
+	cr_assert(not(st.finished));
+	/* 4 MiB/s: pass 0 of 32 MiB would take 8 s under the cap. */
+	hmig_source_free(p.src);
+	p.cfg.rate_limit_bps = 4u << 20;
+	cr_assert(eq(int, hmig_source_new(&p.cfg, p.sg, &p.src, err), 0), "%s", err);
+	w.p = &p;
+	cr_assert(eq(int, pthread_create(&t, NULL, run_dest, &p), 0));
+	cr_assert(eq(int, pthread_create(&wt, NULL, watch_main, &w), 0));
+	p.src_rc = hmig_source_run(p.src, hmig_dest_address(p.dst));
+	pthread_join(t, NULL);
+	atomic_store(&w.stop, true);
+	pthread_join(wt, NULL);
+	cr_assert(eq(int, p.src_rc, 0), "source: %s", hmig_source_error(p.src));
+	cr_assert(eq(int, p.dst_rc, 0), "destination: %s", hmig_dest_error(p.dst));
+	cr_assert(eq(int, p.dg->ops->pause(p.dg), 0));
+	cr_assert(eq(int, p.dg->ops->verify(p.dg), 0), "%s", hmig_guest_error(p.dg));
+
+	/* What the watcher saw while it ran. */
+	cr_assert(w.saw_precopy);
+	cr_assert(eq(u64, w.pass_pages, (32u << 20) / 4096));
+	cr_assert(w.sent_grew, "pass_sent never grew between two looks");
+	cr_assert(w.eta_seen, "no pass ETA while the cap held");
+	cr_assert(w.rate_changed, "pass 0 never reached a quarter under the cap");
+	cr_assert(eq(u64, w.rate_seen_after, 0));
+	cr_assert(gt(u64, w.max_present, 0), "the destination never said it held a page");
+	/* After the run. */
+	cr_assert(eq(int, hmig_source_status(p.src, &st, sizeof(st)), 0));
+	cr_assert(st.finished);
+	cr_assert(eq(str, st.phase, "done"));
+	cr_assert(eq(u64, st.pages_left, 0));
+	cr_assert(isfinite(st.downtime_ms));
+	cr_assert(eq(int, hmig_dest_status(p.dst, &st, sizeof(st)), 0));
+	cr_assert(st.finished);
+	cr_assert(eq(str, st.phase, "complete"));
+	cr_assert(eq(u64, st.pages_present, st.guest_pages));
+	/* An older caller's smaller struct gets its part, nothing past it. */
+	struct { struct hmig_status head; char canary[8]; } small;
+	memset(&small, 0x5a, sizeof(small));
+	cr_assert(eq(int, hmig_source_status(p.src, &small.head, offsetof(struct hmig_status, pass)), 0));
+	cr_assert(eq(str, small.head.phase, "done"));
+	cr_assert(eq(int, (int)small.canary[0], 0x5a));
+	cr_assert(eq(int, hmig_source_status(p.src, &st, 0), -EINVAL));
+
+	/* The reports' timelines: samples on both sides, and after the cap
+	 * went, the source sent faster than the cap allows. */
+	char *s = report_text(source_report, p.src), *d = report_text(dest_report, p.dst);
+	json_t *sj = json_loads(s, 0, NULL), *dj = json_loads(d, 0, NULL);
+	cr_assert(sj && dj);
+	cr_assert(ge(sz, check_timeline(json_object_get(sj, "timeline"), "source"), 2));
+	cr_assert(ge(sz, check_timeline(json_object_get(dj, "timeline"), "destination"), 2));
+	cr_assert(eq(dbl, json_number_value(json_object_get(json_array_get(
+				  json_object_get(dj, "timeline"), 0), "t_ms")), 0));
+	bool started = json_is_number(json_object_get(sj, "start_unix_ms"));
+	cr_assert(started, "no start_unix_ms");
+	double fastest = 0;
+	size_t i;
+	json_t *row;
+	json_array_foreach(json_object_get(sj, "timeline"), i, row) {
+		double bps = json_number_value(json_object_get(row, "bulk_bps"));
+
+		if (json_number_value(json_object_get(row, "t_ms")) > w.changed_at_ms && bps > fastest)
+			fastest = bps;
+	}
+	cr_assert(gt(dbl, fastest, 3.0 * (4u << 20)), "fastest sample after the change: %g B/s",
+		  fastest);
+	json_decref(sj);
+	json_decref(dj);
+	free(s);
+	free(d);
 	pair_close(&p);
 }

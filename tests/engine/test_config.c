@@ -45,6 +45,7 @@ static const struct knob_case cases[] = {
 	K(accept_timeout_ms, T_INT, 0, 3.6e6),
 	K(io_timeout_ms, T_INT, 1, 3.6e6),
 	K(recover_timeout_ms, T_INT, 0, 8.64e7),
+	K(sample_ms, T_INT, 0, 6e4),
 	E(dirty, HMIG_DIRTY_AUTO, HMIG_DIRTY_WP_SYNC, "auto", "sync"),
 };
 
@@ -206,6 +207,64 @@ Test(config, unknown_knob_lists_every_knob)
 		cr_expect(found, "knob '%s' has no row in this test's table", k);
 	}
 	cr_expect(eq(sz, n, NCASES), "%zu knobs are listed, the table has %zu", n, NCASES);
+}
+
+/* hmig_config_knob describes each knob as this file's table does, and says
+ * which side it is for: what the source decides is the source's alone. */
+Test(config, knob_info_matches_the_table)
+{
+	static const char *const dest_only[] = { "accept_timeout_ms" };
+	static const char *const both[] = { "io_timeout_ms", "recover_timeout_ms", "sample_ms" };
+	const struct hmig_knob *k;
+	unsigned i;
+
+	for (i = 0; (k = hmig_config_knob(i)); i++) {
+		const struct knob_case *c = NULL;
+		unsigned want = HMIG_SIDE_SOURCE;
+
+		cr_assert(eq(str, (char *)k->key, (char *)hmig_config_knob_name(i)));
+		for (size_t j = 0; j < NCASES; j++)
+			if (!strcmp(cases[j].key, k->key))
+				c = &cases[j];
+		cr_assert(c != NULL, "knob '%s' has no row", k->key);
+		cr_expect(eq(dbl, k->min, c->min), "%s", k->key);
+		cr_expect(eq(dbl, k->max, c->max), "%s", k->key);
+		cr_expect(k->help && k->help[0], "%s has no help", k->key);
+		for (size_t j = 0; j < sizeof(dest_only) / sizeof(dest_only[0]); j++)
+			if (!strcmp(dest_only[j], k->key))
+				want = HMIG_SIDE_DEST;
+		for (size_t j = 0; j < sizeof(both) / sizeof(both[0]); j++)
+			if (!strcmp(both[j], k->key))
+				want = HMIG_SIDE_SOURCE | HMIG_SIDE_DEST;
+		cr_expect(eq(u32, k->sides, want), "%s", k->key);
+	}
+	cr_assert(eq(sz, (size_t)i, NCASES));
+}
+
+/* hmig_config_get writes what hmig_config_set takes back: every knob of a
+ * config that is not the default's round-trips to the same struct. */
+Test(config, get_round_trips_through_set)
+{
+	struct hmig_config a, b;
+	const struct hmig_knob *k;
+	char text[64], err[256] = "";
+
+	hmig_config_init(&a);
+	for (size_t j = 0; j < NCASES; j++) /* every knob at its maximum */
+		put(&a, &cases[j], cases[j].max);
+	cr_assert(eq(int, hmig_config_check(&a, err), 0), "%s", err);
+	hmig_config_init(&b);
+	for (unsigned i = 0; (k = hmig_config_knob(i)); i++) {
+		cr_assert(eq(int, hmig_config_get(&a, k->key, text, sizeof(text)), 0), "%s", k->key);
+		cr_assert(eq(int, hmig_config_set(&b, k->key, text, err), 0), "%s=%s: %s", k->key,
+			  text, err);
+	}
+	for (size_t j = 0; j < NCASES; j++)
+		cr_expect(eq(dbl, get(&b, &cases[j]), get(&a, &cases[j])), "%s", cases[j].key);
+	cr_assert(eq(int, hmig_config_get(&a, "mode", text, sizeof(text)), 0));
+	cr_assert(eq(str, text, "hybrid"));
+	cr_assert(eq(int, hmig_config_get(&a, "nope", text, sizeof(text)), -ENOENT));
+	cr_assert(eq(int, hmig_config_get(&a, "mode", text, 3), -ENOSPC));
 }
 
 Test(config, defaults_pass_the_check)

@@ -235,8 +235,13 @@ static void fill_source(struct stats_report *r)
 {
 	struct stats_pass_row p0 = { 0, 262144, 30000, 850.5, 1234.25, 35000.5 };
 	struct stats_pass_row p1 = { 1, 30000, 9000, 100.25, 1200.5, 90000 };
-	struct stats_timeline_row t0 = { 0, "precopy", 0, 0, 0, 20000 };
-	struct stats_timeline_row t1 = { 10, "postcopy", 1 << 20, 4096, 0, 15000.5 };
+	struct stats_timeline_row t0 = { .t_ms = 0, .phase = "precopy", .pages_present = STATS_NONE,
+					 .guest_ops_per_s = 20000, .bulk_bps = NAN };
+	struct stats_timeline_row t1 = { .t_ms = 10, .phase = "postcopy", .event = "resumed",
+					 .bytes_bulk = 1 << 20, .bytes_urgent = 4096,
+					 .pages_present = STATS_NONE, .pages_pulled = 1,
+					 .bulk_bps = 5e8, .guest_ops_per_s = 15000.5,
+					 .dirty_rate_pps = 1000 };
 
 	stats_report_init(r, STATS_SIDE_SOURCE);
 	r->mode = HMIG_MODE_HYBRID;
@@ -270,7 +275,9 @@ static void fill_source(struct stats_report *r)
 
 static void fill_destination(struct stats_report *r)
 {
-	struct stats_timeline_row t0 = { 1510, "complete", 5 << 20, 8192, 262144, 19000 };
+	struct stats_timeline_row t0 = { .t_ms = 1510, .phase = "complete", .bytes_bulk = 5 << 20,
+					 .bytes_urgent = 8192, .pages_present = 262144,
+					 .guest_ops_per_s = 19000, .pull_latency_us = 250 };
 	struct stats_hist h;
 	unsigned i;
 
@@ -349,7 +356,13 @@ Test(report, every_design_key_is_written_with_its_value)
 	expect_str(v, "timeline[1].phase", "postcopy");
 	cr_assert(eq(u64, path_u64(v, "timeline[1].bytes_bulk"), 1 << 20));
 	cr_assert(eq(u64, path_u64(v, "timeline[1].bytes_urgent"), 4096));
-	cr_assert(eq(u64, path_u64(v, "timeline[1].pages_present"), 0));
+	cr_assert(eq(int, json_typeof(doc_path(v, "timeline[1].pages_present")), JSON_NULL));
+	cr_assert(eq(int, json_typeof(doc_path(v, "timeline[0].event")), JSON_NULL));
+	cr_assert(eq(int, json_typeof(doc_path(v, "timeline[0].bulk_bps")), JSON_NULL));
+	expect_str(v, "timeline[1].event", "resumed");
+	cr_assert(eq(dbl, path_dbl(v, "timeline[1].bulk_bps"), 5e8));
+	cr_assert(eq(u64, path_u64(v, "timeline[1].pages_pulled"), 1));
+	cr_assert(eq(dbl, path_dbl(v, "timeline[1].dirty_rate_pps"), 1000));
 	cr_assert(eq(dbl, path_dbl(v, "timeline[1].guest_ops_per_s"), 15000.5));
 	cr_assert(eq(dbl, path_dbl(v, "guest_ops_per_s_before"), 20000));
 	cr_assert(eq(ptr, (void *)json_object_get(v, "guest_ops_per_s_after"), NULL));
@@ -385,7 +398,40 @@ Test(report, failure_and_fault_latency)
 		     STATS_HIST_REL_ERR));
 	cr_assert(eq(dbl, path_dbl(v, "faults.latency_us.max"), 1000));
 	cr_assert(eq(dbl, path_dbl(v, "faults.blocktime_ms"), 210.5));
+	/* Powers of two: [2^(k-1), 2^k) us holds 2^(k-1) of the values 1..1000
+	 * for k = 1..9 and 489 for k = 10, give or take the values within the
+	 * histogram's 1.6% of an edge, which may land on either side of it. */
+	json_t *lh = doc_path(v, "faults.latency_hist_us");
+	uint64_t sum = 0;
+	cr_assert(eq(sz, json_array_size(lh), 11));
+	for (size_t k = 0; k < json_array_size(lh); k++) {
+		uint64_t n = (uint64_t)json_integer_value(json_array_get(lh, k));
+		uint64_t want = k == 10 ? 489 : k ? 1ull << (k - 1) : 0;
+
+		uint64_t slack = 1 + (k ? (1ull << (k - 1)) / 32 : 0);
+
+		cr_assert(le(u64, n, want + 2 * slack), "bucket %zu: %lu", k, (unsigned long)n);
+		cr_assert(ge(u64, n + 2 * slack, want), "bucket %zu: %lu", k, (unsigned long)n);
+		sum += n;
+	}
+	cr_assert(eq(u64, sum, 1000));
+	cr_assert(eq(dbl, path_dbl(v, "faults.share_ge_1ms"), 0));
 	json_decref(v);
+	stats_report_free(&r);
+
+	/* A tenth of the faults at 5 ms: share_ge_1ms says so. */
+	struct stats_hist h;
+	stats_hist_init(&h);
+	for (unsigned i = 0; i < 90; i++)
+		stats_hist_add(&h, 100000);
+	for (unsigned i = 0; i < 10; i++)
+		stats_hist_add(&h, 5000000);
+	stats_report_init(&r, STATS_SIDE_DESTINATION);
+	stats_report_set_fault_latency(&r, &h);
+	cr_assert(eq(dbl, r.faults.share_ge_1ms, 0.1));
+	cr_assert(eq(u64, r.faults.hist[7], 90)); /* 100 us: [64, 128) */
+	cr_assert(eq(u64, r.faults.hist[13], 10)); /* 5000 us: [4096, 8192) */
+	cr_assert(eq(u32, r.faults.nhist, 14));
 	stats_report_free(&r);
 
 	/* A report nobody finished does not claim success. */
