@@ -97,7 +97,6 @@ struct hmig_dest {
 		_Atomic int state;
 		_Atomic bool finished, started;
 		_Atomic uint64_t lat_sum_ns, lat_n; /* served faults */
-		_Atomic double downtime_ms;
 	} live;
 	bool net_live, pages_live; /* under the progress lock */
 	uint64_t carried_bulk, carried_urgent; /* bytes on links that were lost */
@@ -161,7 +160,7 @@ static void progress_read(void *ctx, struct progress_raw *r)
 		.lat_n = atomic_load(&d->live.lat_n),
 		.guest_here = atomic_load(&d->live.started),
 		.dirty_rate_pps = NAN,
-		.downtime_ms = atomic_load(&d->live.downtime_ms),
+		.downtime_ms = NAN, /* the source's to measure: see finish_report */
 	};
 	if (d->pages_live) {
 		struct pages_counts c;
@@ -219,7 +218,6 @@ int hmig_dest_new(const struct hmig_config *cfg, struct hmig_guest *guest,
 	d->g = guest;
 	stats_hist_init(&d->fault_lat);
 	stats_report_init(&d->rep, STATS_SIDE_DESTINATION);
-	atomic_store(&d->live.downtime_ms, NAN);
 	if ((rc = progress_init(&d->prog, &d->rep, progress_read, d))) {
 		free(d);
 		return err_setf(errbuf, rc, "cannot set up the status lock");
@@ -384,8 +382,6 @@ static int start_guest(struct hmig_dest *d)
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	r.resume_wall_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-	d->rep.downtime_ms = clock_ms(r.downtime_ns);
-	atomic_store(&d->live.downtime_ms, d->rep.downtime_ms);
 	n = proto_resumed_encode(buf, sizeof(buf), &r, d->err);
 	if (n < 0)
 		return n;
@@ -686,6 +682,12 @@ static void finish_report(struct hmig_dest *d, int rc)
 	 * downtime (STALE, post-copy). */
 	stats_report_set_extra_u64(&d->rep, "stale_dropped_before_pause", d->dropped_early);
 	stats_report_set_extra_u64(&d->rep, "stale_dropped_in_downtime", d->dropped_late);
+	/* The downtime starts when the source pauses the guest, which this side
+	 * does not see: downtime_ms is the source's (null here).  What this side
+	 * saw of it: from the switchover's first record to the start. */
+	stats_report_set_extra_double(&d->rep, "switchover_to_resume_ms",
+				      d->t_switch && d->t_resume ? clock_ms(d->t_resume - d->t_switch)
+								 : NAN);
 	stats_report_set_extra_u64(&d->rep, "recoveries", d->recoveries);
 	stats_report_set_extra_double(&d->rep, "recovery_paused_ms", d->paused_link_ms);
 	if (d->pages.t_fault) { /* post-copy ran */
