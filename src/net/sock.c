@@ -65,6 +65,19 @@ static long sysctl_long(const char *path)
 	return v;
 }
 
+/* The urgent channel's packets go first where the path honours priorities
+ * (pfifo_fast's and prio's bands, an htb class per priority): 6 is
+ * TC_PRIO_INTERACTIVE, the highest an unprivileged socket may set.  On a
+ * plain FIFO bottleneck it changes nothing. */
+#define URGENT_PRIORITY 6
+
+static int urgent_priority(int fd, char *err)
+{
+	int rc = sys_setsockopt_int(fd, SOL_SOCKET, SO_PRIORITY, URGENT_PRIORITY);
+
+	return rc < 0 ? err_setf(err, rc, "cannot set SO_PRIORITY: %s", strerror(-rc)) : 0;
+}
+
 /* Socket options before connect()/listen(): buffer sizes must be set before
  * the handshake, which fixes the TCP window scale. */
 static int sock_tune(int fd, int family, bool bulk, const struct net_opts *o, char *err)
@@ -78,6 +91,8 @@ static int sock_tune(int fd, int family, bool bulk, const struct net_opts *o, ch
 		rc = sys_setsockopt_int(fd, IPPROTO_TCP, TCP_NODELAY, 1);
 		if (rc < 0)
 			return err_setf(err, rc, "cannot set TCP_NODELAY: %s", strerror(-rc));
+		if (!bulk && (rc = urgent_priority(fd, err)))
+			return rc;
 	}
 	if (bulk && !snd && sysctl_long("/proc/sys/net/core/wmem_max") >= BULK_SOCKBUF)
 		snd = BULK_SOCKBUF;
@@ -511,6 +526,8 @@ static int accept_take(struct net_listener *l, unsigned ib, unsigned iu, struct 
 		rc = sys_set_nonblock(fds[k], 0);
 		if (rc == 0 && tcp)
 			rc = sys_setsockopt_int(fds[k], IPPROTO_TCP, TCP_NODELAY, 1);
+		if (rc == 0 && tcp && k == 1)
+			rc = sys_setsockopt_int(fds[k], SOL_SOCKET, SO_PRIORITY, URGENT_PRIORITY);
 		if (rc < 0) {
 			sys_close(fds[0]);
 			sys_close(fds[1]);

@@ -271,6 +271,31 @@ Test(net, pair_tcp4, .timeout = 30)
 	net_pair_close(&dst);
 }
 
+static int priority_of(const struct net_chan *ch)
+{
+	int v = -1;
+	socklen_t len = sizeof(v);
+
+	cr_assert(eq(int, getsockopt(ch->fd, SOL_SOCKET, SO_PRIORITY, &v, &len), 0));
+	return v;
+}
+
+/* The urgent channel asks the path to send it first (SO_PRIORITY 6) on both
+ * sides; bulk keeps the default. */
+Test(net, urgent_has_priority, .timeout = 30)
+{
+	struct net_pair src, dst;
+
+	require_uring();
+	make_pairs("127.0.0.1:0", NULL, &src, &dst);
+	cr_expect(eq(int, priority_of(&src.urgent), 6));
+	cr_expect(eq(int, priority_of(&dst.urgent), 6));
+	cr_expect(eq(int, priority_of(&src.bulk), 0));
+	cr_expect(eq(int, priority_of(&dst.bulk), 0));
+	net_pair_close(&src);
+	net_pair_close(&dst);
+}
+
 Test(net, pair_tcp6, .timeout = 30)
 {
 	struct net_pair src, dst;
