@@ -26,6 +26,7 @@
 #include "common/bitmap.h"
 #include "common/clock.h"
 #include "common/err.h"
+#include "common/esc.h"
 #include "engine/engine.h"
 #include "engine/fault.h"
 #include "engine/pages.h"
@@ -460,6 +461,9 @@ static void finish_report(struct hmig_dest *d, int rc)
 						      ((double)(d->t_complete - d->t_resume) / 1e9));
 		}
 	}
+	/* The error line may quote the peer (its ERROR text, a vCPU state
+	 * the backend refused): escaped once here, before anyone prints it. */
+	esc_inplace(d->err, ERR_LEN);
 	if (rc)
 		stats_report_set_result(&d->rep, STATS_RESULT_FAILED, "%s", d->err);
 	else

@@ -19,6 +19,7 @@
 #include "common/bitmap.h"
 #include "common/clock.h"
 #include "common/err.h"
+#include "common/esc.h"
 #include "engine/engine.h"
 #include "engine/sender.h"
 #include "policy/policy.h"
@@ -677,6 +678,9 @@ static void finish_report(struct hmig_source *s, int rc)
 	s->rep.pages.zero = s->sent.zero;
 	s->rep.pages.duplicate = s->sent.resent;
 	stats_report_set_extra_u64(&s->rep, "settle_rounds", s->settle_rounds);
+	/* The error line may quote the peer (its ERROR text, a vCPU state
+	 * the backend refused): escaped once here, before anyone prints it. */
+	esc_inplace(s->err, ERR_LEN);
 	if (rc)
 		stats_report_set_result(&s->rep, STATS_RESULT_FAILED, "%s", s->err);
 	else

@@ -8,7 +8,7 @@
 
 #include <jansson.h>
 
-#include "common/utf8.h"
+#include "common/esc.h"
 
 /* ---- names -------------------------------------------------------------- */
 
@@ -238,34 +238,21 @@ static json_t *count(uint64_t v)
 	return v <= INT64_MAX ? json_integer((json_int_t)v) : json_real((double)v);
 }
 
-/* A string the report always carries, even when it is not UTF-8 (a workload
- * spec or an error line may quote what a user typed): each byte that does
- * not start a well-formed sequence becomes U+FFFD. */
+/* A string the report always carries.  A workload spec or an error line may
+ * quote what a user typed or what the peer sent, so it goes through the
+ * peer-text escape (common/esc.h): non-printable bytes and bytes that are
+ * not UTF-8 become \xNN, and the report never carries an escape sequence
+ * for whoever prints it later. */
 static json_t *text(const char *s)
 {
-	json_t *v = json_string(s);
-	size_t n = strlen(s), o = 0;
-	char *buf;
+	size_t n = strlen(s);
+	char *buf = malloc(ESC_MAX(n) + 1);
+	json_t *v;
 
-	if (v)
-		return v;
-	buf = malloc(3 * n + 1);
 	if (!buf)
 		return NULL;
-	for (size_t i = 0; i < n;) {
-		size_t l = utf8_len((const uint8_t *)s + i, n - i);
-
-		if (l) {
-			memcpy(buf + o, s + i, l);
-			o += l;
-			i += l;
-		} else {
-			memcpy(buf + o, "\xef\xbf\xbd", 3);
-			o += 3;
-			i++;
-		}
-	}
-	v = json_stringn(buf, o);
+	esc_text(buf, ESC_MAX(n) + 1, s, n);
+	v = json_string(buf);
 	free(buf);
 	return v;
 }
