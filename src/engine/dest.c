@@ -178,6 +178,7 @@ static int accept_and_hello(struct hmig_dest *d)
 	if (!d->stale || pages_init(&d->pages, d->g, &d->geo, hook))
 		return err_setf(d->err, -ENOMEM, "out of memory for %lu pages of bookkeeping",
 				(unsigned long)d->geo.npages);
+	d->pages.crc_required = true; /* every channel is plaintext */
 	/* What the backend never moves is there from the start (d->stale is
 	 * free scratch until the switchover). */
 	int64_t never = d->g->ops->pfns_never_sent(d->g, d->stale);

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -147,6 +148,12 @@ void mig_run(const struct mig_case *c, struct mig_result *r)
 		unlink(json);
 		return;
 	}
+	struct relay rl;
+	bool relayed = c->relay.pages_record || c->relay.stream_offset;
+	if (relayed) {
+		relay_start(&rl, addr, &c->relay);
+		snprintf(addr, sizeof(addr), "%s", rl.addr);
+	}
 	cr_assert_eq(synth_open_holed(&c->guest, c->holes, &g, err), 0, "%s", err);
 	cr_assert_eq(g->ops->run(g), 0);
 	sleep_s(c->warmup_s);
@@ -163,6 +170,11 @@ void mig_run(const struct mig_case *c, struct mig_result *r)
 	}
 	r->src_rc = hmig_source_run(src, addr);
 	snprintf(r->src_err, sizeof(r->src_err), "%s", hmig_source_error(src));
+	if (relayed) {
+		relay_stop(&rl);
+		r->flips = atomic_load(&rl.flips);
+		r->flipped_pfn = atomic_load(&rl.flipped_pfn);
+	}
 	if (killer > 0)
 		waitpid(killer, NULL, 0);
 
