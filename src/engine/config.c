@@ -36,6 +36,11 @@ void hmig_config_init(struct hmig_config *cfg)
 		.accept_timeout_ms = 0,
 		.io_timeout_ms = 30000,
 		.dirty = HMIG_DIRTY_AUTO,
+		.max_mem = 0,
+		/* Secure by default: no credentials and no insecure = refused. */
+		.tls_creds = NULL,
+		.tls_psk = NULL,
+		.insecure = false,
 	};
 }
 

@@ -52,7 +52,9 @@ int sender_init(struct sender *sd, struct hmig_guest *g, const struct hmig_guest
 	sd->timeout_ms = timeout_ms;
 	sd->err = err;
 	sd->batch_max = batch_max < proto_max ? batch_max : proto_max;
-	sd->crc = true; /* every channel is plaintext */
+	/* Plaintext: PAGES carry CRC32Cs.  With TLS each record's AEAD tag
+	 * proves the data already. */
+	sd->crc = !ch->tls;
 	/* The channel holds ch->cap sends in flight; one more slot is being
 	 * filled meanwhile.  More would only wait in net_chan_sendv. */
 	sd->nslots = ch->cap + 1;

@@ -41,6 +41,7 @@ struct hmig_source {
 	hmig_stop_rule stop_rule;
 	void *stop_data;
 	struct net_pair net;
+	struct net_tls *tls;   /* credentials; NULL: insecure */
 	struct rec_buf rx;
 	struct sender bulk, urgent; /* pages out on each channel */
 	struct sent_log sent;  /* what went out; held: what the destination has */
@@ -112,6 +113,11 @@ int hmig_source_new(const struct hmig_config *cfg, struct hmig_guest *guest,
 	s->cfg = *cfg;
 	s->g = guest;
 	s->stop_rule = hmig_stop_rule_default;
+	int rc = eng_tls_load(cfg, false, &s->tls, errbuf);
+	if (rc) {
+		free(s);
+		return rc;
+	}
 	guest->ops->geometry(guest, &s->geo);
 	s->moving = bitmap_new(s->geo.npages);
 	s->dirty = bitmap_new(s->geo.npages);
@@ -156,7 +162,7 @@ static int connect_and_hello(struct hmig_source *s, const char *addr)
 		.session_id = eng_session_id(),
 		.geo = s->geo,
 	};
-	struct net_opts opts = { .peer = "destination", .disable = NET_F_SEND_ZC };
+	struct net_opts opts = { .peer = "destination", .disable = NET_F_SEND_ZC, .tls = s->tls };
 	uint8_t buf[PROTO_HDR_LEN + PROTO_HELLO_LEN];
 	struct proto_hello peer;
 	struct proto_hdr h;
@@ -166,6 +172,7 @@ static int connect_and_hello(struct hmig_source *s, const char *addr)
 	rc = net_connect_pair(addr, ours.session_id, s->cfg.connect_timeout_ms, &opts, &s->net);
 	if (rc)
 		return err_setf(s->err, rc, "%s", s->net.err);
+	eng_report_security(&s->rep, &s->net.bulk);
 	if (s->cfg.rate_limit_bps)
 		net_chan_set_rate(&s->net.bulk, s->cfg.rate_limit_bps);
 	/* Pushes and pulls are both capped at batch_pages: a reply is one
@@ -741,6 +748,7 @@ void hmig_source_free(struct hmig_source *s)
 	if (!s)
 		return;
 	net_pair_close(&s->net);
+	net_tls_free(s->tls);
 	sender_free(&s->bulk);
 	sender_free(&s->urgent);
 	sent_log_free(&s->sent);

@@ -51,7 +51,7 @@ static const char *const own_keys[] = {
 	"side", "mode", "result", "error", "integrity", "dirty_logging",
 	"guest", "total_ms", "downtime_ms", "bytes", "pages", "passes",
 	"switchover", "faults", "guest_ops_per_s_before",
-	"guest_ops_per_s_after", "timeline", "timeline_destination",
+	"guest_ops_per_s_after", "timeline", "timeline_destination", "security",
 };
 
 /* ---- building ----------------------------------------------------------- */
@@ -319,6 +319,21 @@ static json_t *report_doc(const struct stats_report *r)
 		"timeline", timeline);
 	json_decref(passes);
 	json_decref(timeline);
+	if (doc && r->security.known) {
+		json_t *sec = json_pack("{s:b,s:s?,s:o?,s:o?,s:o,s:b,s:b,s:I}",
+					"encrypted", r->security.encrypted,
+					"auth", r->security.auth[0] ? r->security.auth : NULL,
+					"cipher", r->security.cipher[0] ? text(r->security.cipher) : NULL,
+					"peer", r->security.peer[0] ? text(r->security.peer) : NULL,
+					"integrity", text(r->security.integrity),
+					"ktls", r->security.ktls,
+					"ktls_available", r->security.ktls_available,
+					"rejected_connections", (json_int_t)r->security.rejected);
+		if (!sec || json_object_set_new(doc, "security", sec)) {
+			json_decref(doc);
+			doc = NULL;
+		}
+	}
 	for (size_t i = 0; doc && i < r->nextras; i++) {
 		const struct stats_extra *e = &r->extras[i];
 

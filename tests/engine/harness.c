@@ -28,6 +28,9 @@ void mig_case_init(struct mig_case *c, const char *workload, uint64_t mem)
 	c->guest = (struct hmig_synth_params){ .mem_bytes = mem, .vcpus = 2, .workload = workload,
 					       .seed = 11, .fill = 1.0 };
 	hmig_config_init(&c->cfg);
+	/* Plaintext unless a test sets credentials: the CRC32C path, checked
+	 * on every page; test_secure.c runs the TLS ones. */
+	c->cfg.insecure = true;
 	c->cfg.mode = HMIG_MODE_PRECOPY;
 	c->cfg.connect_timeout_ms = 5000;
 	c->cfg.accept_timeout_ms = 20000;
@@ -147,6 +150,22 @@ void mig_run(const struct mig_case *c, struct mig_result *r)
 		r->have_dst = parse_file(json, &r->dst);
 		unlink(json);
 		return;
+	}
+	if (c->stranger_psk) {
+		struct hmig_config sc = c->cfg;
+		struct hmig_synth_params sp = c->guest;
+
+		sc.tls_psk = c->stranger_psk;
+		sc.tls_creds = NULL;
+		sc.insecure = false;
+		sp.mem_bytes = 4ull << 20;
+		cr_assert_eq(synth_open_holed(&sp, 0, &g, err), 0, "%s", err);
+		cr_assert_eq(g->ops->run(g), 0);
+		cr_assert_eq(hmig_source_new(&sc, g, &src, err), 0, "%s", err);
+		r->stranger_rc = hmig_source_run(src, addr);
+		snprintf(r->stranger_err, sizeof(r->stranger_err), "%s", hmig_source_error(src));
+		hmig_source_free(src);
+		g->ops->destroy(g);
 	}
 	struct relay rl;
 	bool relayed = c->relay.pages_record || c->relay.stream_offset;

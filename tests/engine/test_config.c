@@ -238,3 +238,25 @@ Test(config, batch_pages_zero_is_refused_by_the_constructor)
 	cr_assert(eq(int, hmig_source_new(&cfg, NULL, &src, err), -EINVAL));
 	cr_expect(eq(str, err, "bad value for batch_pages: 0 (pages per PAGES record; 1 to 1024)"));
 }
+
+/* Secure by default: a config with no credentials and no insecure is
+ * refused by both constructors, with the remedy; so is one with both. */
+Test(config, no_credentials_is_refused_naming_the_remedy)
+{
+	struct hmig_config cfg;
+	struct hmig_source *src;
+	struct hmig_dest *dst;
+	char err[256];
+
+	hmig_config_init(&cfg);
+	cr_assert(eq(int, cfg.insecure, 0));
+	cr_assert(eq(int, hmig_source_new(&cfg, NULL, &src, err), -EINVAL));
+	cr_expect(not(eq(ptr, strstr(err, "--tls-psk"), NULL)), "%s", err);
+	cr_expect(not(eq(ptr, strstr(err, "--insecure"), NULL)), "%s", err);
+	cr_assert(eq(int, hmig_dest_new(&cfg, NULL, "127.0.0.1:0", &dst, err), -EINVAL));
+	cr_expect(not(eq(ptr, strstr(err, "hmig keygen"), NULL)), "%s", err);
+	cfg.tls_psk = "/nonexistent";
+	cfg.tls_creds = "/nonexistent";
+	cr_assert(eq(int, hmig_dest_new(&cfg, NULL, "127.0.0.1:0", &dst, err), -EINVAL));
+	cr_expect(not(eq(ptr, strstr(err, "use one"), NULL)), "%s", err);
+}
