@@ -42,7 +42,7 @@ struct net_tls_info {
 	bool ktls;              /* the kernel does the record layer (never, yet) */
 	bool ktls_available;    /* the kernel offered it (TCP_ULP "tls") */
 	char auth[8];           /* "x509" or "psk" */
-	char cipher[96];        /* GnuTLS's description: "(TLS1.3-PSK)-(ECDHE-X25519)-(AES-256-GCM)" */
+	char cipher[96];        /* "TLS1.3 AES-128-GCM ECDHE-X25519" */
 	char peer[160];         /* the peer's certificate DN or PSK identity, escaped */
 };
 

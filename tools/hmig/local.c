@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cmd.h"
+#include "keygen.h"
 #include "local.h"
 
 static char *slurp(const char *path, size_t *len)
@@ -63,6 +64,17 @@ static pid_t start_dest(int argc, char **argv, const struct mig_opts *o, const c
 		args[n++] = (char *)json_path;
 		args[n++] = "--run-after";
 		args[n++] = run_after;
+		/* The pair's security, as the source has it (local_migrate made
+		 * an ephemeral key unless told otherwise). */
+		if (o->cfg.insecure) {
+			args[n++] = "--insecure";
+		} else if (o->cfg.tls_psk) {
+			args[n++] = "--tls-psk";
+			args[n++] = (char *)o->cfg.tls_psk;
+		} else if (o->cfg.tls_creds) {
+			args[n++] = "--tls-creds";
+			args[n++] = (char *)o->cfg.tls_creds;
+		}
 		/* Knobs apply to both sides. */
 		for (int i = 1; i < argc && n < 60; i++)
 			if (!strcmp(argv[i], "-o") && i + 1 < argc) {
@@ -98,12 +110,27 @@ static pid_t start_dest(int argc, char **argv, const struct mig_opts *o, const c
 int local_migrate(const struct mig_opts *o, int argc, char **argv, struct local_run *lr)
 {
 	char dir[] = "/tmp/hmig-local.XXXXXX", dst_json[64], dst_out[64], src_json[64], addr[128];
+	char psk[64], err[256];
+	struct mig_opts lo = *o;
 
 	memset(lr, 0, sizeof(*lr));
 	if (!mkdtemp(dir)) {
 		die_msg("cannot make a temporary directory: %s", strerror(errno));
 		return 1;
 	}
+	/* No credentials given: a fresh key for this pair only, in the
+	 * private (0700) directory, gone when the run ends. */
+	psk[0] = '\0';
+	if (!lo.cfg.insecure && !lo.cfg.tls_psk && !lo.cfg.tls_creds) {
+		snprintf(psk, sizeof(psk), "%s/pair.psk", dir);
+		if (keygen_psk(psk, "hmig-local", err)) {
+			die_msg("%s", err);
+			rmdir(dir);
+			return 1;
+		}
+		lo.cfg.tls_psk = psk;
+	}
+	o = &lo;
 	snprintf(dst_json, sizeof(dst_json), "%s/dest.json", dir);
 	snprintf(dst_out, sizeof(dst_out), "%s/dest.out", dir);
 	snprintf(src_json, sizeof(src_json), "%s/source.json", dir);
@@ -135,6 +162,8 @@ int local_migrate(const struct mig_opts *o, int argc, char **argv, struct local_
 	unlink(dst_json);
 	unlink(dst_out);
 	unlink(src_json);
+	if (psk[0])
+		unlink(psk);
 	rmdir(dir);
 	return src_status || dst_status ? 1 : 0;
 }

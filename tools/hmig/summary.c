@@ -78,6 +78,15 @@ void summary_print(const json_t *r, FILE *f)
 			u64(r, "faults.count"), num(r, "faults.latency_us.p50"),
 			num(r, "faults.latency_us.p99"), num(r, "faults.latency_us.max"),
 			num(r, "faults.blocktime_ms"));
+	const json_t *sec = json_object_get(r, "security");
+	if (json_is_true(json_object_get(sec, "encrypted")))
+		fprintf(f, "   security: TLS %s (%s), peer %s, kTLS %s; %llu connection(s) rejected\n",
+			str(r, "security.cipher"), str(r, "security.auth"), str(r, "security.peer"),
+			json_is_true(json_object_get(sec, "ktls")) ? "yes" : "no",
+			u64(r, "security.rejected_connections"));
+	else if (sec)
+		fprintf(f, "   security: none (--insecure), pages checked by %s; %llu connection(s) rejected\n",
+			str(r, "security.integrity"), u64(r, "security.rejected_connections"));
 	if (side && !strcmp(side, "source"))
 		fprintf(f, "   integrity: checked by the destination's oracle\n");
 	else
