@@ -52,7 +52,10 @@ static const struct knob_case cases[] = {
 static void put(struct hmig_config *cfg, const struct knob_case *c, double v)
 {
 	void *f = (char *)cfg + c->off;
-	int e = (int)v;
+	/* Only an enum's value is converted to int here: a double outside
+	 * int's range (1e15, NaN) converted to int is undefined behaviour,
+	 * which UBSan (tools/run test's second build) reports. */
+	int e = c->type == T_ENUM ? (int)v : 0;
 
 	switch (c->type) {
 	case T_U32: *(uint32_t *)f = (uint32_t)v; break;
