@@ -84,6 +84,21 @@ static void keys_free(struct keys *k)
 	cr_expect_eq(system(cmd), 0);
 }
 
+/* A case over TLS: new keys, and the config naming one of them (the PSK
+ * file, or the X.509 directory when x509). */
+static void tls_case(struct mig_case *c, struct keys *k, const char *workload, uint64_t mem,
+		     bool x509)
+{
+	need_uffd();
+	keys_make(k);
+	mig_case_init(c, workload, mem);
+	c->cfg.insecure = false;
+	if (x509)
+		c->cfg.tls_creds = k->x509;
+	else
+		c->cfg.tls_psk = k->psk;
+}
+
 static void assert_encrypted(const json_t *rep, const char *auth, const char *peer)
 {
 	const json_t *enc = json_object_get(json_object_get(rep, "security"), "encrypted");
@@ -104,11 +119,7 @@ Test(secure, psk_migrates_postcopy_with_integrity, .timeout = 180)
 	struct mig_result r;
 	struct keys k;
 
-	need_uffd();
-	keys_make(&k);
-	mig_case_init(&c, "uniform:rate=100000", 128 * MIB);
-	c.cfg.insecure = false;
-	c.cfg.tls_psk = k.psk;
+	tls_case(&c, &k, "uniform:rate=100000", 128 * MIB, false);
 	c.cfg.mode = HMIG_MODE_POSTCOPY;
 	mig_run(&c, &r);
 	assert_migrated(&r, "TLS-PSK post-copy");
@@ -125,11 +136,7 @@ Test(secure, x509_migrates_precopy_with_integrity, .timeout = 180)
 	struct mig_result r;
 	struct keys k;
 
-	need_uffd();
-	keys_make(&k);
-	mig_case_init(&c, "uniform:rate=20000", 64 * MIB);
-	c.cfg.insecure = false;
-	c.cfg.tls_creds = k.x509;
+	tls_case(&c, &k, "uniform:rate=20000", 64 * MIB, true);
 	mig_run(&c, &r);
 	assert_migrated(&r, "TLS-X.509 pre-copy");
 	assert_encrypted(r.src, "x509", "CN=hmig engine destination");
@@ -146,11 +153,7 @@ Test(secure, flipped_bit_under_tls_fails_the_record, .timeout = 120)
 	struct mig_result r;
 	struct keys k;
 
-	need_uffd();
-	keys_make(&k);
-	mig_case_init(&c, "uniform:rate=20000", 64 * MIB);
-	c.cfg.insecure = false;
-	c.cfg.tls_psk = k.psk;
+	tls_case(&c, &k, "uniform:rate=20000", 64 * MIB, false);
 	c.relay = (struct relay_plan){ .stream_offset = 5 << 20 };
 	mig_run(&c, &r);
 	cr_assert_eq(r.flips, 1);
@@ -172,11 +175,7 @@ Test(secure, stranger_is_turned_away_and_the_source_gets_in, .timeout = 180)
 	struct mig_result r;
 	struct keys k;
 
-	need_uffd();
-	keys_make(&k);
-	mig_case_init(&c, "uniform:rate=20000", 64 * MIB);
-	c.cfg.insecure = false;
-	c.cfg.tls_psk = k.psk;
+	tls_case(&c, &k, "uniform:rate=20000", 64 * MIB, false);
 	c.cfg.connect_timeout_ms = 2000;
 	c.stranger_psk = k.psk_other;
 	mig_run(&c, &r);
