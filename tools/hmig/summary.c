@@ -80,7 +80,7 @@ void summary_print(const json_t *r, FILE *f)
 			num(r, "faults.blocktime_ms"));
 	const json_t *sec = json_object_get(r, "security");
 	if (json_is_true(json_object_get(sec, "encrypted")))
-		fprintf(f, "   security: TLS %s (%s), peer %s, kTLS %s; %llu connection(s) rejected\n",
+		fprintf(f, "   security: %s (%s), peer %s, kTLS %s; %llu connection(s) rejected\n",
 			str(r, "security.cipher"), str(r, "security.auth"), str(r, "security.peer"),
 			json_is_true(json_object_get(sec, "ktls")) ? "yes" : "no",
 			u64(r, "security.rejected_connections"));
