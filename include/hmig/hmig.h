@@ -75,6 +75,20 @@ struct hmig_config {
 	int sample_ms;                  /* a timeline row and a fresh status this often
 					 * (100; 0: rows at events only) */
 	enum hmig_dirty_mode dirty;     /* dirty logging mode to ask the backend for */
+	/* destination; every value is valid, so not in -o's table (set the
+	 * struct, or 'hmig recv --max-mem SIZE') */
+	uint64_t max_mem;               /* refuse a guest larger than this many bytes,
+					 * before allocating anything; 0 = this host's
+					 * available memory (MemAvailable) */
+	/* Transport security (README, "Trust model").  Exactly one of the three:
+	 * hmig_source_new and hmig_dest_new refuse a config with none, or with
+	 * both credentials.  Not knobs: set them in the struct; the strings
+	 * must outlive the source or destination. */
+	const char *tls_creds;          /* X.509 directory: ca-cert.pem, server-cert.pem,
+					 * server-key.pem, client-cert.pem, client-key.pem */
+	const char *tls_psk;            /* pre-shared key file, "identity:hexkey" */
+	bool insecure;                  /* no TLS: plaintext, each page with a CRC32C;
+					 * anyone who reaches the port can migrate in */
 };
 
 void hmig_config_init(struct hmig_config *cfg);
@@ -296,6 +310,16 @@ const char *hmig_dest_address(const struct hmig_dest *dst);
 int hmig_dest_status(struct hmig_dest *dst, struct hmig_status *st, size_t size);
 
 int hmig_dest_report(struct hmig_dest *dst, FILE *f);
+
+/* Called once for every connection the destination closes without letting
+ * it in (no or wrong credentials, a plaintext peer where TLS is required, a
+ * handshake that never finishes, not hmig at all), from hmig_dest_run's
+ * thread: `from` is the peer's address, `why` one line (escaped).  The
+ * destination keeps waiting for its source.  The library records each in
+ * the report (rejected_connections); printing is the caller's business.
+ * Set it before hmig_dest_run; NULL removes it. */
+typedef void (*hmig_reject_fn)(void *data, const char *from, const char *why);
+void hmig_dest_set_reject_hook(struct hmig_dest *dst, hmig_reject_fn fn, void *data);
 /* Records the guest's ops/s after the resume, measured by the caller. */
 void hmig_dest_set_ops_after(struct hmig_dest *dst, double ops_per_s);
 /* Records the oracle's verdict in the report ("ok", "mismatch", "skipped"),

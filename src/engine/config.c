@@ -43,6 +43,11 @@ void hmig_config_init(struct hmig_config *cfg)
 		 * few kB a second of report. */
 		.sample_ms = 100,
 		.dirty = HMIG_DIRTY_AUTO,
+		.max_mem = 0,
+		/* Secure by default: no credentials and no insecure = refused. */
+		.tls_creds = NULL,
+		.tls_psk = NULL,
+		.insecure = false,
 	};
 }
 
@@ -117,6 +122,11 @@ static int push_parse(const char *s, enum hmig_push *p)
 	return -EINVAL;
 }
 
+/* At file scope: C11 allows no declaration right after a case label, and
+ * clang (the fuzz build) holds to that. */
+_Static_assert(sizeof(enum hmig_mode) == sizeof(int) && sizeof(enum hmig_push) == sizeof(int) &&
+	       sizeof(enum hmig_dirty_mode) == sizeof(int), "enum knobs are ints");
+
 /* The field's value as a double: every knob's range is checked on that.
  * Enums are read as int, so a caller's stray -1 is -1, not 4294967295. */
 static double knob_get(const struct hmig_config *cfg, const struct knob *k)
@@ -132,9 +142,6 @@ static double knob_get(const struct hmig_config *cfg, const struct knob *k)
 	case K_MODE:
 	case K_DIRTY:
 	case K_PUSH:
-		_Static_assert(sizeof(enum hmig_mode) == sizeof(int) &&
-			       sizeof(enum hmig_push) == sizeof(int) &&
-			       sizeof(enum hmig_dirty_mode) == sizeof(int), "enum knobs are ints");
 		memcpy(&e, field, sizeof(e));
 		return e;
 	}
@@ -144,7 +151,9 @@ static double knob_get(const struct hmig_config *cfg, const struct knob *k)
 static void knob_put(struct hmig_config *cfg, const struct knob *k, double v)
 {
 	void *field = (char *)cfg + k->off;
-	int e = (int)v;
+	/* Converted to int only for the enums: -o rate_limit_bps=1e15 is in
+	 * range for its knob, and as an int it would be undefined behaviour. */
+	int e = k->type == K_MODE || k->type == K_DIRTY || k->type == K_PUSH ? (int)v : 0;
 
 	switch (k->type) {
 	case K_U32: *(uint32_t *)field = (uint32_t)v; break;

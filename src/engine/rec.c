@@ -8,6 +8,7 @@
 
 #include "common/clock.h"
 #include "common/err.h"
+#include "common/esc.h"
 #include "engine/engine.h"
 
 void rec_buf_free(struct rec_buf *rb)
@@ -95,8 +96,12 @@ int eng_rec_read(struct net_chan *ch, const struct hmig_guest_geometry *geo,
 		rc = proto_err_decode(h, rb->p, &e, err);
 		if (rc)
 			return rc;
-		return err_setf(err, -ECONNABORTED, "the %s failed: %.*s", peer,
-				(int)e.text_len, e.text);
+		/* The peer's words, escaped: a valid ERROR text may still
+		 * hold C1 controls (common/esc.h). */
+		char text[ESC_MAX(PROTO_ERROR_TEXT_MAX) + 1];
+
+		esc_text(text, sizeof(text), e.text, e.text_len);
+		return err_setf(err, -ECONNABORTED, "the %s failed: %s", peer, text);
 	}
 	return 0;
 }

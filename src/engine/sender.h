@@ -1,6 +1,7 @@
 /* The source's sender: pfns go out on one channel as PAGES records whose
- * page data are iovecs pointing straight into guest memory (no bounce copy),
- * and zero pages as ZERO pfn lists.
+ * page data are iovecs pointing straight into guest memory (no bounce copy;
+ * on a plaintext channel a copy the CRC32Cs were taken over), and zero pages
+ * as ZERO pfn lists.
  *
  * A sender owns send slots, one per send its channel may have in flight plus
  * the one being filled: a slot's record prefixes and page mappings must
@@ -49,6 +50,7 @@ struct sender {
 	int64_t last_seq;           /* the last send posted */
 	uint64_t batch[PROTO_MAX_BATCH];
 	uint32_t batch_n, batch_max;
+	bool crc;                   /* plaintext channel: PAGES carry CRC32Cs */
 };
 
 /* Prepares a sender on ch (open), with a slot for each send ch may have in

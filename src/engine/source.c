@@ -19,6 +19,7 @@
 #include "common/bitmap.h"
 #include "common/clock.h"
 #include "common/err.h"
+#include "common/esc.h"
 #include "engine/engine.h"
 #include "engine/progress.h"
 #include "engine/sender.h"
@@ -45,6 +46,7 @@ struct hmig_source {
 	hmig_stop_rule stop_rule;
 	void *stop_data;
 	struct net_pair net;
+	struct net_tls *tls;   /* credentials; NULL: insecure */
 	struct rec_buf rx;
 	struct sender bulk, urgent; /* pages out on each channel */
 	struct sent_log sent;  /* what went out; held: what the destination has */
@@ -187,6 +189,11 @@ int hmig_source_new(const struct hmig_config *cfg, struct hmig_guest *guest,
 	s->cfg = *cfg;
 	s->g = guest;
 	s->stop_rule = hmig_stop_rule_default;
+	int rc = eng_tls_load(cfg, false, &s->tls, errbuf);
+	if (rc) {
+		free(s);
+		return rc;
+	}
 	s->verdict = -1;
 	atomic_store(&s->live.left, STATS_NONE);
 	atomic_store(&s->live.dirty_rate, NAN);
@@ -235,11 +242,12 @@ void hmig_source_set_stop_rule(struct hmig_source *s, hmig_stop_rule rule, void 
  * timeouts, a sender on each. */
 static int open_channels(struct hmig_source *s, int timeout_ms)
 {
-	struct net_opts opts = { .peer = "destination", .disable = NET_F_SEND_ZC };
+	struct net_opts opts = { .peer = "destination", .disable = NET_F_SEND_ZC, .tls = s->tls };
 	int rc = net_connect_pair(s->addr, s->session_id, timeout_ms, &opts, &s->net);
 
 	if (rc)
 		return err_setf(s->err, rc, "%s", s->net.err);
+	eng_report_security(&s->rep, &s->net.bulk);
 	/* Live: the status reads it, and hmig_source_set_rate reaches it. */
 	progress_lock(&s->prog);
 	net_chan_set_rate(&s->net.bulk, atomic_load(&s->live.rate));
@@ -1057,6 +1065,9 @@ static void finish_report(struct hmig_source *s, int rc)
 		s->rep.integrity = STATS_INTEGRITY_OK;
 	else if (s->verdict == PROTO_VERDICT_MISMATCH)
 		s->rep.integrity = STATS_INTEGRITY_MISMATCH;
+	/* The error line may quote the peer (its ERROR text, a vCPU state
+	 * the backend refused): escaped once here, before anyone prints it. */
+	esc_inplace(s->err, ERR_LEN);
 	if (rc == -ECANCELED)
 		stats_report_set_result(&s->rep, STATS_RESULT_CANCELLED, "%s", s->err);
 	else if (rc)
@@ -1212,6 +1223,7 @@ void hmig_source_free(struct hmig_source *s)
 		return;
 	progress_free(&s->prog);
 	net_pair_close(&s->net);
+	net_tls_free(s->tls);
 	sender_free(&s->bulk);
 	sender_free(&s->urgent);
 	sent_log_free(&s->sent);

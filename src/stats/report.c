@@ -8,7 +8,7 @@
 
 #include <jansson.h>
 
-#include "common/utf8.h"
+#include "common/esc.h"
 
 /* ---- names -------------------------------------------------------------- */
 
@@ -51,7 +51,7 @@ static const char *const own_keys[] = {
 	"side", "mode", "result", "error", "integrity", "dirty_logging",
 	"guest", "total_ms", "downtime_ms", "bytes", "pages", "passes",
 	"switchover", "faults", "guest_ops_per_s_before",
-	"guest_ops_per_s_after", "timeline", "timeline_destination", "start_unix_ms",
+	"guest_ops_per_s_after", "timeline", "timeline_destination", "start_unix_ms", "security",
 };
 
 /* ---- building ----------------------------------------------------------- */
@@ -265,34 +265,21 @@ static json_t *count(uint64_t v)
 	return v <= INT64_MAX ? json_integer((json_int_t)v) : json_real((double)v);
 }
 
-/* A string the report always carries, even when it is not UTF-8 (a workload
- * spec or an error line may quote what a user typed): each byte that does
- * not start a well-formed sequence becomes U+FFFD. */
+/* A string the report always carries.  A workload spec or an error line may
+ * quote what a user typed or what the peer sent, so it goes through the
+ * peer-text escape (common/esc.h): non-printable bytes and bytes that are
+ * not UTF-8 become \xNN, and the report never carries an escape sequence
+ * for whoever prints it later. */
 static json_t *text(const char *s)
 {
-	json_t *v = json_string(s);
-	size_t n = strlen(s), o = 0;
-	char *buf;
+	size_t n = strlen(s);
+	char *buf = malloc(ESC_MAX(n) + 1);
+	json_t *v;
 
-	if (v)
-		return v;
-	buf = malloc(3 * n + 1);
 	if (!buf)
 		return NULL;
-	for (size_t i = 0; i < n;) {
-		size_t l = utf8_len((const uint8_t *)s + i, n - i);
-
-		if (l) {
-			memcpy(buf + o, s + i, l);
-			o += l;
-			i += l;
-		} else {
-			memcpy(buf + o, "\xef\xbf\xbd", 3);
-			o += 3;
-			i++;
-		}
-	}
-	v = json_stringn(buf, o);
+	esc_text(buf, ESC_MAX(n) + 1, s, n);
+	v = json_string(buf);
 	free(buf);
 	return v;
 }
@@ -374,6 +361,21 @@ static json_t *report_doc(const struct stats_report *r)
 	json_decref(hist);
 	json_decref(passes);
 	json_decref(timeline);
+	if (doc && r->security.known) {
+		json_t *sec = json_pack("{s:b,s:s?,s:o?,s:o?,s:o,s:b,s:b,s:I}",
+					"encrypted", r->security.encrypted,
+					"auth", r->security.auth[0] ? r->security.auth : NULL,
+					"cipher", r->security.cipher[0] ? text(r->security.cipher) : NULL,
+					"peer", r->security.peer[0] ? text(r->security.peer) : NULL,
+					"integrity", text(r->security.integrity),
+					"ktls", r->security.ktls,
+					"ktls_available", r->security.ktls_available,
+					"rejected_connections", (json_int_t)r->security.rejected);
+		if (!sec || json_object_set_new(doc, "security", sec)) {
+			json_decref(doc);
+			doc = NULL;
+		}
+	}
 	for (size_t i = 0; doc && i < r->nextras; i++) {
 		const struct stats_extra *e = &r->extras[i];
 

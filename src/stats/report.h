@@ -143,6 +143,18 @@ struct stats_report {
 		double share_ge_1ms;	/* of timed faults, those of 1 ms or more */
 	} faults;
 	double start_unix_ms;	/* wall clock at t_ms 0 (NAN: not started) */
+	/* What protected the stream (written as "security"; omitted when the
+	 * migration never got a connection).  Strings are escaped by the writer. */
+	struct {
+		bool known;             /* a channel was set up */
+		bool encrypted;         /* TLS 1.3; false: --insecure, CRC32C per page */
+		bool ktls, ktls_available;
+		char auth[8];           /* "psk", "x509", "" */
+		char cipher[96];
+		char peer[160];         /* the peer's certificate DN or PSK identity */
+		char integrity[32];     /* "aead" or "crc32c-sse4.2" / "crc32c-table" */
+		uint64_t rejected;      /* destination: connections turned away */
+	} security;
 	double guest_ops_per_s_before;	/* NAN = omit */
 	double guest_ops_per_s_after;	/* NAN = omit */
 

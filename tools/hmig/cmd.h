@@ -23,6 +23,8 @@ void cmd_send_usage(void);
 int cmd_recv(int argc, char **argv);
 void cmd_recv_usage(void);
 int cmd_report(int argc, char **argv);
+int cmd_keygen(int argc, char **argv);
+void cmd_keygen_usage(void);
 void cmd_report_usage(void);
 
 struct mig_opts;

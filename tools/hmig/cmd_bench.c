@@ -85,8 +85,20 @@ static int bench_guest(const struct bench_opts *o)
 
 /* One local migration with `workload` and knobs ("key=value", NULL-ended,
  * for the source); parses both reports. */
+static int migrate_sec(const struct bench_opts *o, const char *workload, enum hmig_mode mode,
+		       double warmup, const char *const *knobs, bool insecure, json_t **src,
+		       json_t **dst);
+
 static int migrate_k(const struct bench_opts *o, const char *workload, enum hmig_mode mode,
 		     double warmup, const char *const *knobs, json_t **src, json_t **dst)
+{
+	return migrate_sec(o, workload, mode, warmup, knobs, false, src, dst);
+}
+
+/* One local migration, TLS with an ephemeral key (local.c) unless insecure. */
+static int migrate_sec(const struct bench_opts *o, const char *workload, enum hmig_mode mode,
+		       double warmup, const char *const *knobs, bool insecure, json_t **src,
+		       json_t **dst)
 {
 	struct mig_opts m;
 	struct local_run lr;
@@ -109,6 +121,7 @@ static int migrate_k(const struct bench_opts *o, const char *workload, enum hmig
 	m.guest.synth.vcpus = o->vcpus;
 	m.guest.synth.workload = workload;
 	m.cfg.mode = mode;
+	m.cfg.insecure = insecure;
 	m.warmup = warmup;
 	m.run_after = 0.5;
 	m.quiet = true;
@@ -393,6 +406,75 @@ static int bench_scale(const struct bench_opts *o)
 	return 0;
 }
 
+/* TLS against plaintext, in one run: pass-0 throughput, idle post-copy
+ * throughput and pull latency, each `RUNS` times a side (median and range),
+ * and the cipher TLS negotiated.  Targets (issue 13): encrypted throughput
+ * >= 0.8x plaintext on loopback, pull p50 <= 1.2x plaintext. */
+static int bench_tls(const struct bench_opts *o)
+{
+	enum { RUNS = 5 };
+	static const char *const nothing_first[] = { "precopy_passes=0", "push=seq", NULL };
+	double v[2][4][RUNS]; /* [tls][metric][run] */
+	char cipher[128] = "?";
+	json_t *src, *dst;
+
+	printf("## bench tls (%lu MiB guest, %u vCPUs, loopback, %d runs a side, interleaved: "
+	       "median (min-max))\n\n", (unsigned long)(o->mem >> 20), o->vcpus, RUNS);
+	baseline_warm_memory(4 * o->mem);
+	for (int r = 0; r < RUNS; r++) {
+		for (int tls = 0; tls < 2; tls++) {
+			if (migrate_sec(o, "idle", HMIG_MODE_PRECOPY, 0.2, NULL, !tls, &src, &dst))
+				return 1;
+			double ms = jd(src, "passes[0].ms"), pages = jd(src, "passes[0].pages_sent");
+			v[tls][0][r] = pages * 4096 / (ms / 1e3) / 1e6;
+			if (tls && doc_str(src, "security.cipher"))
+				snprintf(cipher, sizeof(cipher), "%s", doc_str(src, "security.cipher"));
+			json_decref(src);
+			json_decref(dst);
+			if (migrate_sec(o, "idle", HMIG_MODE_POSTCOPY, 0.2, nothing_first, !tls, &src, &dst))
+				return 1;
+			v[tls][1][r] = (double)o->mem / (jd(dst, "resume_to_complete_ms") / 1e3) / 1e6;
+			json_decref(src);
+			json_decref(dst);
+			/* Pull latency as bench postcopy measures it: pass 0, then
+			 * post-copy with a guest writing 20k pages/s. */
+			if (migrate_sec(o, "uniform:rate=20000", HMIG_MODE_POSTCOPY, 1.0, NULL,
+					!tls, &src, &dst))
+				return 1;
+			v[tls][2][r] = jd(dst, "faults.latency_us.p50");
+			v[tls][3][r] = jd(dst, "faults.latency_us.p99");
+			const char *in = doc_str(dst, "integrity");
+			if (!in || strcmp(in, "ok")) {
+				die_msg("bench tls: integrity %s", in ? in : "missing");
+				return 1;
+			}
+			json_decref(src);
+			json_decref(dst);
+			fprintf(stderr, "bench tls: run %d %s done\n", r, tls ? "tls" : "plaintext");
+		}
+	}
+	static const char *const names[] = {
+		"pass-0 throughput, idle guest (MB/s)", "post-copy throughput, idle guest, push=seq (MB/s)",
+		"pull latency p50 (us), post-copy after pass 0, 20k writes/s", "pull latency p99 (us)",
+	};
+	struct spread sp[2][4];
+	for (int tls = 0; tls < 2; tls++)
+		for (int m = 0; m < 4; m++)
+			sp[tls][m] = spread_of(v[tls][m], RUNS);
+	printf("negotiated: %s (kTLS: no, this kernel has none)\n\n", cipher);
+	printf("| measure | plaintext (CRC32C) | TLS | TLS / plaintext | target | met |\n"
+	       "|---|---|---|---|---|---|\n");
+	for (int m = 0; m < 4; m++) {
+		double ratio = sp[1][m].med / sp[0][m].med;
+		const char *target = m < 2 ? ">= 0.8x" : m == 2 ? "<= 1.2x" : "-";
+		const char *met = m < 2 ? (ratio >= 0.8 ? "yes" : "no") : m == 2 ? (ratio <= 1.2 ? "yes" : "no") : "-";
+		printf("| %s | %.0f (%.0f-%.0f) | %.0f (%.0f-%.0f) | %.2fx | %s | %s |\n", names[m],
+		       sp[0][m].med, sp[0][m].min, sp[0][m].max, sp[1][m].med, sp[1][m].min,
+		       sp[1][m].max, ratio, target, met);
+	}
+	return 0;
+}
+
 static const struct bench benches[] = {
 	{ "guest", "dirty-logging cost and guest write rate", bench_guest },
 	{ "precopy", "pass-0 throughput vs raw TCP; downtime and bytes vs dirty rate",
@@ -401,6 +483,8 @@ static const struct bench benches[] = {
 	  bench_postcopy },
 	{ "scale", "every mode at 1, 2, 4, 8 x --mem: time and downtime vs size, against touch + TCP",
 	  bench_scale },
+	{ "tls", "TLS against plaintext: pass-0 and post-copy throughput, pull latency, the cipher",
+	  bench_tls },
 };
 
 #define NBENCHES (sizeof(benches) / sizeof(benches[0]))

@@ -58,6 +58,41 @@ static int run_and_verify(struct hmig_dest *d, struct hmig_guest *g, double seco
 	return rc;
 }
 
+/* One line per connection turned away, at most RATE_BURST at once and then
+ * one a second: a port scanner or a wrong source must not bury the
+ * terminal.  Lines held back are counted into the next one printed. */
+#define RATE_BURST 10.0
+
+struct reject_printer {
+	double tokens;
+	uint64_t last_ns;
+	unsigned held;
+};
+
+static void print_reject(void *data, const char *from, const char *why)
+{
+	struct reject_printer *rp = data;
+	uint64_t now = mono_ns();
+
+	rp->tokens += (double)(now - rp->last_ns) / 1e9;
+	if (rp->tokens > RATE_BURST)
+		rp->tokens = RATE_BURST;
+	rp->last_ns = now;
+	if (rp->tokens < 1) {
+		rp->held++;
+		return;
+	}
+	rp->tokens -= 1;
+	/* `why` comes escaped from the library; the address is numeric. */
+	if (rp->held)
+		fprintf(stderr, "hmig recv: rejected a connection from %s: %s (and %u more not shown); still waiting for the source\n",
+			from, why, rp->held);
+	else
+		fprintf(stderr, "hmig recv: rejected a connection from %s: %s; still waiting for the source\n",
+			from, why);
+	rp->held = 0;
+}
+
 void cmd_recv_usage(void)
 {
 	mig_usage(ROLE_RECV);
@@ -82,6 +117,8 @@ int cmd_recv(int argc, char **argv)
 		g->ops->destroy(g);
 		return rc == -EINVAL ? EXIT_USAGE : 1;
 	}
+	struct reject_printer rp = { .tokens = RATE_BURST, .last_ns = mono_ns() };
+	hmig_dest_set_reject_hook(d, print_reject, &rp);
 	if (o.ready_fd >= 0) {
 		dprintf(o.ready_fd, "%s\n", hmig_dest_address(d));
 		close(o.ready_fd);

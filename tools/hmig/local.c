@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "cmd.h"
+#include "keygen.h"
 #include "local.h"
 
 static char *slurp(int fd, size_t *len)
@@ -74,6 +75,17 @@ static pid_t start_dest(int argc, char **argv, const struct mig_opts *o, const c
 		args[n++] = (char *)json_path;
 		args[n++] = "--run-after";
 		args[n++] = run_after;
+		/* The pair's security, as the source has it (local_migrate made
+		 * an ephemeral key unless told otherwise). */
+		if (o->cfg.insecure) {
+			args[n++] = "--insecure";
+		} else if (o->cfg.tls_psk) {
+			args[n++] = "--tls-psk";
+			args[n++] = (char *)o->cfg.tls_psk;
+		} else if (o->cfg.tls_creds) {
+			args[n++] = "--tls-creds";
+			args[n++] = (char *)o->cfg.tls_creds;
+		}
 		/* Knobs apply to both sides. */
 		for (int i = 1; i < argc && n < 60; i++)
 			if (!strcmp(argv[i], "-o") && i + 1 < argc) {
@@ -119,8 +131,9 @@ static int memfile(const char *name, char *path, size_t len)
 
 int local_migrate(const struct mig_opts *o, int argc, char **argv, struct local_run *lr)
 {
-	char dst_json[64], dst_out[64], src_json[64], addr[128];
-	int fd_dj, fd_do, fd_sj;
+	char dst_json[64], dst_out[64], src_json[64], addr[128], psk[64], err[256];
+	int fd_dj, fd_do, fd_sj, fd_psk = -1;
+	struct mig_opts lo = *o;
 
 	memset(lr, 0, sizeof(*lr));
 	fd_dj = memfile("hmig-dest.json", dst_json, sizeof(dst_json));
@@ -130,11 +143,27 @@ int local_migrate(const struct mig_opts *o, int argc, char **argv, struct local_
 		die_msg("cannot make memory files for the reports: %s", strerror(errno));
 		return 1;
 	}
+	/* No credentials given: a fresh key for this pair only, in a memory
+	 * file the child inherits, gone when the run ends. */
+	if (!lo.cfg.insecure && !lo.cfg.tls_psk && !lo.cfg.tls_creds) {
+		fd_psk = memfile("hmig-pair.psk", psk, sizeof(psk));
+		if (fd_psk < 0 || keygen_psk(psk, "hmig-local", err)) {
+			die_msg("%s", fd_psk < 0 ? strerror(errno) : err);
+			close(fd_dj), close(fd_do), close(fd_sj);
+			if (fd_psk >= 0)
+				close(fd_psk);
+			return 1;
+		}
+		lo.cfg.tls_psk = psk;
+	}
+	o = &lo;
 
 	pid_t pid = start_dest(argc, argv, o, dst_json, dst_out, addr, sizeof(addr));
 	if (pid < 0) {
 		die_msg("cannot start the destination process: %s", strerror(errno));
 		close(fd_dj), close(fd_do), close(fd_sj);
+		if (fd_psk >= 0)
+			close(fd_psk);
 		return 1;
 	}
 	int src_status = 1;
@@ -158,6 +187,8 @@ int local_migrate(const struct mig_opts *o, int argc, char **argv, struct local_
 	close(fd_dj);
 	close(fd_do);
 	close(fd_sj);
+	if (fd_psk >= 0)
+		close(fd_psk);
 	return src_status || dst_status ? 1 : 0;
 }
 

@@ -13,6 +13,8 @@ static const struct cmd commands[] = {
 	{ "demo", "migrate a guest between two local processes (the README's demo)",
 	  cmd_demo, cmd_demo_usage },
 	{ "report", "print the summary of a JSON report", cmd_report, cmd_report_usage },
+	{ "keygen", "make TLS credentials (X.509 set or pre-shared key) for send and recv",
+	  cmd_keygen, cmd_keygen_usage },
 	{ "bench", "run a benchmark and print its table (docs/benchmarks.md)",
 	  cmd_bench, cmd_bench_usage },
 };

@@ -30,6 +30,10 @@ static const struct mig_opt table[] = {
 	{ "run-after", 1, ROLE_RECV | ROLE_DEMO, GROUP_MIG, "S", "seconds the migrated guest runs before the oracle (default 1)" },
 	{ "json", 1, ROLE_SEND | ROLE_RECV | ROLE_DEMO, GROUP_MIG, "FILE", "write the report (demo: both sides merged)" },
 	{ "ready-fd", 1, ROLE_RECV, GROUP_MIG, "FD", "write the bound address to FD once listening" },
+	{ "tls-creds", 1, ROLE_SEND | ROLE_RECV | ROLE_DEMO, GROUP_MIG, "DIR", "TLS 1.3 with X.509: ca-cert.pem, server-cert.pem, server-key.pem, client-cert.pem, client-key.pem (hmig keygen)" },
+	{ "tls-psk", 1, ROLE_SEND | ROLE_RECV | ROLE_DEMO, GROUP_MIG, "FILE", "TLS 1.3 with a pre-shared key, 'identity:hexkey' (hmig keygen --psk; demo makes one)" },
+	{ "insecure", 0, ROLE_SEND | ROLE_RECV | ROLE_DEMO, GROUP_MIG, NULL, "no TLS: plaintext, pages checked by CRC32C only, and anyone who reaches the port can migrate in" },
+	{ "max-mem", 1, ROLE_RECV, GROUP_MIG, "SIZE", "refuse a guest larger than this (default: this host's available memory)" },
 	{ "quiet", 0, ROLE_SEND | ROLE_RECV | ROLE_DEMO, GROUP_MIG, NULL, "no summary" },
 	{ "o", 1, ROLE_SEND | ROLE_RECV | ROLE_DEMO, GROUP_MIG, "KEY=VALUE", "set a knob (repeatable): max_passes, dirty_threshold_pages, downtime_target_ms, byte_budget, min_progress, precopy_passes, switch_after_ms, push, near_pages, rate_limit_bps, io_timeout_ms, ..." },
 	/* A synth source's make-up: the destination takes it from the source. */
@@ -172,6 +176,14 @@ static int apply(struct mig_opts *o, const char *name, const char *arg)
 		}
 	} else if (!strcmp(name, "json"))
 		o->json = arg;
+	else if (!strcmp(name, "tls-creds"))
+		o->cfg.tls_creds = arg;
+	else if (!strcmp(name, "tls-psk"))
+		o->cfg.tls_psk = arg;
+	else if (!strcmp(name, "insecure"))
+		o->cfg.insecure = true;
+	else if (!strcmp(name, "max-mem"))
+		return opt_size("--max-mem", arg, &o->cfg.max_mem);
 	else if (!strcmp(name, "ready-fd")) {
 		if (opt_u64("--ready-fd", arg, 3, 1 << 20, &u))
 			return -1;
@@ -253,6 +265,18 @@ int mig_parse(int argc, char **argv, enum mig_role role, struct mig_opts *o)
 	}
 	if (role == ROLE_RECV && !o->listen) {
 		die_msg("recv needs --listen ADDR (e.g. --listen :4444)");
+		return -1;
+	}
+	/* Secure by default: the library refuses too, but here the remedy
+	 * can name the options.  demo makes its own key (local.c). */
+	int creds = !!o->cfg.tls_creds + !!o->cfg.tls_psk + o->cfg.insecure;
+	if (creds > 1) {
+		die_msg("give one of --tls-creds, --tls-psk and --insecure");
+		return -1;
+	}
+	if (role != ROLE_DEMO && !creds) {
+		die_msg("%s needs credentials: --tls-psk FILE or --tls-creds DIR (make them with 'hmig keygen'), or --insecure to migrate in plaintext to anyone who reaches the port",
+			role == ROLE_SEND ? "send" : "recv");
 		return -1;
 	}
 	return 0;

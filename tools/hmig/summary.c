@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cmd.h"
+#include "common/esc.h"
 #include "summary.h"
 
 static double num(const json_t *r, const char *path)
@@ -20,11 +21,20 @@ static unsigned long long u64(const json_t *r, const char *path)
 	return doc_u64(r, path, &v) ? 0 : (unsigned long long)v;
 }
 
+/* Every string of a report is peer text as far as the terminal knows (the
+ * file may come from anywhere): escaped before it is printed.  Four buffers
+ * in turn, so one fprintf may take up to four. */
 static const char *str(const json_t *r, const char *path)
 {
+	static char bufs[4][1024];
+	static unsigned next;
 	const char *s = doc_str(r, path);
+	char *b = bufs[next++ % 4];
 
-	return s ? s : "-";
+	if (!s)
+		return "-";
+	esc_text(b, sizeof(bufs[0]), s, strlen(s));
+	return b;
 }
 
 static void mib(FILE *f, const char *label, unsigned long long b)
@@ -36,7 +46,7 @@ void summary_print(const json_t *r, FILE *f)
 {
 	const char *side = doc_str(r, "side");
 
-	fprintf(f, "== %s: %s migration, result %s", side ? side : "migration", str(r, "mode"),
+	fprintf(f, "== %s: %s migration, result %s", side ? str(r, "side") : "migration", str(r, "mode"),
 		str(r, "result"));
 	if (doc_str(r, "error"))
 		fprintf(f, " (%s)", str(r, "error"));
@@ -68,6 +78,15 @@ void summary_print(const json_t *r, FILE *f)
 			u64(r, "faults.count"), num(r, "faults.latency_us.p50"),
 			num(r, "faults.latency_us.p99"), num(r, "faults.latency_us.max"),
 			num(r, "faults.blocktime_ms"));
+	const json_t *sec = json_object_get(r, "security");
+	if (json_is_true(json_object_get(sec, "encrypted")))
+		fprintf(f, "   security: %s (%s), peer %s, kTLS %s; %llu connection(s) rejected\n",
+			str(r, "security.cipher"), str(r, "security.auth"), str(r, "security.peer"),
+			json_is_true(json_object_get(sec, "ktls")) ? "yes" : "no",
+			u64(r, "security.rejected_connections"));
+	else if (sec)
+		fprintf(f, "   security: none (--insecure), pages checked by %s; %llu connection(s) rejected\n",
+			str(r, "security.integrity"), u64(r, "security.rejected_connections"));
 	if (side && !strcmp(side, "source"))
 		fprintf(f, "   integrity: checked by the destination's oracle\n");
 	else
