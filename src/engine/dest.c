@@ -102,8 +102,8 @@ struct hmig_dest {
 		_Atomic bool finished, started;
 		_Atomic uint64_t lat_sum_ns, lat_n; /* served faults */
 	} live;
-	bool net_live, pages_live; /* under the progress lock */
-	uint64_t carried_bulk, carried_urgent; /* bytes on links that were lost */
+	bool pages_live;         /* under the progress lock: pages is made */
+	struct link_bytes bytes; /* received, over every link */
 	struct stats_report rep;
 	char err[ERR_LEN];
 };
@@ -112,38 +112,17 @@ struct hmig_dest {
  * The engine's thread, or under the progress lock. */
 static uint64_t bulk_bytes(struct hmig_dest *d)
 {
-	struct net_chan_stats st = { 0 };
-
-	if (d->net_live)
-		net_chan_stats(&d->net.bulk, &st);
-	return d->carried_bulk + st.bytes_recv;
+	return link_bytes(&d->bytes, &d->net, NET_BULK);
 }
 
 static uint64_t urgent_bytes(struct hmig_dest *d)
 {
-	struct net_chan_stats st = { 0 };
-
-	if (d->net_live)
-		net_chan_stats(&d->net.urgent, &st);
-	return d->carried_urgent + st.bytes_recv;
-}
-
-static void net_up(struct hmig_dest *d)
-{
-	progress_lock(&d->prog);
-	d->net_live = true;
-	progress_unlock(&d->prog);
+	return link_bytes(&d->bytes, &d->net, NET_URGENT);
 }
 
 static void net_close(struct hmig_dest *d)
 {
-	progress_lock(&d->prog);
-	if (d->net_live) {
-		d->carried_bulk = bulk_bytes(d);
-		d->carried_urgent = urgent_bytes(d);
-		d->net_live = false;
-	}
-	progress_unlock(&d->prog);
+	link_down(&d->bytes, &d->prog, &d->net);
 	net_pair_close(&d->net);
 }
 
@@ -278,7 +257,7 @@ static int accept_and_hello(struct hmig_dest *d)
 			     &d->net);
 	if (rc)
 		return err_setf(d->err, rc, "%s", d->net.err);
-	net_up(d);
+	link_up(&d->bytes, &d->prog);
 	eng_report_security(&d->rep, &d->net.bulk);
 	d->t0 = clock_now_ns();
 	if ((rc = progress_start(&d->prog, d->cfg.sample_ms)))
@@ -590,7 +569,7 @@ static int recover(struct hmig_dest *d, int cause)
 		eng_send_error(&d->net.bulk, -EBUSY, "this destination is recovering another migration");
 		net_pair_close(&d->net);
 	}
-	net_up(d);
+	link_up(&d->bytes, &d->prog);
 	eng_pair_timeouts(&d->net, d->cfg.io_timeout_ms);
 
 	struct proto_hdr h;

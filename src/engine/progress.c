@@ -212,3 +212,30 @@ void progress_status(struct progress *p, struct hmig_status *out, size_t size)
 	memset(out, 0, size);
 	memcpy(out, &st, size < sizeof(st) ? size : sizeof(st));
 }
+
+uint64_t link_bytes(const struct link_bytes *lb, const struct net_pair *pair, enum net_kind k)
+{
+	struct net_chan_stats st = { 0 };
+
+	if (lb->live)
+		net_chan_stats(k == NET_BULK ? &pair->bulk : &pair->urgent, &st);
+	return lb->carried[k] + (lb->sent ? st.bytes_sent : st.bytes_recv);
+}
+
+void link_up(struct link_bytes *lb, struct progress *p)
+{
+	pthread_mutex_lock(&p->lock);
+	lb->live = true;
+	pthread_mutex_unlock(&p->lock);
+}
+
+void link_down(struct link_bytes *lb, struct progress *p, const struct net_pair *pair)
+{
+	pthread_mutex_lock(&p->lock);
+	if (lb->live) {
+		lb->carried[NET_BULK] = link_bytes(lb, pair, NET_BULK);
+		lb->carried[NET_URGENT] = link_bytes(lb, pair, NET_URGENT);
+		lb->live = false;
+	}
+	pthread_mutex_unlock(&p->lock);
+}

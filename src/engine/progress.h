@@ -25,6 +25,7 @@
 
 #include <hmig/hmig.h>
 
+#include "net/net.h"
 #include "stats/report.h"
 
 struct progress_raw {
@@ -84,5 +85,22 @@ void progress_unlock(struct progress *p);
 
 /* The status now: fresh counters, the latest sample's rates. */
 void progress_status(struct progress *p, struct hmig_status *st, size_t size);
+
+/* A side's byte counts over every link its migration had: a recovery
+ * replaces the channels, whose counters start again at zero, so what a lost
+ * link carried is kept here.  `live` says the pair may be read; it changes
+ * under the progress lock (link_up / link_down), so `read` may count from
+ * any thread, and the owner's thread at any time. */
+struct link_bytes {
+	bool sent;          /* count bytes sent (source) or received (destination) */
+	bool live;
+	uint64_t carried[2]; /* NET_BULK, NET_URGENT */
+};
+
+uint64_t link_bytes(const struct link_bytes *lb, const struct net_pair *pair, enum net_kind k);
+/* The pair is open: counted from now on.  Under the lock it takes. */
+void link_up(struct link_bytes *lb, struct progress *p);
+/* The pair is about to close: what it carried is kept. */
+void link_down(struct link_bytes *lb, struct progress *p, const struct net_pair *pair);
 
 #endif

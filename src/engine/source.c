@@ -97,8 +97,7 @@ struct hmig_source {
 		_Atomic double downtime_ms;
 		_Atomic uint64_t rate;      /* the bulk cap now (hmig_source_set_rate) */
 	} live;
-	bool net_live;         /* under the progress lock: s->net may be read */
-	uint64_t carried_bulk, carried_urgent; /* bytes on links that were lost */
+	struct link_bytes bytes; /* sent, over every link */
 	struct stats_report rep;
 	char err[ERR_LEN];
 };
@@ -107,20 +106,12 @@ struct hmig_source {
  * engine's thread, or under the progress lock. */
 static uint64_t bulk_bytes(struct hmig_source *s)
 {
-	struct net_chan_stats st = { 0 };
-
-	if (s->net_live)
-		net_chan_stats(&s->net.bulk, &st);
-	return s->carried_bulk + st.bytes_sent;
+	return link_bytes(&s->bytes, &s->net, NET_BULK);
 }
 
 static uint64_t urgent_bytes(struct hmig_source *s)
 {
-	struct net_chan_stats st = { 0 };
-
-	if (s->net_live)
-		net_chan_stats(&s->net.urgent, &st);
-	return s->carried_urgent + st.bytes_sent;
+	return link_bytes(&s->bytes, &s->net, NET_URGENT);
 }
 
 /* progress's read: the figures of now, for the timeline and the status. */
@@ -195,6 +186,7 @@ int hmig_source_new(const struct hmig_config *cfg, struct hmig_guest *guest,
 		return rc;
 	}
 	s->verdict = -1;
+	s->bytes.sent = true;
 	atomic_store(&s->live.left, STATS_NONE);
 	atomic_store(&s->live.dirty_rate, NAN);
 	atomic_store(&s->live.downtime_ms, NAN);
@@ -248,10 +240,11 @@ static int open_channels(struct hmig_source *s, int timeout_ms)
 	if (rc)
 		return err_setf(s->err, rc, "%s", s->net.err);
 	eng_report_security(&s->rep, &s->net.bulk);
-	/* Live: the status reads it, and hmig_source_set_rate reaches it. */
+	/* Live: the status reads it, and hmig_source_set_rate reaches it (the
+	 * cap is set under the lock, so that a change cannot fall between). */
 	progress_lock(&s->prog);
 	net_chan_set_rate(&s->net.bulk, atomic_load(&s->live.rate));
-	s->net_live = true;
+	s->bytes.live = true;
 	progress_unlock(&s->prog);
 	eng_pair_timeouts(&s->net, s->cfg.io_timeout_ms);
 	/* Pushes and pulls are both capped at batch_pages: a reply is one
@@ -266,13 +259,7 @@ static int open_channels(struct hmig_source *s, int timeout_ms)
 
 static void close_channels(struct hmig_source *s)
 {
-	progress_lock(&s->prog);
-	if (s->net_live) {
-		s->carried_bulk = bulk_bytes(s);
-		s->carried_urgent = urgent_bytes(s);
-		s->net_live = false;
-	}
-	progress_unlock(&s->prog);
+	link_down(&s->bytes, &s->prog, &s->net);
 	sender_free(&s->bulk);
 	sender_free(&s->urgent);
 	net_pair_close(&s->net);
@@ -1194,7 +1181,7 @@ void hmig_source_set_rate(struct hmig_source *s, uint64_t bytes_per_s)
 {
 	atomic_store(&s->live.rate, bytes_per_s);
 	progress_lock(&s->prog);
-	if (s->net_live)
+	if (s->bytes.live)
 		net_chan_request_rate(&s->net.bulk, bytes_per_s);
 	progress_unlock(&s->prog);
 }
