@@ -411,3 +411,31 @@ Test(api, status_while_running_and_the_cap_can_change, .timeout = 120)
 	free(d);
 	pair_close(&p);
 }
+
+/* What a program can check before it opens a guest: the address it will
+ * connect to or listen on, and a synth guest's make-up. */
+Test(api, addresses_and_guest_params_are_checked_up_front)
+{
+	struct hmig_synth_params sp = { .mem_bytes = 1 << 20, .vcpus = 2, .fill = 1.0 };
+	char err[256] = "";
+
+	cr_assert(eq(int, hmig_addr_check("127.0.0.1:4444", true, err), 0), "%s", err);
+	cr_assert(eq(int, hmig_addr_check("127.0.0.1:0", false, err), 0), "%s", err);
+	cr_assert(eq(int, hmig_addr_check("unix:/run/x.sock", true, err), 0), "%s", err);
+	cr_assert(eq(int, hmig_addr_check("127.0.0.1:0", true, err), -EINVAL));
+	cr_assert(not(eq(ptr, strstr(err, "port 0"), NULL)), "%s", err);
+	cr_assert(eq(int, hmig_addr_check("127.0.0.1:99999", false, err), -EINVAL));
+	cr_assert(not(eq(ptr, strstr(err, "99999"), NULL)), "%s", err);
+	cr_assert(eq(int, hmig_addr_check("nocolon", true, err), -EINVAL));
+
+	cr_assert(eq(int, hmig_synth_params_check(&sp, err), 0), "%s", err);
+	sp.mem_bytes = 0;
+	cr_assert(eq(int, hmig_synth_params_check(&sp, err), -EINVAL));
+	cr_assert(not(eq(ptr, strstr(err, "at least 64K"), NULL)), "%s", err);
+	sp.mem_bytes = 1 << 20;
+	sp.workload = "nosuch";
+	cr_assert(eq(int, hmig_synth_params_check(&sp, err), -EINVAL));
+	sp.workload = NULL;
+	sp.vcpus = 0;
+	cr_assert(eq(int, hmig_synth_params_check(&sp, err), -EINVAL));
+}
