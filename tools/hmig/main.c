@@ -24,7 +24,7 @@ static void usage(FILE *f)
 	fprintf(f, "usage: hmig <command> [options]\n\ncommands:\n");
 	for (size_t i = 0; i < NCOMMANDS; i++)
 		fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
-	fprintf(f, "\n'hmig <command> --help' shows a command's options.\n");
+	fprintf(f, "\n'hmig <command> --help' shows a command's options; 'hmig --version' the version.\n");
 }
 
 int main(int argc, char **argv)
@@ -37,6 +37,10 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
 		usage(stdout);
+		return 0;
+	}
+	if (!strcmp(argv[1], "-V") || !strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
+		printf("hmig %s\n", HMIG_VERSION);
 		return 0;
 	}
 	for (size_t i = 0; i < NCOMMANDS; i++) {
