@@ -428,8 +428,8 @@ int cmd_bench(int argc, char **argv)
 	uint64_t u;
 	int c;
 
-	if (argc < 2) {
-		cmd_bench_usage();
+	if (argc < 2 || argv[1][0] == '-') {
+		die_msg("bench needs a benchmark's name first: run 'hmig bench --help' for the list");
 		return EXIT_USAGE;
 	}
 	const char *name = argv[1];

@@ -183,6 +183,23 @@ static int apply(struct mig_opts *o, const char *name, const char *arg)
 	return 0;
 }
 
+/* Bad usage is exit 2 before any guest is built: what the library would
+ * refuse later (an address, the guest's make-up, the knobs together) is
+ * asked of it now, through the checks it offers for this. */
+static int check_before_guest(const struct mig_opts *o, enum mig_role role)
+{
+	char err[256];
+
+	if ((o->to && hmig_addr_check(o->to, true, err)) ||
+	    (o->listen && hmig_addr_check(o->listen, false, err)) ||
+	    hmig_config_check(&o->cfg, err) ||
+	    (role != ROLE_RECV && guest_check_source(&o->guest, err))) {
+		die_msg("%s", err);
+		return -1;
+	}
+	return 0;
+}
+
 int mig_parse(int argc, char **argv, enum mig_role role, struct mig_opts *o)
 {
 	struct option longopts[NOPTS + 1];
@@ -255,5 +272,5 @@ int mig_parse(int argc, char **argv, enum mig_role role, struct mig_opts *o)
 		die_msg("recv needs --listen ADDR (e.g. --listen :4444)");
 		return -1;
 	}
-	return 0;
+	return check_before_guest(o, role);
 }
