@@ -5,6 +5,8 @@
 #include <criterion/new/assert.h>
 #include <criterion/parameterized.h>
 
+#include <hmig/hmig.h>
+
 #include "run.h"
 
 #define contains(hay, needle) \
@@ -71,5 +73,96 @@ ParameterizedTest(struct usage_case *c, cmd, bad_usage_is_one_line_and_exit_2)
 	contains(r.err, c->says);
 	cr_assert(eq(int, run_lines(r.err), 1), "hmig %s:\n%s", c->args, r.err);
 	cr_assert(eq(str, r.out, ""), "hmig %s printed:\n%s", c->args, r.out);
+	run_free(&r);
+}
+
+/* ---- knobs -------------------------------------------------------------- */
+
+/* The line of `help` that lists knob `key`, or NULL. */
+static const char *knob_line(const char *help, const char *key)
+{
+	const char *list = strstr(help, "\nknobs (-o KEY=VALUE):\n");
+	char want[80];
+
+	if (!list)
+		return NULL;
+	snprintf(want, sizeof(want), "\n  %s ", key);
+	return strstr(list, want);
+}
+
+/* send --help lists every knob a source takes with its default, recv --help
+ * every knob a destination takes and no other, demo --help all of them:
+ * never a list cut short. */
+Test(cmd, help_lists_every_knob_of_its_side_with_its_default)
+{
+	static const struct { const char *cmd; unsigned sides; } roles[] = {
+		{ "send", HMIG_SIDE_SOURCE },
+		{ "recv", HMIG_SIDE_DEST },
+		{ "demo", HMIG_SIDE_SOURCE | HMIG_SIDE_DEST },
+	};
+	struct hmig_config def;
+	const struct hmig_knob *k;
+
+	hmig_config_init(&def);
+	for (size_t r = 0; r < sizeof(roles) / sizeof(roles[0]); r++) {
+		struct run h;
+
+		run_hmig(&h, "%s --help", roles[r].cmd);
+		cr_assert(eq(int, h.status, 0));
+		lacks(h.out, "...");
+		lacks(h.out, "\u2026");
+		for (unsigned i = 0; (k = hmig_config_knob(i)); i++) {
+			const char *line = knob_line(h.out, k->key);
+			char val[64], want[80];
+
+			if (!(k->sides & roles[r].sides)) {
+				cr_assert(eq(ptr, (void *)line, NULL), "%s --help lists %s", roles[r].cmd,
+					  k->key);
+				continue;
+			}
+			cr_assert(not(eq(ptr, (void *)line, NULL)), "%s --help lacks %s:\n%s",
+				  roles[r].cmd, k->key, h.out);
+			cr_assert(eq(int, hmig_config_get(&def, k->key, val, sizeof(val)), 0));
+			snprintf(want, sizeof(want), "(default %s", val);
+			const char *eol = strchr(line + 1, '\n');
+			const char *at = strstr(line, want);
+			cr_assert(at && at < eol, "%s --help: %s without '%s'", roles[r].cmd, k->key,
+				  want);
+		}
+		run_free(&h);
+	}
+}
+
+Test(cmd, recv_refuses_a_source_knob_and_send_a_destination_knob)
+{
+	struct run r;
+
+	run_hmig(&r, "recv --listen 127.0.0.1:0 -o mode=precopy");
+	cr_assert(eq(int, r.status, 2));
+	cr_assert(eq(int, run_lines(r.err), 1), "%s", r.err);
+	contains(r.err, "-o mode is the source's knob");
+	run_free(&r);
+	run_hmig(&r, "recv --listen 127.0.0.1:0 --o push=seq");
+	cr_assert(eq(int, r.status, 2));
+	contains(r.err, "-o push is the source's knob");
+	run_free(&r);
+	run_hmig(&r, "send --to 127.0.0.1:1 -o accept_timeout_ms=5 --warmup 30");
+	cr_assert(eq(int, r.status, 2));
+	contains(r.err, "-o accept_timeout_ms is the destination's knob");
+	run_free(&r);
+}
+
+/* The library's line says how to list the knobs; the CLI lists them all. */
+Test(cmd, an_unknown_knob_gets_the_whole_list)
+{
+	const struct hmig_knob *k;
+	struct run r;
+
+	run_hmig(&r, "send --to 127.0.0.1:1 -o max_pases=3");
+	cr_assert(eq(int, r.status, 2));
+	cr_assert(eq(int, run_lines(r.err), 1), "%s", r.err);
+	contains(r.err, "unknown knob 'max_pases'");
+	for (unsigned i = 0; (k = hmig_config_knob(i)); i++)
+		contains(r.err, k->key);
 	run_free(&r);
 }

@@ -112,7 +112,7 @@ static int migrate_k(const struct bench_opts *o, const char *workload, enum hmig
 	m.warmup = warmup;
 	m.run_after = 0.5;
 	m.quiet = true;
-	int status = local_migrate(&m, 0, argv, &lr);
+	int status = local_migrate(&m, &lr);
 	int rc = -1;
 	if (lr.src_json && lr.dst_json && doc_parse(lr.src_json, lr.src_len, src, err) == 0) {
 		if (doc_parse(lr.dst_json, lr.dst_len, dst, err) == 0)

@@ -51,7 +51,7 @@ int cmd_demo(int argc, char **argv)
 	       hmig_mode_name(o.cfg.mode), (unsigned long)(o.guest.synth.mem_bytes >> 20),
 	       o.guest.synth.vcpus, o.guest.synth.workload);
 	fflush(stdout);
-	int status = local_migrate(&o, argc, argv, &lr);
+	int status = local_migrate(&o, &lr);
 	if (lr.dst_out)
 		fwrite(lr.dst_out, 1, strlen(lr.dst_out), stdout);
 	if (o.json && merge(lr.src_json, lr.src_len, lr.dst_json, lr.dst_len, o.json))

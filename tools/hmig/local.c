@@ -44,7 +44,7 @@ static char *slurp(int fd, size_t *len)
 
 /* Starts the destination: this binary's 'recv' on 127.0.0.1, any port, its
  * stdout into out_path; returns the address it bound (read from a pipe). */
-static pid_t start_dest(int argc, char **argv, const struct mig_opts *o, const char *json_path,
+static pid_t start_dest(const struct mig_opts *o, const char *json_path,
 			const char *out_path, char *addr, size_t addr_len)
 {
 	int pfd[2];
@@ -74,14 +74,22 @@ static pid_t start_dest(int argc, char **argv, const struct mig_opts *o, const c
 		args[n++] = (char *)json_path;
 		args[n++] = "--run-after";
 		args[n++] = run_after;
-		/* Knobs apply to both sides. */
-		for (int i = 1; i < argc && n < 60; i++)
-			if (!strcmp(argv[i], "-o") && i + 1 < argc) {
-				args[n++] = "-o";
-				args[n++] = argv[++i];
-			} else if (!strncmp(argv[i], "-o", 2) && argv[i][2]) {
-				args[n++] = argv[i];
-			}
+		/* The destination's knobs, as this side parsed them: 'recv'
+		 * refuses the source's (the source sends what it needs). */
+		char knobs[24][96];
+		const struct hmig_knob *k;
+		unsigned nk = 0;
+
+		for (unsigned i = 0; (k = hmig_config_knob(i)) && nk < 24; i++) {
+			char val[64];
+
+			if (!(k->sides & HMIG_SIDE_DEST) ||
+			    hmig_config_get(&o->cfg, k->key, val, sizeof(val)))
+				continue;
+			snprintf(knobs[nk], sizeof(knobs[nk]), "%s=%s", k->key, val);
+			args[n++] = "-o";
+			args[n++] = knobs[nk++];
+		}
 		args[n] = NULL;
 		int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 		if (out < 0 || dup2(out, 1) < 0 || dup2(pfd[1], 3) < 0)
@@ -117,7 +125,7 @@ static int memfile(const char *name, char *path, size_t len)
 	return fd;
 }
 
-int local_migrate(const struct mig_opts *o, int argc, char **argv, struct local_run *lr)
+int local_migrate(const struct mig_opts *o, struct local_run *lr)
 {
 	char dst_json[64], dst_out[64], src_json[64], addr[128];
 	int fd_dj, fd_do, fd_sj;
@@ -131,7 +139,7 @@ int local_migrate(const struct mig_opts *o, int argc, char **argv, struct local_
 		return 1;
 	}
 
-	pid_t pid = start_dest(argc, argv, o, dst_json, dst_out, addr, sizeof(addr));
+	pid_t pid = start_dest(o, dst_json, dst_out, addr, sizeof(addr));
 	if (pid < 0) {
 		die_msg("cannot start the destination process: %s", strerror(errno));
 		close(fd_dj), close(fd_do), close(fd_sj);

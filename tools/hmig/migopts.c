@@ -31,7 +31,7 @@ static const struct mig_opt table[] = {
 	{ "json", 1, ROLE_SEND | ROLE_RECV | ROLE_DEMO, GROUP_MIG, "FILE", "write the report (demo: both sides merged)" },
 	{ "ready-fd", 1, ROLE_RECV, GROUP_MIG, "FD", "write the bound address to FD once listening" },
 	{ "quiet", 0, ROLE_SEND | ROLE_RECV | ROLE_DEMO, GROUP_MIG, NULL, "no summary" },
-	{ "o", 1, ROLE_SEND | ROLE_RECV | ROLE_DEMO, GROUP_MIG, "KEY=VALUE", "set a knob (repeatable): max_passes, dirty_threshold_pages, downtime_target_ms, byte_budget, min_progress, precopy_passes, switch_after_ms, push, near_pages, rate_limit_bps, io_timeout_ms, ..." },
+	{ "o", 1, ROLE_SEND | ROLE_RECV | ROLE_DEMO, GROUP_MIG, "KEY=VALUE", "set a knob (repeatable; the knobs are listed below)" },
 	/* A synth source's make-up: the destination takes it from the source. */
 	{ "mem", 1, ROLE_SEND | ROLE_DEMO, GROUP_SYNTH, "SIZE", "guest memory (default 1G)" },
 	{ "vcpus", 1, ROLE_SEND | ROLE_DEMO, GROUP_SYNTH, "N", "vCPUs (default 2)" },
@@ -67,6 +67,42 @@ static void usage_group(enum mig_role role, enum opt_group group)
 	}
 }
 
+/* The knobs a role takes: a source's for send, a destination's for recv,
+ * every one for demo (which runs both sides). */
+static unsigned role_sides(enum mig_role role)
+{
+	switch (role) {
+	case ROLE_SEND: return HMIG_SIDE_SOURCE;
+	case ROLE_RECV: return HMIG_SIDE_DEST;
+	case ROLE_DEMO: break;
+	}
+	return HMIG_SIDE_SOURCE | HMIG_SIDE_DEST;
+}
+
+/* Every knob the role takes, each with its default and, for numbers, its
+ * range: the library's own table, so the list is never short of one. */
+static void usage_knobs(enum mig_role role)
+{
+	struct hmig_config def;
+	const struct hmig_knob *k;
+	char val[64];
+
+	hmig_config_init(&def);
+	printf("\nknobs (-o KEY=VALUE):\n");
+	for (unsigned i = 0; (k = hmig_config_knob(i)); i++) {
+		if (!(k->sides & role_sides(role)))
+			continue;
+		if (hmig_config_get(&def, k->key, val, sizeof(val)))
+			snprintf(val, sizeof(val), "?");
+		printf("  %-22s %s (default %s", k->key, k->help, val);
+		/* An enum's range is its spellings, which the help names. */
+		if (val[0] >= '0' && val[0] <= '9')
+			printf("; %g to %g", k->min, k->max);
+		printf(")%s\n", role == ROLE_DEMO && k->sides == HMIG_SIDE_DEST ? " [destination]"
+			: role == ROLE_DEMO && k->sides == HMIG_SIDE_SOURCE ? " [source]" : "");
+	}
+}
+
 void mig_usage(enum mig_role role)
 {
 	static const char *const what[] = {
@@ -78,6 +114,7 @@ void mig_usage(enum mig_role role)
 	printf("usage: hmig %s\n\n", what[role]);
 	usage_group(role, GROUP_MIG);
 	usage_group(role, GROUP_SYNTH);
+	usage_knobs(role);
 	printf("\nExit status: 0 migrated with integrity ok, 1 failed, 2 bad usage.\n"
 	       "SIGUSR1 to the source forces the switch after the current pass.\n");
 }
@@ -117,10 +154,23 @@ int synth_opt_set(struct hmig_synth_params *p, const char *name, const char *arg
 	return -1;
 }
 
-static int set_knob(struct mig_opts *o, const char *kv)
+/* The knob "key=value" names, or NULL when it names none. */
+static const struct hmig_knob *knob_of(const char *kv)
+{
+	const struct hmig_knob *k;
+	size_t n = strcspn(kv, "=");
+
+	for (unsigned i = 0; (k = hmig_config_knob(i)); i++)
+		if (strlen(k->key) == n && !strncmp(k->key, kv, n))
+			return k;
+	return NULL;
+}
+
+static int set_knob(struct mig_opts *o, enum mig_role role, const char *kv)
 {
 	char key[64], err[256];
 	const char *eq = strchr(kv, '=');
+	const struct hmig_knob *k = knob_of(kv);
 
 	if (!eq || eq == kv || (size_t)(eq - kv) >= sizeof(key)) {
 		die_msg("bad -o '%s': use -o key=value", kv);
@@ -128,6 +178,15 @@ static int set_knob(struct mig_opts *o, const char *kv)
 	}
 	memcpy(key, kv, (size_t)(eq - kv));
 	key[eq - kv] = '\0';
+	/* A knob of the other side would be silently ignored here. */
+	if (k && !(k->sides & role_sides(role))) {
+		if (role == ROLE_RECV)
+			die_msg("-o %s is the source's knob: the destination takes it from the source (set it on 'hmig send')",
+				key);
+		else
+			die_msg("-o %s is the destination's knob: set it on 'hmig recv'", key);
+		return -1;
+	}
 	if (hmig_config_set(&o->cfg, key, eq + 1, err)) {
 		bool known = false;
 
@@ -178,8 +237,7 @@ static int apply(struct mig_opts *o, const char *name, const char *arg)
 		o->ready_fd = (int)u;
 	} else if (!strcmp(name, "quiet"))
 		o->quiet = true;
-	else if (!strcmp(name, "o"))
-		return set_knob(o, arg);
+
 	return 0;
 }
 
@@ -230,8 +288,9 @@ int mig_parse(int argc, char **argv, enum mig_role role, struct mig_opts *o)
 		const struct mig_opt *opt;
 		int rc;
 
-		if (c == 'o') {
-			if (set_knob(o, optarg))
+		/* -o, or --o as getopt_long also takes it */
+		if (c == 'o' || (c >= 256 && c < 256 + (int)NOPTS && !strcmp(table[c - 256].name, "o"))) {
+			if (set_knob(o, role, optarg))
 				return -1;
 			continue;
 		}
