@@ -55,6 +55,11 @@ ParameterizedTestParameters(cmd, bad_usage_is_one_line_and_exit_2)
 		{ "demo extra", "unexpected argument 'extra'" },
 		{ "send --to 127.0.0.1:1 --guest nosuch", "unknown guest backend" },
 		{ "frobnicate", "unknown command 'frobnicate'" },
+		/* an unwritable --json: found before the migration, not after */
+		{ "demo --mem 16M --json /nonexistent/r.json", "cannot write /nonexistent/r.json" },
+		{ "send --to 127.0.0.1:1 --warmup 30 --json /nonexistent/r.json", "cannot write" },
+		{ "recv --listen 127.0.0.1:0 --json /", "cannot write /: Is a directory" },
+		{ "guest --mem 16M --json /nonexistent/r.json", "cannot write" },
 		{ "guest --seconds 0", "--seconds" },
 		{ "bench", "bench needs a benchmark" },
 		{ "bench --mem 1G", "bench needs a benchmark" },

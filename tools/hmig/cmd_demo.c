@@ -17,24 +17,30 @@ void cmd_demo_usage(void)
 	mig_usage(ROLE_DEMO);
 }
 
-static int merge(const char *src_text, size_t src_len, const char *dst_text, size_t dst_len,
-		 const char *out)
+static int merge(const struct local_run *lr, struct outfile *out)
 {
 	json_t *s = NULL, *d = NULL;
 	char err[DOC_ERR_LEN] = "no report from either side";
+	char *text = NULL;
+	size_t len = 0;
 	int rc = -EINVAL;
-	FILE *f = fopen(out, "w");
+	FILE *m = open_memstream(&text, &len);
 
-	if (src_text)
-		doc_parse(src_text, src_len, &s, err);
-	if (dst_text)
-		doc_parse(dst_text, dst_len, &d, err);
-	if (f && (s || d))
-		rc = doc_merge(s, d, f, err);
-	if (!f || fclose(f) || rc) {
-		die_msg("cannot write the merged report %s: %s", out, rc ? err : strerror(errno));
-		rc = -1;
+	if (lr->src_json)
+		doc_parse(lr->src_json, lr->src_len, &s, err);
+	if (lr->dst_json)
+		doc_parse(lr->dst_json, lr->dst_len, &d, err);
+	if (m && (s || d))
+		rc = doc_merge(s, d, m, err);
+	if (m && fclose(m) && !rc)
+		rc = -EIO;
+	if (rc) {
+		die_msg("cannot merge the reports into %s: %s", out->path, err);
+		outfile_drop(out);
+	} else {
+		rc = outfile_write(out, text, len);
 	}
+	free(text);
 	json_decref(s);
 	json_decref(d);
 	return rc;
@@ -54,7 +60,7 @@ int cmd_demo(int argc, char **argv)
 	int status = local_migrate(&o, &lr);
 	if (lr.dst_out)
 		fwrite(lr.dst_out, 1, strlen(lr.dst_out), stdout);
-	if (o.json && merge(lr.src_json, lr.src_len, lr.dst_json, lr.dst_len, o.json))
+	if (o.json && merge(&lr, &o.json_out))
 		status = 1;
 	local_run_free(&lr);
 	return status;

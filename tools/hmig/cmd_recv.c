@@ -75,10 +75,12 @@ int cmd_recv(int argc, char **argv)
 		return EXIT_USAGE;
 	if ((rc = guest_open_dest(&o.guest, &g, err))) {
 		die_msg("%s", err);
+		outfile_drop(&o.json_out);
 		return 1;
 	}
 	if ((rc = hmig_dest_new(&o.cfg, g, o.listen, &d, err))) {
 		die_msg("%s", err);
+		outfile_drop(&o.json_out);
 		g->ops->destroy(g);
 		return rc == -EINVAL ? EXIT_USAGE : 1;
 	}
@@ -99,7 +101,7 @@ int cmd_recv(int argc, char **argv)
 		die_msg("%s", hmig_dest_error(d));
 	else if (run_and_verify(d, g, o.run_after) == 0)
 		status = 0;
-	if (summary_finish(write_dest_report, d, o.quiet, o.json))
+	if (summary_finish(write_dest_report, d, o.quiet, &o.json_out))
 		status = 1;
 	receiving = NULL;
 	hmig_dest_free(d);

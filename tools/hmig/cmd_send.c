@@ -50,20 +50,7 @@ static int write_source_report(void *ctx, FILE *f)
 	return hmig_source_report(ctx, f);
 }
 
-int write_text_file(const char *path, const char *text, size_t len)
-{
-	FILE *f = fopen(path, "w");
-
-	if (!f || fwrite(text, 1, len, f) != len || fclose(f)) {
-		die_msg("cannot write %s: %s", path, strerror(errno));
-		if (f)
-			fclose(f);
-		return -1;
-	}
-	return 0;
-}
-
-int run_source(const struct mig_opts *o, const char *to)
+int run_source(struct mig_opts *o, const char *to)
 {
 	struct hmig_guest *g;
 	struct hmig_source *src;
@@ -73,10 +60,12 @@ int run_source(const struct mig_opts *o, const char *to)
 	rc = guest_open_source(&o->guest, &g, err);
 	if (rc) {
 		die_msg("%s", err);
+		outfile_drop(&o->json_out);
 		return rc == -EINVAL ? EXIT_USAGE : 1;
 	}
 	if ((rc = hmig_source_new(&o->cfg, g, &src, err))) {
 		die_msg("%s", err);
+		outfile_drop(&o->json_out);
 		g->ops->destroy(g);
 		return rc == -EINVAL ? EXIT_USAGE : 1;
 	}
@@ -101,7 +90,7 @@ int run_source(const struct mig_opts *o, const char *to)
 		die_msg("%s", hmig_source_error(src));
 	else
 		status = 0;
-	if (summary_finish(write_source_report, src, o->quiet, o->json))
+	if (summary_finish(write_source_report, src, o->quiet, &o->json_out))
 		status = 1;
 out:
 	running = NULL;

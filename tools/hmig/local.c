@@ -150,7 +150,7 @@ int local_migrate(const struct mig_opts *o, struct local_run *lr)
 		struct mig_opts so = *o;
 
 		so.json = src_json;
-		src_status = run_source(&so, addr);
+		src_status = outfile_open(&so.json_out, src_json) ? 1 : run_source(&so, addr);
 	}
 	int wst = 0;
 	if (!addr[0] || src_status)

@@ -265,6 +265,7 @@ int mig_parse(int argc, char **argv, enum mig_role role, struct mig_opts *o)
 	int n = 0, c, idx;
 
 	memset(o, 0, sizeof(*o));
+	o->json_out.fd = -1;
 	o->guest.backend = GUEST_SYNTH;
 	synth_opts_default(&o->guest.synth);
 	hmig_config_init(&o->cfg);
@@ -331,5 +332,7 @@ int mig_parse(int argc, char **argv, enum mig_role role, struct mig_opts *o)
 		die_msg("recv needs --listen ADDR (e.g. --listen :4444)");
 		return -1;
 	}
-	return check_before_guest(o, role);
+	if (check_before_guest(o, role))
+		return -1;
+	return outfile_open(&o->json_out, o->json);
 }

@@ -92,7 +92,7 @@ int summary_capture(int (*write)(void *ctx, FILE *f), void *ctx, json_t **out,
 }
 
 int summary_finish(int (*write)(void *ctx, FILE *f), void *ctx, bool quiet,
-		   const char *json_path)
+		   struct outfile *out)
 {
 	json_t *rep;
 	char *text = NULL;
@@ -104,7 +104,9 @@ int summary_finish(int (*write)(void *ctx, FILE *f), void *ctx, bool quiet,
 			summary_print(rep, stdout);
 		json_decref(rep);
 	}
-	if (json_path && text && write_text_file(json_path, text, len))
+	if (!text)
+		outfile_drop(out);
+	else if (outfile_write(out, text, len))
 		rc = -1;
 	free(text);
 	return rc;

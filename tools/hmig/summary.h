@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include "cmd.h"
 #include "doc.h"
 
 void summary_print(const json_t *report, FILE *f);
@@ -15,9 +16,9 @@ int summary_capture(int (*write)(void *ctx, FILE *f), void *ctx, json_t **out,
 		    char **text, size_t *len);
 
 /* The tail of send and recv: captures the report written by `write`, prints
- * its summary unless quiet, writes it to json_path if given.  0, or -1 when
- * the file could not be written (the reason is printed). */
+ * its summary unless quiet, writes it to out (if one was asked for).  0, or
+ * -1 when the file could not be written (the reason is printed). */
 int summary_finish(int (*write)(void *ctx, FILE *f), void *ctx, bool quiet,
-		   const char *json_path);
+		   struct outfile *out);
 
 #endif
