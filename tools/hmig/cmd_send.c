@@ -90,7 +90,7 @@ int run_source(struct mig_opts *o, const char *to)
 		die_msg("%s", hmig_source_error(src));
 	else
 		status = 0;
-	if (summary_finish(write_source_report, src, o->quiet, &o->json_out))
+	if (summary_finish(write_source_report, src, o->quiet || o->no_summary, &o->json_out))
 		status = 1;
 out:
 	running = NULL;

@@ -7,8 +7,6 @@
 #include "migopts.h"
 
 struct local_run {
-	char *dst_out;            /* what the destination printed */
-	size_t dst_out_len;
 	char *src_json, *dst_json; /* the two reports, NULL when a side wrote none */
 	size_t src_len, dst_len;
 };

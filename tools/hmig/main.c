@@ -12,7 +12,7 @@ static const struct cmd commands[] = {
 	{ "recv", "receive a migration and run the guest", cmd_recv, cmd_recv_usage },
 	{ "demo", "migrate a guest between two local processes (the README's demo)",
 	  cmd_demo, cmd_demo_usage },
-	{ "report", "print the summary of a JSON report", cmd_report, cmd_report_usage },
+	{ "report", "print a JSON report as a summary, or merge two", cmd_report, cmd_report_usage },
 	{ "bench", "run a benchmark and print its table (docs/benchmarks.md)",
 	  cmd_bench, cmd_bench_usage },
 };

@@ -22,7 +22,8 @@ struct mig_opts {
 	const char *to;
 	const char *listen;
 	int ready_fd;      /* recv: write the bound address here, then close it */
-	bool quiet;
+	bool quiet;        /* errors only: no progress, no summary */
+	bool no_summary;   /* demo's source: it prints the merged one */
 };
 
 /* The synth option group (--mem, --vcpus, --workload, --fill, --seed),

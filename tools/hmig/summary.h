@@ -9,7 +9,13 @@
 #include "cmd.h"
 #include "doc.h"
 
+/* Prints a report (a source's, a destination's or a merged one) as an
+ * 'info migrate'-like summary: one labelled line per figure, "-" for what
+ * the report does not have. */
 void summary_print(const json_t *report, FILE *f);
+
+/* A size in bytes as "1.0 GiB", "256.0 MiB" or "64 KiB". */
+void summary_size(char *buf, size_t len, double bytes);
 
 /* Writes a report through `write` into memory and parses it back. */
 int summary_capture(int (*write)(void *ctx, FILE *f), void *ctx, json_t **out,
