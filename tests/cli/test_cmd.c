@@ -171,3 +171,76 @@ Test(cmd, an_unknown_knob_gets_the_whole_list)
 		contains(r.err, k->key);
 	run_free(&r);
 }
+
+/* ---- summaries and reports ---------------------------------------------- */
+
+/* A run that failed before measuring anything says "-" for what it did not
+ * measure, never nan; its report file says null. */
+Test(cmd, a_failed_run_prints_dashes_not_nan)
+{
+	struct run r;
+
+	run_hmig(&r, "send --to 127.0.0.1:1 --mem 1M --warmup 0 -o connect_timeout_ms=50 "
+		     "--json src.json");
+	cr_assert(eq(int, r.status, 1), "%s", r.err);
+	lacks(r.out, "nan");
+	contains(r.out, "source side");
+	contains(r.out, "status:           failed: cannot connect");
+	contains(r.out, "downtime:         -\n");
+	contains(r.out, "dirty rate:       -\n");
+	run_free(&r);
+	run_hmig(&r, "report src.json");
+	cr_assert(eq(int, r.status, 0), "%s", r.err);
+	lacks(r.out, "nan");
+	contains(r.out, "downtime:         -\n");
+	run_free(&r);
+}
+
+/* The destination's summary says which side it is and "-" for what only
+ * the source measures. */
+Test(cmd, the_destination_summary_names_its_side)
+{
+	struct run r;
+
+	run_hmig(&r, "recv --listen 127.0.0.1:0 -o accept_timeout_ms=50 --json dst.json");
+	cr_assert(eq(int, r.status, 1), "%s", r.err);
+	contains(r.out, "destination side");
+	contains(r.out, "received:");
+	contains(r.out, "pages:            sent -, zero -,");
+	lacks(r.out, "nan");
+	run_free(&r);
+}
+
+Test(cmd, report_refuses_what_it_cannot_merge)
+{
+	struct run r;
+
+	run_hmig(&r, "report");
+	cr_assert(eq(int, r.status, 2));
+	run_free(&r);
+	run_hmig(&r, "report a b c");
+	cr_assert(eq(int, r.status, 2));
+	run_free(&r);
+	run_hmig(&r, "report /nonexistent.json");
+	cr_assert(eq(int, r.status, 1));
+	contains(r.err, "cannot read /nonexistent.json");
+	run_free(&r);
+	cr_assert(eq(int, system("echo '{\"side\":\"source\"}' >a.json"), 0));
+	run_hmig(&r, "report a.json a.json");
+	cr_assert(eq(int, r.status, 2));
+	contains(r.err, "one source and one destination");
+	run_free(&r);
+}
+
+/* A guest under 1 GiB is labelled in MiB or KiB, not "0 GiB". */
+Test(cmd, bench_guest_labels_small_guests)
+{
+	struct run r;
+
+	run_hmig(&r, "bench guest --mem 256K --seconds 0.2");
+	cr_assert(eq(int, r.status, 0), "%s", r.err);
+	contains(r.out, "| 256 KiB |");
+	contains(r.out, "| 1.0 MiB |");
+	lacks(r.out, " 0 GiB");
+	run_free(&r);
+}

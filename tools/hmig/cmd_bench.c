@@ -12,6 +12,7 @@
 #include "local.h"
 #include "profile.h"
 #include "doc.h"
+#include "summary.h"
 
 struct bench_opts {
 	uint64_t mem;
@@ -70,8 +71,11 @@ static int bench_guest(const struct bench_opts *o)
 			if (profile_or_die(&po, &pr))
 				return 1;
 			double gib = (double)mems[m] / (double)(1ull << 30);
-			printf("| %.0f GiB | %s | %s | %.3f | %.3f | %.0f | %.0f | %.0f | %.2fx | %s |\n",
-			       gib, cases[i].label, pr.mode, pr.collect_mean_ms,
+			char size[32];
+
+			summary_size(size, sizeof(size), (double)mems[m]);
+			printf("| %s | %s | %s | %.3f | %.3f | %.0f | %.0f | %.0f | %.2fx | %s |\n",
+			       size, cases[i].label, pr.mode, pr.collect_mean_ms,
 			       pr.collect_mean_ms / gib, pr.dirty_rate_pps / 10.0,
 			       pr.writes_logged, pr.ops_unlogged,
 			       pr.ops_unlogged / (pr.ops_logged > 0 ? pr.ops_logged : 1),
