@@ -5,6 +5,7 @@
 #define HMIG_TESTS_RUN_H
 
 #include <criterion/criterion.h>
+#include <criterion/new/assert.h>
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -68,6 +69,43 @@ static inline void run_hmig(struct run *r, const char *fmt, ...)
 	r->err = run_slurp(errp);
 	unlink(outp);
 	unlink(errp);
+}
+
+/* Starts "hmig ARGS" in the background: its output goes to NAME.out and
+ * NAME.err, and its exit status to NAME.rc once it exits (run_wait). */
+static inline void run_hmig_bg(const char *name, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static inline void run_hmig_bg(const char *name, const char *fmt, ...)
+{
+	char args[2048], cmd[4096];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(args, sizeof(args), fmt, ap);
+	va_end(ap);
+	snprintf(cmd, sizeof(cmd),
+		 "sh -c \"'%s' %s </dev/null >%s.out 2>%s.err; echo \\$? >%s.rc.new && mv %s.rc.new %s.rc\" &",
+		 run_hmig_path(), args, name, name, name, name, name);
+	cr_assert(eq(int, system(cmd), 0), "cannot start %s", cmd);
+}
+
+/* Waits for the background run NAME to exit (the test's .timeout bounds
+ * the wait) and reads what it printed. */
+static inline void run_wait(const char *name, struct run *r)
+{
+	char path[256];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s.rc", name);
+	while (!(f = fopen(path, "r")))
+		usleep(20000);
+	cr_assert(eq(int, fscanf(f, "%d", &r->status), 1));
+	fclose(f);
+	snprintf(path, sizeof(path), "%s.out", name);
+	r->out = run_slurp(path);
+	snprintf(path, sizeof(path), "%s.err", name);
+	r->err = run_slurp(path);
 }
 
 static inline void run_free(struct run *r)

@@ -24,6 +24,14 @@ int cmd_recv(int argc, char **argv);
 void cmd_recv_usage(void);
 int cmd_report(int argc, char **argv);
 void cmd_report_usage(void);
+int cmd_status(int argc, char **argv);
+void cmd_status_usage(void);
+int cmd_set_rate(int argc, char **argv);
+void cmd_set_rate_usage(void);
+int cmd_switch(int argc, char **argv);
+void cmd_switch_usage(void);
+int cmd_cancel(int argc, char **argv);
+void cmd_cancel_usage(void);
 
 struct mig_opts;
 /* Runs the source side of a migration to `to` (cmd_send.c); exit status. */

@@ -30,7 +30,9 @@ static const struct mig_opt table[] = {
 	{ "run-after", 1, ROLE_RECV | ROLE_DEMO, GROUP_MIG, "S", "seconds the migrated guest runs before the oracle (default 1)" },
 	{ "json", 1, ROLE_SEND | ROLE_RECV | ROLE_DEMO, GROUP_MIG, "FILE", "write the report (demo: both sides merged)" },
 	{ "ready-fd", 1, ROLE_RECV, GROUP_MIG, "FD", "write the bound address to FD once listening" },
-	{ "quiet", 0, ROLE_SEND | ROLE_RECV | ROLE_DEMO, GROUP_MIG, NULL, "no summary" },
+	{ "quiet", 0, ROLE_SEND | ROLE_RECV | ROLE_DEMO, GROUP_MIG, NULL, "print errors only: no progress, no summary" },
+	{ "no-progress", 0, ROLE_SEND | ROLE_RECV | ROLE_DEMO, GROUP_MIG, NULL, "no live progress line on stderr (the summary still prints)" },
+	{ "control", 1, ROLE_SEND | ROLE_RECV | ROLE_DEMO, GROUP_MIG, "PATH", "control socket for 'hmig status', 'set-rate', 'switch', 'cancel' (default DIR/PID.sock, DIR $XDG_RUNTIME_DIR/hmig, /run/hmig for root, else /tmp/hmig-UID; demo: the source's)" },
 	{ "o", 1, ROLE_SEND | ROLE_RECV | ROLE_DEMO, GROUP_MIG, "KEY=VALUE", "set a knob (repeatable; the knobs are listed below)" },
 	/* A synth source's make-up: the destination takes it from the source. */
 	{ "mem", 1, ROLE_SEND | ROLE_DEMO, GROUP_SYNTH, "SIZE", "guest memory (default 1G)" },
@@ -237,6 +239,10 @@ static int apply(struct mig_opts *o, const char *name, const char *arg)
 		o->ready_fd = (int)u;
 	} else if (!strcmp(name, "quiet"))
 		o->quiet = true;
+	else if (!strcmp(name, "no-progress"))
+		o->no_progress = true;
+	else if (!strcmp(name, "control"))
+		o->control = arg;
 
 	return 0;
 }

@@ -22,7 +22,9 @@ struct mig_opts {
 	const char *to;
 	const char *listen;
 	int ready_fd;      /* recv: write the bound address here, then close it */
+	const char *control; /* --control PATH; NULL: the default path */
 	bool quiet;        /* errors only: no progress, no summary */
+	bool no_progress;
 	bool no_summary;   /* demo's source: it prints the merged one */
 };
 
