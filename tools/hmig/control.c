@@ -234,10 +234,11 @@ json_t *control_status_json(const struct hmig_status *st, bool source)
 {
 	/* The names are the report's timeline columns where they are the same
 	 * figure (docs/report.md). */
-	return json_pack("{s:s,s:i,s:s,s:b,s:I,s:o,s:I,s:I,s:o,s:o,s:o,s:o,s:I,s:I,s:o,s:o,s:o,"
+	return json_pack("{s:s,s:i,s:s,s:b,s:o,s:o,s:I,s:I,s:o,s:o,s:o,s:o,s:I,s:I,s:o,s:o,s:o,"
 			 "s:I,s:o,s:o,s:o,s:o,s:o,s:o}",
 			 "side", source ? "source" : "destination", "pid", (int)getpid(),
-			 "phase", st->phase, "finished", st->finished, "pass", (json_int_t)st->pass,
+			 "phase", st->phase, "finished", st->finished,
+			 "pass", source ? json_integer((json_int_t)st->pass) : json_null(),
 			 "elapsed_ms", real_or_null(st->elapsed_ms),
 			 "guest_pages", (json_int_t)st->guest_pages,
 			 "page_size", (json_int_t)st->page_size,

@@ -77,8 +77,7 @@ void live_format(const struct hmig_status *st, bool source, char *buf, size_t le
 			 fig(c, sizeof(c), st->eta_ms / 1e3, "%.1f s"),
 			 fig(d, sizeof(d), st->bulk_bps / MIB, "%.1f"));
 	} else if (one_of(st->phase, before)) {
-		snprintf(buf, len, " pass %u: %.1f MiB received, %s present, %s MiB/s", st->pass,
-			 moved, fig(a, sizeof(a), present_pct(st), "%.1f%%"),
+		snprintf(buf, len, ": %.1f MiB received, %s present, %s MiB/s", moved, fig(a, sizeof(a), present_pct(st), "%.1f%%"),
 			 fig(b, sizeof(b), st->bulk_bps / MIB, "%.1f"));
 	} else {
 		/* After the switch: what is there, what is pulled (the
