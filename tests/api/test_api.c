@@ -119,7 +119,7 @@ ParameterizedTest(int *i, api, threads_migrate_with_integrity, .timeout = 120)
 	cr_assert(eq(int, p.dg->ops->verify(p.dg), 0), "%s", hmig_guest_error(p.dg));
 	hmig_dest_set_integrity(p.dst, "ok", NULL);
 
-	/* Both reports say what ran, in DESIGN.md's keys. */
+	/* Both reports say what ran, in docs/report.md's keys. */
 	char *s = report_text(source_report, p.src), *d = report_text(dest_report, p.dst);
 	snprintf(want, sizeof(want), "\"mode\": \"%s\"", hmig_mode_name(mode));
 	cr_expect(not(eq(ptr, strstr(s, want), NULL)), "%s", s);

@@ -12,6 +12,7 @@
 #include <sys/un.h>
 
 #include "doc_check.h"
+#include "keys.h"
 #include "run.h"
 
 #define contains(hay, needle) \
