@@ -32,7 +32,7 @@ static const struct mig_opt table[] = {
 	{ "ready-fd", 1, ROLE_RECV, GROUP_MIG, "FD", "write the bound address to FD once listening" },
 	{ "quiet", 0, ROLE_SEND | ROLE_RECV | ROLE_DEMO, GROUP_MIG, NULL, "print errors only: no progress, no summary" },
 	{ "no-progress", 0, ROLE_SEND | ROLE_RECV | ROLE_DEMO, GROUP_MIG, NULL, "no live progress line on stderr (the summary still prints)" },
-	{ "control", 1, ROLE_SEND | ROLE_RECV | ROLE_DEMO, GROUP_MIG, "PATH", "control socket for 'hmig status', 'set-rate', 'switch', 'cancel' (default DIR/PID.sock, DIR $XDG_RUNTIME_DIR/hmig, /run/hmig for root, else /tmp/hmig-UID; demo: the source's)" },
+	{ "control", 1, ROLE_SEND | ROLE_RECV | ROLE_DEMO, GROUP_MIG, "PATH", "control socket for 'hmig status' and co. (default DIR/PID.sock: see 'man hmig')" },
 	{ "o", 1, ROLE_SEND | ROLE_RECV | ROLE_DEMO, GROUP_MIG, "KEY=VALUE", "set a knob (repeatable; the knobs are listed below)" },
 	/* A synth source's make-up: the destination takes it from the source. */
 	{ "mem", 1, ROLE_SEND | ROLE_DEMO, GROUP_SYNTH, "SIZE", "guest memory (default 1G)" },
