@@ -71,6 +71,43 @@ static inline void run_hmig(struct run *r, const char *fmt, ...)
 	unlink(errp);
 }
 
+/* Counts the lines of s. */
+static inline int run_lines(const char *s)
+{
+	int n = 0;
+
+	for (; *s; s++)
+		n += *s == '\n';
+	return n;
+}
+
+/* Runs "hmig ARGS" and checks its exit status, and, when err_has is not
+ * NULL, that stderr is one line saying err_has.  Returns what it printed
+ * on stdout (free it). */
+static inline char *run_expect(int status, const char *err_has, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static inline char *run_expect(int status, const char *err_has, const char *fmt, ...)
+{
+	char args[2048];
+	struct run r;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(args, sizeof(args), fmt, ap);
+	va_end(ap);
+	run_hmig(&r, "%s", args);
+	cr_assert(r.status == status, "hmig %s: exit %d, not %d:\n%s", args, r.status, status,
+		  r.err);
+	if (err_has) {
+		cr_assert(strstr(r.err, err_has) != NULL, "hmig %s: no '%s' in:\n%s", args, err_has,
+			  r.err);
+		cr_assert(run_lines(r.err) == 1, "hmig %s: more than one line:\n%s", args, r.err);
+	}
+	free(r.err);
+	return r.out;
+}
+
 /* Starts "hmig ARGS" in the background: its output goes to NAME.out and
  * NAME.err, and its exit status to NAME.rc once it exits (run_wait). */
 static inline void run_hmig_bg(const char *name, const char *fmt, ...)
@@ -137,14 +174,5 @@ static inline void run_scratch_done(void)
 		fprintf(stderr, "could not remove %s\n", run_scratch);
 }
 
-/* Counts the lines of s. */
-static inline int run_lines(const char *s)
-{
-	int n = 0;
-
-	for (; *s; s++)
-		n += *s == '\n';
-	return n;
-}
 
 #endif

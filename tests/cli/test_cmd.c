@@ -140,21 +140,10 @@ Test(cmd, help_lists_every_knob_of_its_side_with_its_default)
 
 Test(cmd, recv_refuses_a_source_knob_and_send_a_destination_knob)
 {
-	struct run r;
-
-	run_hmig(&r, "recv --listen 127.0.0.1:0 -o mode=precopy");
-	cr_assert(eq(int, r.status, 2));
-	cr_assert(eq(int, run_lines(r.err), 1), "%s", r.err);
-	contains(r.err, "-o mode is the source's knob");
-	run_free(&r);
-	run_hmig(&r, "recv --listen 127.0.0.1:0 --o push=seq");
-	cr_assert(eq(int, r.status, 2));
-	contains(r.err, "-o push is the source's knob");
-	run_free(&r);
-	run_hmig(&r, "send --to 127.0.0.1:1 -o accept_timeout_ms=5 --warmup 30");
-	cr_assert(eq(int, r.status, 2));
-	contains(r.err, "-o accept_timeout_ms is the destination's knob");
-	run_free(&r);
+	free(run_expect(2, "-o mode is the source's knob", "recv --listen 127.0.0.1:0 -o mode=precopy"));
+	free(run_expect(2, "-o push is the source's knob", "recv --listen 127.0.0.1:0 --o push=seq"));
+	free(run_expect(2, "-o accept_timeout_ms is the destination's knob",
+			"send --to 127.0.0.1:1 -o accept_timeout_ms=5 --warmup 30"));
 }
 
 /* The library's line says how to list the knobs; the CLI lists them all. */
@@ -213,23 +202,12 @@ Test(cmd, the_destination_summary_names_its_side)
 
 Test(cmd, report_refuses_what_it_cannot_merge)
 {
-	struct run r;
-
-	run_hmig(&r, "report");
-	cr_assert(eq(int, r.status, 2));
-	run_free(&r);
-	run_hmig(&r, "report a b c");
-	cr_assert(eq(int, r.status, 2));
-	run_free(&r);
-	run_hmig(&r, "report /nonexistent.json");
-	cr_assert(eq(int, r.status, 1));
-	contains(r.err, "cannot read /nonexistent.json");
-	run_free(&r);
+	free(run_expect(2, "report takes one report file", "report"));
+	free(run_expect(2, "report takes one report file", "report a b c"));
+	free(run_expect(2, "unknown option '--bogus'", "report --bogus a"));
+	free(run_expect(1, "cannot read /nonexistent.json", "report /nonexistent.json"));
 	cr_assert(eq(int, system("echo '{\"side\":\"source\"}' >a.json"), 0));
-	run_hmig(&r, "report a.json a.json");
-	cr_assert(eq(int, r.status, 2));
-	contains(r.err, "one source and one destination");
-	run_free(&r);
+	free(run_expect(2, "one source and one destination", "report a.json a.json"));
 }
 
 /* A guest under 1 GiB is labelled in MiB or KiB, not "0 GiB". */

@@ -20,11 +20,32 @@ static json_t *load(const char *path)
 	return v;
 }
 
+/* The source's report, the destination's and their merge ('hmig report
+ * --json'): each one's keys against the documented ones of its kind. */
+static void check_three(const struct keys *doc, const char *src, const char *dst,
+			bool complete, const char *what)
+{
+	char *out = run_expect(0, NULL, "report --json %s %s", src, dst);
+	json_t *s = load(src), *d = load(dst), *m = doc_check_parse(out);
+	char label[3][96];
+
+	snprintf(label[0], sizeof(label[0]), "%s: the source's report", what);
+	snprintf(label[1], sizeof(label[1]), "%s: the destination's report", what);
+	snprintf(label[2], sizeof(label[2]), "%s: the merged report", what);
+	keys_check(doc, s, 'S', complete, label[0]);
+	keys_check(doc, d, 'D', complete, label[1]);
+	keys_check(doc, m, 'M', complete, label[2]);
+	json_decref(s);
+	json_decref(d);
+	json_decref(m);
+	free(out);
+}
+
 Test(keys, the_documented_keys_are_the_written_keys)
 {
 	struct keys doc;
-	struct run r, src, dst;
-	json_t *s, *d, *m;
+	struct run src, dst;
+	json_t *v;
 
 	keys_documented(&doc, "report.md");
 
@@ -36,43 +57,20 @@ Test(keys, the_documented_keys_are_the_written_keys)
 	run_wait("dst", &dst);
 	cr_assert(eq(int, src.status, 0), "%s", src.err);
 	cr_assert(eq(int, dst.status, 0), "%s", dst.err);
-	run_hmig(&r, "report --json src.json dst.json");
-	cr_assert(eq(int, r.status, 0), "%s", r.err);
-	s = load("src.json");
-	d = load("dst.json");
-	m = doc_check_parse(r.out);
-	doc_check_str(d, "integrity", "ok");
-	doc_check_str(m, "integrity", "ok");
-	cr_assert(gt(u64, doc_check_u64(d, "faults.count"), 0), "no post-copy fault to report");
-	keys_check(&doc, s, 'S', true, "the source's report");
-	keys_check(&doc, d, 'D', true, "the destination's report");
-	keys_check(&doc, m, 'M', true, "the merged report");
-	json_decref(s);
-	json_decref(d);
-	json_decref(m);
-	run_free(&r);
 	run_free(&src);
 	run_free(&dst);
+	v = load("dst.json");
+	doc_check_str(v, "integrity", "ok");
+	cr_assert(gt(u64, doc_check_u64(v, "faults.count"), 0), "no post-copy fault to report");
+	json_decref(v);
+	check_three(&doc, "src.json", "dst.json", true, "a post-copy migration");
 
 	/* Failed runs add "error", and write nothing undocumented. */
-	run_hmig(&r, "send --to 127.0.0.1:1 --mem 1M --warmup 0 -o connect_timeout_ms=50 "
-		 "--json fs.json");
-	cr_assert(eq(int, r.status, 1), "%s", r.err);
-	run_free(&r);
-	run_hmig(&r, "recv --listen 127.0.0.1:0 -o accept_timeout_ms=50 --json fd.json");
-	cr_assert(eq(int, r.status, 1), "%s", r.err);
-	run_free(&r);
-	run_hmig(&r, "report --json fs.json fd.json");
-	cr_assert(eq(int, r.status, 0), "%s", r.err);
-	s = load("fs.json");
-	d = load("fd.json");
-	m = doc_check_parse(r.out);
-	run_free(&r);
-	cr_assert(not(eq(ptr, (void *)doc_str(s, "error"), NULL)));
-	keys_check(&doc, s, 'S', false, "a failed source's report");
-	keys_check(&doc, d, 'D', false, "a failed destination's report");
-	keys_check(&doc, m, 'M', false, "a failed migration's merged report");
-	json_decref(s);
-	json_decref(d);
-	json_decref(m);
+	free(run_expect(1, NULL, "send --to 127.0.0.1:1 --mem 1M --warmup 0 "
+			"-o connect_timeout_ms=50 --json fs.json"));
+	free(run_expect(1, NULL, "recv --listen 127.0.0.1:0 -o accept_timeout_ms=50 --json fd.json"));
+	v = load("fs.json");
+	cr_assert(not(eq(ptr, (void *)doc_str(v, "error"), NULL)));
+	json_decref(v);
+	check_three(&doc, "fs.json", "fd.json", false, "a failed migration");
 }

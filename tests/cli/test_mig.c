@@ -83,7 +83,7 @@ static void expect_integrity_ok(const char *path)
  * cap through the control socket; both sides print progress to a log. */
 Test(mig, status_switch_and_set_rate_while_send_runs)
 {
-	struct run r, src, dst;
+	struct run src, dst;
 	json_t *st, *v;
 	char err[DOC_ERR_LEN];
 
@@ -108,19 +108,12 @@ Test(mig, status_switch_and_set_rate_while_send_runs)
 	doc_check_str(st, "side", "destination");
 	json_decref(st);
 
-	run_hmig(&r, "switch src.sock");
-	cr_assert(eq(int, r.status, 0), "%s", r.err);
-	run_free(&r);
-	run_hmig(&r, "set-rate src.sock 0");
-	cr_assert(eq(int, r.status, 0), "%s", r.err);
-	contains(r.out, "rate cap: none");
-	run_free(&r);
+	free(run_expect(0, NULL, "switch src.sock"));
+	char *out = run_expect(0, NULL, "set-rate src.sock 0");
+	contains(out, "rate cap: none");
+	free(out);
 	/* A destination has no rate to set: one line, and it runs on. */
-	run_hmig(&r, "set-rate %s 1M", pid);
-	cr_assert(eq(int, r.status, 1));
-	cr_assert(eq(int, run_lines(r.err), 1), "%s", r.err);
-	contains(r.err, "ask the source");
-	run_free(&r);
+	free(run_expect(1, "ask the source", "set-rate %s 1M", pid));
 
 	run_wait("src", &src);
 	run_wait("dst", &dst);
@@ -178,7 +171,7 @@ static json_t *reply_line(int fd, char *buf, size_t len)
 Test(mig, the_control_socket_is_safe_to_poke)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	struct run r, a;
+	struct run a;
 	struct stat st;
 	char buf[8192];
 	json_t *v;
@@ -196,11 +189,8 @@ Test(mig, the_control_socket_is_safe_to_poke)
 	cr_assert(eq(int, st.st_mode & 0777, 0600), "mode %o", st.st_mode & 0777);
 
 	/* A second run does not take a live socket's path. */
-	run_hmig(&r, "recv --listen unix:%s/b.sock --control c.sock", run_scratch);
-	cr_assert(eq(int, r.status, 2));
-	cr_assert(eq(int, run_lines(r.err), 1), "%s", r.err);
-	contains(r.err, "another hmig answers at c.sock");
-	run_free(&r);
+	free(run_expect(2, "another hmig answers at c.sock",
+			"recv --listen unix:%s/b.sock --control c.sock", run_scratch));
 	cr_assert(eq(int, stat("c.sock", &st), 0), "the live socket was removed");
 
 	/* Bad requests, one answer line each; the connection stays usable. */
@@ -228,19 +218,14 @@ Test(mig, the_control_socket_is_safe_to_poke)
 	json_decref(v);
 	close(fd);
 
-	run_hmig(&r, "cancel c.sock");
-	cr_assert(eq(int, r.status, 0), "%s", r.err);
-	run_free(&r);
+	free(run_expect(0, NULL, "cancel c.sock"));
 	run_wait("a", &a);
 	cr_assert(eq(int, a.status, 1), "%s", a.err);
 	contains(a.err, "cancelled");
 	cr_assert(eq(int, access("c.sock", F_OK), -1), "the socket outlived its hmig");
 	run_free(&a);
 
-	run_hmig(&r, "status c.sock");
-	cr_assert(eq(int, r.status, 1));
-	contains(r.err, "no control socket at c.sock");
-	run_free(&r);
+	free(run_expect(1, "no control socket at c.sock", "status c.sock"));
 }
 
 Test(mig, demo_quiet_prints_nothing)
