@@ -243,7 +243,6 @@ static int apply(struct mig_opts *o, const char *name, const char *arg)
 		o->no_progress = true;
 	else if (!strcmp(name, "control"))
 		o->control = arg;
-
 	return 0;
 }
 

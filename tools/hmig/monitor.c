@@ -119,11 +119,11 @@ void monitor_stop(struct monitor *m)
 {
 	uint64_t one = 1;
 
-	if (!m->running)
-		return;
-	if (write(m->wake, &one, sizeof(one)) != sizeof(one))
-		return; /* cannot happen to an eventfd below its maximum */
-	pthread_join(m->thread, NULL);
-	close(m->wake);
-	m->running = false;
+	if (m->running && write(m->wake, &one, sizeof(one)) == sizeof(one)) {
+		pthread_join(m->thread, NULL);
+		close(m->wake);
+		m->running = false;
+	}
+	if (m->ctl && !m->running)
+		control_close(m->ctl);
 }

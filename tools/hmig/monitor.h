@@ -31,7 +31,9 @@ int monitor_control_open(struct control *ctl, const char *path, bool quiet);
 int monitor_start(struct monitor *m, const struct control_target *t, struct control *ctl,
 		  const char *who, bool progress);
 /* Stops it: the progress line, if any, ends with the final figures and a
- * newline.  Does nothing when it did not start. */
+ * newline, and the control socket closes (a status asked after the
+ * migration is told nothing answers, rather than left waiting).  Does
+ * nothing when it did not start. */
 void monitor_stop(struct monitor *m);
 
 #endif
