@@ -2,9 +2,9 @@
  * loopback port, the source in this process.  Used by demo and bench.
  *
  * Nothing outlives it: the reports go to memory files (memfd) that both
- * processes reach by /proc/self/fd paths, not to a
- * temporary directory, and the child dies with this process
- * (PR_SET_PDEATHSIG) even when this one is killed outright. */
+ * processes reach by /proc/self/fd paths, not to a temporary directory,
+ * and the child dies with this process (PR_SET_PDEATHSIG) even when this
+ * one is killed outright. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
