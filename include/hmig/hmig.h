@@ -129,6 +129,14 @@ const struct hmig_knob *hmig_config_knob(unsigned i);
  * "0.1").  0, -ENOENT for an unknown key, -ENOSPC when len is too short. */
 int hmig_config_get(const struct hmig_config *cfg, const char *key, char *buf, size_t len);
 
+/* Checks an address as hmig_source_run (connect: true) or hmig_dest_new
+ * (connect: false) will take it, resolving a host name: 0; -EINVAL for one
+ * that cannot be right (a bad form, a port above 65535, port 0 to connect
+ * to); -EADDRNOTAVAIL for a host name that does not resolve; one line in
+ * errbuf (256 bytes).  Call it to learn of a bad address before opening a
+ * guest. */
+int hmig_addr_check(const char *addr, bool connect, char *errbuf);
+
 const char *hmig_mode_name(enum hmig_mode m);
 int hmig_mode_parse(const char *s, enum hmig_mode *m);
 const char *hmig_reason_name(enum hmig_reason r);

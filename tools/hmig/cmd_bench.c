@@ -12,6 +12,7 @@
 #include "local.h"
 #include "profile.h"
 #include "doc.h"
+#include "summary.h"
 
 struct bench_opts {
 	uint64_t mem;
@@ -70,8 +71,11 @@ static int bench_guest(const struct bench_opts *o)
 			if (profile_or_die(&po, &pr))
 				return 1;
 			double gib = (double)mems[m] / (double)(1ull << 30);
-			printf("| %.0f GiB | %s | %s | %.3f | %.3f | %.0f | %.0f | %.0f | %.2fx | %s |\n",
-			       gib, cases[i].label, pr.mode, pr.collect_mean_ms,
+			char size[32];
+
+			summary_size(size, sizeof(size), (double)mems[m]);
+			printf("| %s | %s | %s | %.3f | %.3f | %.0f | %.0f | %.0f | %.2fx | %s |\n",
+			       size, cases[i].label, pr.mode, pr.collect_mean_ms,
 			       pr.collect_mean_ms / gib, pr.dirty_rate_pps / 10.0,
 			       pr.writes_logged, pr.ops_unlogged,
 			       pr.ops_unlogged / (pr.ops_logged > 0 ? pr.ops_logged : 1),
@@ -125,7 +129,7 @@ static int migrate_sec(const struct bench_opts *o, const char *workload, enum hm
 	m.warmup = warmup;
 	m.run_after = 0.5;
 	m.quiet = true;
-	int status = local_migrate(&m, 0, argv, &lr);
+	int status = local_migrate(&m, &lr);
 	int rc = -1;
 	if (lr.src_json && lr.dst_json && doc_parse(lr.src_json, lr.src_len, src, err) == 0) {
 		if (doc_parse(lr.dst_json, lr.dst_len, dst, err) == 0)
@@ -512,8 +516,8 @@ int cmd_bench(int argc, char **argv)
 	uint64_t u;
 	int c;
 
-	if (argc < 2) {
-		cmd_bench_usage();
+	if (argc < 2 || argv[1][0] == '-') {
+		die_msg("bench needs a benchmark's name first: run 'hmig bench --help' for the list");
 		return EXIT_USAGE;
 	}
 	const char *name = argv[1];
