@@ -56,7 +56,8 @@ struct hmig_config {
 	uint32_t max_passes;            /* passes including pass 0 (5, as Xen) */
 	uint64_t dirty_threshold_pages; /* stop when at most this many are dirty (50, as Xen) */
 	double downtime_target_ms;      /* stop when the rest fits this (300, as QEMU) */
-	double byte_budget;             /* give up after sending this many guest sizes; 0 = none */
+	double byte_budget;             /* give up after sending this many guest sizes; 0 = none
+					 * (hybrid: 1.3, see docs/architecture.md) */
 	double min_progress;            /* give up when a pass shrinks the dirty set by less; 0 = off */
 	uint32_t precopy_passes;        /* postcopy mode: passes before the switch (1:
 					 * pass 0; 0 sends nothing first) */
@@ -208,7 +209,8 @@ struct hmig_status {
 				  * destination is in "setup" until a source
 				  * has connected */
 	bool finished;           /* the run has returned */
-	uint32_t pass;           /* pre-copy: the pass running, or the last */
+	uint32_t pass;           /* source, pre-copy: the pass running, or the
+				  * last (0 on the destination) */
 	double elapsed_ms;       /* since the migration started (0 before) */
 	uint64_t guest_pages;    /* pages that move */
 	uint32_t page_size;
@@ -281,6 +283,10 @@ void hmig_source_force_switch(struct hmig_source *src);
  * from the next 64 KiB sent, and to the channels of a recovered link too.
  * Safe from any thread. */
 void hmig_source_set_rate(struct hmig_source *src, uint64_t bytes_per_s);
+
+/* Records the guest's ops/s before the migration, measured by the caller
+ * (the report's guest_ops_per_s_before). */
+void hmig_source_set_ops_before(struct hmig_source *src, double ops_per_s);
 
 /* Writes the report (docs/report.md) as JSON. */
 int hmig_source_report(struct hmig_source *src, FILE *f);

@@ -88,7 +88,7 @@ struct hmig_source {
 	uint32_t recoveries;
 	double paused_link_ms; /* time spent with the link down after the commit */
 	uint64_t resent_after_recovery; /* pages the destination said it still needed */
-	uint64_t t0, t_pause;
+	uint64_t t0, t_end, t_pause;
 	/* Where the downtime goes: paused, collected, state sent, LOADED
 	 * received, RESUMED received (ns, 0 until reached). */
 	uint64_t t_paused, t_collected, t_sent, t_loaded, t_resumed;
@@ -1127,7 +1127,7 @@ static int handover(struct hmig_source *s, bool postcopy)
 static void finish_report(struct hmig_source *s, int rc)
 {
 	eng_report_guest(&s->rep, s->cfg.mode, s->g, &s->geo);
-	s->rep.total_ms = clock_ms(clock_now_ns() - s->t0);
+	s->rep.total_ms = clock_ms((s->t_end ? s->t_end : clock_now_ns()) - s->t0);
 	s->rep.bytes.total = bulk_bytes(s) + urgent_bytes(s);
 	s->rep.bytes.precopy = s->rep.bytes.total - s->rep.bytes.stopcopy - s->rep.bytes.push -
 			       s->rep.bytes.pull;
@@ -1221,6 +1221,7 @@ int hmig_source_run(struct hmig_source *s, const char *addr)
 		rc = err_setf(s->err, -EIO, "%s", hmig_guest_error(s->g));
 	progress_stop(&s->prog);
 	atomic_store(&s->live.finished, true);
+	s->t_end = clock_now_ns();
 	finish_report(s, rc);
 	/* On success the bulk channel stays open for the verdict. */
 	if (rc)
@@ -1295,6 +1296,11 @@ int hmig_source_status(struct hmig_source *s, struct hmig_status *st, size_t siz
 		return -EINVAL;
 	progress_status(&s->prog, st, size);
 	return 0;
+}
+
+void hmig_source_set_ops_before(struct hmig_source *s, double ops_per_s)
+{
+	s->rep.guest_ops_per_s_before = ops_per_s;
 }
 
 int hmig_source_report(struct hmig_source *s, FILE *f)

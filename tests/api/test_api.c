@@ -366,12 +366,21 @@ Test(api, status_while_running_and_the_cap_can_change, .timeout = 120)
 	cr_assert(w.rate_changed, "pass 0 never reached a quarter under the cap");
 	cr_assert(eq(u64, w.rate_seen_after, 0));
 	cr_assert(gt(u64, w.max_present, 0), "the destination never said it held a page");
-	/* After the run. */
+	/* After the run: the clock has stopped, and the verdict's wait (the
+	 * destination's guest runs a while first) is not the migration's. */
 	cr_assert(eq(int, hmig_source_status(p.src, &st, sizeof(st)), 0));
 	cr_assert(st.finished);
 	cr_assert(eq(str, st.phase, "done"));
 	cr_assert(eq(u64, st.pages_left, 0));
 	cr_assert(isfinite(st.downtime_ms));
+	struct timespec nap = { .tv_nsec = 300 * 1000 * 1000 };
+	nanosleep(&nap, NULL);
+	struct hmig_status later;
+	cr_assert(eq(int, hmig_source_status(p.src, &later, sizeof(later)), 0));
+	cr_assert(eq(dbl, later.elapsed_ms, st.elapsed_ms));
+	double st_src_elapsed = st.elapsed_ms;
+	hmig_dest_set_integrity(p.dst, "ok", NULL);
+	cr_assert(eq(int, hmig_source_wait_verdict(p.src, 10000), 0), "%s", hmig_source_error(p.src));
 	cr_assert(eq(int, hmig_dest_status(p.dst, &st, sizeof(st)), 0));
 	cr_assert(st.finished);
 	cr_assert(eq(str, st.phase, "complete"));
@@ -395,6 +404,9 @@ Test(api, status_while_running_and_the_cap_can_change, .timeout = 120)
 				  json_object_get(dj, "timeline"), 0), "t_ms")), 0));
 	bool started = json_is_number(json_object_get(sj, "start_unix_ms"));
 	cr_assert(started, "no start_unix_ms");
+	double total = json_number_value(json_object_get(sj, "total_ms"));
+	cr_assert(lt(dbl, fabs(total - st_src_elapsed), 1.0), "total_ms %g, status elapsed %g", total,
+		  st_src_elapsed);
 	double fastest = 0;
 	size_t i;
 	json_t *row;

@@ -85,8 +85,15 @@ static int migrate(struct mig_opts *o, const char *to, struct control *ctl)
 	}
 	struct timespec w = { .tv_sec = (time_t)o->warmup,
 			      .tv_nsec = (long)((o->warmup - (double)(time_t)o->warmup) * 1e9) };
+	struct hmig_guest_stats a, b;
+	int sa = g->ops->stats(g, &a);
+	uint64_t t0 = mono_ns();
 	while (nanosleep(&w, &w) && errno == EINTR)
 		;
+	/* The guest's own pace, for the report's guest_ops_per_s_before. */
+	if (o->warmup > 0 && !sa && !g->ops->stats(g, &b) && mono_ns() > t0)
+		hmig_source_set_ops_before(src, (double)(b.ops - a.ops) /
+						   ((double)(mono_ns() - t0) / 1e9));
 	rc = hmig_source_run(src, to);
 	/* The migration is over: its last line says so when it ended, not
 	 * after the destination's guest has run its --run-after. */
