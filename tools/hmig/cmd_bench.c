@@ -18,7 +18,14 @@ struct bench_opts {
 	uint64_t mem;
 	double seconds;
 	uint32_t vcpus;
+	bool insecure;  /* plaintext (CRC32C per page) instead of TLS */
 };
+
+/* What the channels ran, for each table's heading. */
+static const char *channels(const struct bench_opts *o)
+{
+	return o->insecure ? "plaintext with CRC32C" : "TLS 1.3, throwaway PSK";
+}
 
 struct bench {
 	const char *name;
@@ -96,7 +103,7 @@ static int migrate_sec(const struct bench_opts *o, const char *workload, enum hm
 static int migrate_k(const struct bench_opts *o, const char *workload, enum hmig_mode mode,
 		     double warmup, const char *const *knobs, json_t **src, json_t **dst)
 {
-	return migrate_sec(o, workload, mode, warmup, knobs, false, src, dst);
+	return migrate_sec(o, workload, mode, warmup, knobs, o->insecure, src, dst);
 }
 
 /* One local migration, TLS with an ephemeral key (local.c) unless insecure. */
@@ -167,8 +174,8 @@ static int bench_precopy(const struct bench_opts *o)
 	json_t *src, *dst;
 	struct baseline_tcp tcp;
 
-	printf("## bench precopy (%lu MiB guest, %u vCPUs, loopback)\n\n",
-	       (unsigned long)(o->mem >> 20), o->vcpus);
+	printf("## bench precopy (%lu MiB guest, %u vCPUs, loopback, %s)\n\n",
+	       (unsigned long)(o->mem >> 20), o->vcpus, channels(o));
 	/* Source + destination + the fresh-memory baseline: warm 4 guest sizes. */
 	baseline_warm_memory(4 * o->mem);
 	if (baseline_tcp_blast(o->mem, &tcp)) {
@@ -221,8 +228,8 @@ static int bench_postcopy(const struct bench_opts *o)
 	json_t *src, *dst;
 	struct baseline_tcp tcp;
 	struct baseline_pull pull;
-	printf("## bench postcopy (%lu MiB guest, %u vCPUs, loopback)\n\n",
-	       (unsigned long)(o->mem >> 20), o->vcpus);
+	printf("## bench postcopy (%lu MiB guest, %u vCPUs, loopback, %s)\n\n",
+	       (unsigned long)(o->mem >> 20), o->vcpus, channels(o));
 	baseline_warm_memory(4 * o->mem);
 	if (baseline_tcp_blast(o->mem, &tcp) || baseline_pull(&pull)) {
 		die_msg("bench: a baseline failed");
@@ -345,8 +352,8 @@ static int bench_scale(const struct bench_opts *o)
 		  { "precopy_passes=1", NULL } },
 		{ "hybrid, unthrottled writer", "uniform", HMIG_MODE_HYBRID, { NULL } },
 	};
-	printf("## bench scale (%u vCPUs, loopback, %d runs a cell: median (min-max))\n\n",
-	       o->vcpus, RUNS);
+	printf("## bench scale (%u vCPUs, loopback, %s, %d runs a cell: median (min-max))\n\n",
+	       o->vcpus, channels(o), RUNS);
 	/* This VM backs memory lazily and takes freed memory back after a
 	 * while: whoever touches memory first pays several times what a warm
 	 * touch costs, and the order of runs would decide the figures.  So
@@ -495,13 +502,15 @@ static const struct bench benches[] = {
 
 void cmd_bench_usage(void)
 {
-	printf("usage: hmig bench <name> [--mem SIZE] [--vcpus N] [--seconds S]\n\n");
+	printf("usage: hmig bench <name> [--mem SIZE] [--vcpus N] [--seconds S] [--insecure]\n\n");
 	for (size_t i = 0; i < NBENCHES; i++)
 		printf("  %-8s %s\n", benches[i].name, benches[i].summary);
 	printf("\nPrints Markdown tables (the format of docs/benchmarks.md).\n"
 	       "  --mem SIZE     base guest size (default 1G)\n"
 	       "  --vcpus N      vCPUs (default 2)\n"
-	       "  --seconds S    measuring time per case (default 3)\n");
+	       "  --seconds S    measuring time per case (default 3)\n"
+	       "  --insecure     plaintext channels (CRC32C per page) instead of TLS\n"
+	       "                 (bench tls always measures both)\n");
 }
 
 int cmd_bench(int argc, char **argv)
@@ -510,6 +519,7 @@ int cmd_bench(int argc, char **argv)
 		{ "mem", required_argument, NULL, 'm' },
 		{ "vcpus", required_argument, NULL, 'v' },
 		{ "seconds", required_argument, NULL, 't' },
+		{ "insecure", no_argument, NULL, 'i' },
 		{ 0 }
 	};
 	struct bench_opts o = { .mem = 1ull << 30, .seconds = 3, .vcpus = 2 };
@@ -537,6 +547,9 @@ int cmd_bench(int argc, char **argv)
 		case 't':
 			if (opt_double("--seconds", optarg, 0.2, 3600, &o.seconds))
 				return EXIT_USAGE;
+			break;
+		case 'i':
+			o.insecure = true;
 			break;
 		default:
 			die_msg("unknown or incomplete option '%s': run 'hmig bench --help'",
