@@ -494,7 +494,7 @@ static int run_pass(struct hmig_source *s, uint32_t pass, uint64_t *todo,
 		*d = ask_rule(s, pp, &why);
 	}
 	if (*d != HMIG_DECIDE_PASS)
-		s->rep.switchover.reason = eng_stats_reason(why);
+		s->rep.switchover.reason = why;
 	return 0;
 }
 
@@ -518,7 +518,7 @@ static int precopy(struct hmig_source *s, enum hmig_decision *decision)
 	/* postcopy with precopy_passes=0: nothing moves before the switch. */
 	if (s->cfg.mode == HMIG_MODE_POSTCOPY && !s->cfg.precopy_passes) {
 		memcpy(s->dirty, s->moving, words * 8);
-		s->rep.switchover.reason = STATS_REASON_MAX_PASSES;
+		s->rep.switchover.reason = HMIG_REASON_MAX_PASSES;
 		*decision = HMIG_DECIDE_POSTCOPY;
 		return 0;
 	}

@@ -36,14 +36,9 @@ const char *stats_integrity_name(enum stats_integrity i)
 	return NAME_OF(names, i);
 }
 
-const char *stats_reason_name(enum stats_reason r)
+const char *stats_reason_name(enum hmig_reason r)
 {
-	static const char *const names[] = {
-		NULL, "converged", "max_passes", "no_progress", "byte_budget",
-		"forced",
-	};
-
-	return NAME_OF(names, r);
+	return r == HMIG_REASON_NONE ? NULL : hmig_reason_name(r);
 }
 
 /* Every top-level key this file writes; an extra may not shadow one. */

@@ -35,22 +35,15 @@ enum stats_integrity {
 	STATS_INTEGRITY_OK,
 	STATS_INTEGRITY_MISMATCH,
 };
-/* NONE: no switchover happened (yet); written as "reason": null. */
-enum stats_reason {
-	STATS_REASON_NONE,
-	STATS_REASON_CONVERGED,
-	STATS_REASON_MAX_PASSES,
-	STATS_REASON_NO_PROGRESS,
-	STATS_REASON_BYTE_BUDGET,
-	STATS_REASON_FORCED,
-};
 
-/* The JSON spellings ("hybrid", "cancelled", "max_passes", ...); "?" for an
- * out-of-range value, NULL for STATS_REASON_NONE. */
+/* The JSON spellings ("source", "cancelled", "ok", ...); "?" for an
+ * out-of-range value. */
 const char *stats_side_name(enum stats_side s);
 const char *stats_result_name(enum stats_result r);
 const char *stats_integrity_name(enum stats_integrity i);
-const char *stats_reason_name(enum stats_reason r);
+/* hmig_reason_name's, but NULL for HMIG_REASON_NONE (no switchover
+ * happened yet: written as "reason": null). */
+const char *stats_reason_name(enum hmig_reason r);
 
 /* One row of "passes". */
 struct stats_pass_row {
@@ -126,7 +119,7 @@ struct stats_report {
 		uint64_t sent, zero, duplicate, pulled, pushed;
 	} pages;
 	struct {
-		enum stats_reason reason;
+		enum hmig_reason reason;
 		uint64_t stale_pages;
 	} switchover;
 	struct {

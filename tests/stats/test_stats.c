@@ -262,7 +262,7 @@ static void fill_source(struct stats_report *r)
 	r->pages.sent = 290000;
 	r->pages.zero = 1000;
 	r->pages.duplicate = 11;	/* the source's view; the merge drops it */
-	r->switchover.reason = STATS_REASON_MAX_PASSES;
+	r->switchover.reason = HMIG_REASON_MAX_PASSES;
 	r->switchover.stale_pages = 9000;
 	r->guest_ops_per_s_before = 20000;
 	cr_assert(eq(int, stats_report_add_pass(r, &p0), 0));
