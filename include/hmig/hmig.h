@@ -56,7 +56,8 @@ struct hmig_config {
 	uint32_t max_passes;            /* passes including pass 0 (5, as Xen) */
 	uint64_t dirty_threshold_pages; /* stop when at most this many are dirty (50, as Xen) */
 	double downtime_target_ms;      /* stop when the rest fits this (300, as QEMU) */
-	double byte_budget;             /* give up after sending this many guest sizes; 0 = none */
+	double byte_budget;             /* give up after sending this many guest sizes; 0 = none
+					 * (hybrid: 1.3, see docs/architecture.md) */
 	double min_progress;            /* give up when a pass shrinks the dirty set by less; 0 = off */
 	uint32_t precopy_passes;        /* postcopy mode: passes before the switch (1:
 					 * pass 0; 0 sends nothing first) */
@@ -75,6 +76,20 @@ struct hmig_config {
 	int sample_ms;                  /* a timeline row and a fresh status this often
 					 * (100; 0: rows at events only) */
 	enum hmig_dirty_mode dirty;     /* dirty logging mode to ask the backend for */
+	/* destination; every value is valid, so not in -o's table (set the
+	 * struct, or 'hmig recv --max-mem SIZE') */
+	uint64_t max_mem;               /* refuse a guest larger than this many bytes,
+					 * before allocating anything; 0 = this host's
+					 * available memory (MemAvailable) */
+	/* Transport security (README, "Trust model").  Exactly one of the three:
+	 * hmig_source_new and hmig_dest_new refuse a config with none, or with
+	 * both credentials.  Not knobs: set them in the struct; the strings
+	 * must outlive the source or destination. */
+	const char *tls_creds;          /* X.509 directory: ca-cert.pem, server-cert.pem,
+					 * server-key.pem, client-cert.pem, client-key.pem */
+	const char *tls_psk;            /* pre-shared key file, "identity:hexkey" */
+	bool insecure;                  /* no TLS: plaintext, each page with a CRC32C;
+					 * anyone who reaches the port can migrate in */
 };
 
 void hmig_config_init(struct hmig_config *cfg);
@@ -114,6 +129,14 @@ const struct hmig_knob *hmig_config_knob(unsigned i);
 /* A knob's value as text, as hmig_config_set takes it ("hybrid", "300",
  * "0.1").  0, -ENOENT for an unknown key, -ENOSPC when len is too short. */
 int hmig_config_get(const struct hmig_config *cfg, const char *key, char *buf, size_t len);
+
+/* Checks an address as hmig_source_run (connect: true) or hmig_dest_new
+ * (connect: false) will take it, resolving a host name: 0; -EINVAL for one
+ * that cannot be right (a bad form, a port above 65535, port 0 to connect
+ * to); -EADDRNOTAVAIL for a host name that does not resolve; one line in
+ * errbuf (256 bytes).  Call it to learn of a bad address before opening a
+ * guest. */
+int hmig_addr_check(const char *addr, bool connect, char *errbuf);
 
 const char *hmig_mode_name(enum hmig_mode m);
 int hmig_mode_parse(const char *s, enum hmig_mode *m);
@@ -186,7 +209,8 @@ struct hmig_status {
 				  * destination is in "setup" until a source
 				  * has connected */
 	bool finished;           /* the run has returned */
-	uint32_t pass;           /* pre-copy: the pass running, or the last */
+	uint32_t pass;           /* source, pre-copy: the pass running, or the
+				  * last (0 on the destination) */
 	double elapsed_ms;       /* since the migration started (0 before) */
 	uint64_t guest_pages;    /* pages that move */
 	uint32_t page_size;
@@ -260,6 +284,10 @@ void hmig_source_force_switch(struct hmig_source *src);
  * Safe from any thread. */
 void hmig_source_set_rate(struct hmig_source *src, uint64_t bytes_per_s);
 
+/* Records the guest's ops/s before the migration, measured by the caller
+ * (the report's guest_ops_per_s_before). */
+void hmig_source_set_ops_before(struct hmig_source *src, double ops_per_s);
+
 /* Writes the report (docs/report.md) as JSON. */
 int hmig_source_report(struct hmig_source *src, FILE *f);
 const char *hmig_source_error(const struct hmig_source *src);
@@ -296,6 +324,16 @@ const char *hmig_dest_address(const struct hmig_dest *dst);
 int hmig_dest_status(struct hmig_dest *dst, struct hmig_status *st, size_t size);
 
 int hmig_dest_report(struct hmig_dest *dst, FILE *f);
+
+/* Called once for every connection the destination closes without letting
+ * it in (no or wrong credentials, a plaintext peer where TLS is required, a
+ * handshake that never finishes, not hmig at all), from hmig_dest_run's
+ * thread: `from` is the peer's address, `why` one line (escaped).  The
+ * destination keeps waiting for its source.  The library records each in
+ * the report (rejected_connections); printing is the caller's business.
+ * Set it before hmig_dest_run; NULL removes it. */
+typedef void (*hmig_reject_fn)(void *data, const char *from, const char *why);
+void hmig_dest_set_reject_hook(struct hmig_dest *dst, hmig_reject_fn fn, void *data);
 /* Records the guest's ops/s after the resume, measured by the caller. */
 void hmig_dest_set_ops_after(struct hmig_dest *dst, double ops_per_s);
 /* Records the oracle's verdict in the report ("ok", "mismatch", "skipped"),

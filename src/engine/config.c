@@ -43,6 +43,11 @@ void hmig_config_init(struct hmig_config *cfg)
 		 * few kB a second of report. */
 		.sample_ms = 100,
 		.dirty = HMIG_DIRTY_AUTO,
+		.max_mem = 0,
+		/* Secure by default: no credentials and no insecure = refused. */
+		.tls_creds = NULL,
+		.tls_psk = NULL,
+		.insecure = false,
 	};
 }
 
@@ -72,7 +77,7 @@ static const struct knob knobs[] = {
 	KNOB(max_passes, SRC, K_U32, 1, 1000, "pre-copy passes including pass 0"),
 	KNOB(dirty_threshold_pages, SRC, K_U64, 0, 1e15, "converged at or below this many dirty pages"),
 	KNOB(downtime_target_ms, SRC, K_DOUBLE, 0, 1e7, "converged when the rest fits this downtime"),
-	KNOB(byte_budget, SRC, K_DOUBLE, 0, 1e6, "give up after this many guest sizes sent (0 = none)"),
+	KNOB(byte_budget, SRC, K_DOUBLE, 0, 1e6, "give up after this many guest sizes sent (0: none, hybrid 1.3)"),
 	KNOB(min_progress, SRC, K_DOUBLE, 0, 1, "give up when a pass shrinks the dirty set by less"),
 	KNOB(precopy_passes, SRC, K_U32, 0, 1000, "postcopy mode: passes before the switch"),
 	KNOB(switch_after_ms, SRC, K_DOUBLE, 0, 1e9, "force the switch after this long (0 = never)"),
@@ -117,6 +122,11 @@ static int push_parse(const char *s, enum hmig_push *p)
 	return -EINVAL;
 }
 
+/* At file scope: C11 allows no declaration right after a case label, and
+ * clang (the fuzz build) holds to that. */
+_Static_assert(sizeof(enum hmig_mode) == sizeof(int) && sizeof(enum hmig_push) == sizeof(int) &&
+	       sizeof(enum hmig_dirty_mode) == sizeof(int), "enum knobs are ints");
+
 /* The field's value as a double: every knob's range is checked on that.
  * Enums are read as int, so a caller's stray -1 is -1, not 4294967295. */
 static double knob_get(const struct hmig_config *cfg, const struct knob *k)
@@ -132,9 +142,6 @@ static double knob_get(const struct hmig_config *cfg, const struct knob *k)
 	case K_MODE:
 	case K_DIRTY:
 	case K_PUSH:
-		_Static_assert(sizeof(enum hmig_mode) == sizeof(int) &&
-			       sizeof(enum hmig_push) == sizeof(int) &&
-			       sizeof(enum hmig_dirty_mode) == sizeof(int), "enum knobs are ints");
 		memcpy(&e, field, sizeof(e));
 		return e;
 	}
@@ -144,7 +151,9 @@ static double knob_get(const struct hmig_config *cfg, const struct knob *k)
 static void knob_put(struct hmig_config *cfg, const struct knob *k, double v)
 {
 	void *field = (char *)cfg + k->off;
-	int e = (int)v;
+	/* Converted to int only for the enums: -o rate_limit_bps=1e15 is in
+	 * range for its knob, and as an int it would be undefined behaviour. */
+	int e = k->type == K_MODE || k->type == K_DIRTY || k->type == K_PUSH ? (int)v : 0;
 
 	switch (k->type) {
 	case K_U32: *(uint32_t *)field = (uint32_t)v; break;

@@ -30,6 +30,7 @@
 #include "common/bitmap.h"
 #include "common/clock.h"
 #include "common/err.h"
+#include "common/esc.h"
 #include "engine/engine.h"
 #include "engine/fault.h"
 #include "engine/pages.h"
@@ -71,6 +72,9 @@ struct hmig_dest {
 	enum dst_state state;
 	struct net_listener listener;
 	struct net_pair net;
+	struct net_tls *tls;     /* credentials; NULL: insecure */
+	hmig_reject_fn on_reject;
+	void *reject_data;
 	struct rec_buf rx;
 	struct pages pages;      /* present / requested / missing */
 	struct fault_handler fh; /* post-copy only */
@@ -98,8 +102,8 @@ struct hmig_dest {
 		_Atomic bool finished, started;
 		_Atomic uint64_t lat_sum_ns, lat_n; /* served faults */
 	} live;
-	bool net_live, pages_live; /* under the progress lock */
-	uint64_t carried_bulk, carried_urgent; /* bytes on links that were lost */
+	bool pages_live;         /* under the progress lock: pages is made */
+	struct link_bytes bytes; /* received, over every link */
 	struct stats_report rep;
 	char err[ERR_LEN];
 };
@@ -108,38 +112,17 @@ struct hmig_dest {
  * The engine's thread, or under the progress lock. */
 static uint64_t bulk_bytes(struct hmig_dest *d)
 {
-	struct net_chan_stats st = { 0 };
-
-	if (d->net_live)
-		net_chan_stats(&d->net.bulk, &st);
-	return d->carried_bulk + st.bytes_recv;
+	return link_bytes(&d->bytes, &d->net, NET_BULK);
 }
 
 static uint64_t urgent_bytes(struct hmig_dest *d)
 {
-	struct net_chan_stats st = { 0 };
-
-	if (d->net_live)
-		net_chan_stats(&d->net.urgent, &st);
-	return d->carried_urgent + st.bytes_recv;
-}
-
-static void net_up(struct hmig_dest *d)
-{
-	progress_lock(&d->prog);
-	d->net_live = true;
-	progress_unlock(&d->prog);
+	return link_bytes(&d->bytes, &d->net, NET_URGENT);
 }
 
 static void net_close(struct hmig_dest *d)
 {
-	progress_lock(&d->prog);
-	if (d->net_live) {
-		d->carried_bulk = bulk_bytes(d);
-		d->carried_urgent = urgent_bytes(d);
-		d->net_live = false;
-	}
-	progress_unlock(&d->prog);
+	link_down(&d->bytes, &d->prog, &d->net);
 	net_pair_close(&d->net);
 }
 
@@ -201,11 +184,29 @@ static void fault_served(void *ctx, uint64_t latency_ns, uint32_t waiters)
 	atomic_fetch_add_explicit(&d->live.lat_n, 1, memory_order_relaxed);
 }
 
+/* The listener turned a connection away: count it, tell the caller's hook. */
+static void rejected(void *ctx, const char *from, const char *why)
+{
+	struct hmig_dest *d = ctx;
+	char line[ERR_LEN];
+
+	d->rep.security.rejected++;
+	esc_text(line, sizeof(line), why, strlen(why));
+	if (d->on_reject)
+		d->on_reject(d->reject_data, from, line);
+}
+
+void hmig_dest_set_reject_hook(struct hmig_dest *d, hmig_reject_fn fn, void *data)
+{
+	d->on_reject = fn;
+	d->reject_data = data;
+}
+
 int hmig_dest_new(const struct hmig_config *cfg, struct hmig_guest *guest,
 		  const char *listen_addr, struct hmig_dest **out, char *errbuf)
 {
 	struct hmig_dest *d;
-	struct net_opts opts = { .peer = "source" };
+	struct net_opts opts = { .peer = "source", .on_reject = rejected };
 	int rc;
 
 	*out = NULL;
@@ -222,6 +223,12 @@ int hmig_dest_new(const struct hmig_config *cfg, struct hmig_guest *guest,
 		free(d);
 		return err_setf(errbuf, rc, "cannot set up the status lock");
 	}
+	if ((rc = eng_tls_load(cfg, true, &d->tls, errbuf))) {
+		hmig_dest_free(d);
+		return rc;
+	}
+	opts.tls = d->tls;
+	opts.reject_ctx = d;
 	rc = net_listen(&d->listener, listen_addr, &opts);
 	if (rc) {
 		err_setf(errbuf, rc, "%s", d->listener.err);
@@ -250,7 +257,8 @@ static int accept_and_hello(struct hmig_dest *d)
 			     &d->net);
 	if (rc)
 		return err_setf(d->err, rc, "%s", d->net.err);
-	net_up(d);
+	link_up(&d->bytes, &d->prog);
+	eng_report_security(&d->rep, &d->net.bulk);
 	d->t0 = clock_now_ns();
 	if ((rc = progress_start(&d->prog, d->cfg.sample_ms)))
 		return err_setf(d->err, rc, "cannot start the timeline sampler");
@@ -263,6 +271,14 @@ static int accept_and_hello(struct hmig_dest *d)
 		return err_setf(d->err, -EPROTO, "the source began with %s instead of HELLO",
 				proto_type_name(h.type));
 	if ((rc = proto_hello_decode(&h, d->rx.p, &peer, d->err)))
+		return rc;
+	if (peer.session_id != d->net.session_id)
+		return err_setf(d->err, -EPROTO,
+				"the source's HELLO names session %016llx, its channels %016llx (a HELLO from another migration?)",
+				(unsigned long long)peer.session_id,
+				(unsigned long long)d->net.session_id);
+	/* Before anything is allocated for the guest. */
+	if ((rc = eng_mem_allowed(&peer.geo, d->cfg.max_mem, d->err)))
 		return rc;
 	if (strcmp(peer.backend, d->g->ops->name))
 		return err_setf(d->err, -EINVAL,
@@ -288,6 +304,7 @@ static int accept_and_hello(struct hmig_dest *d)
 	if (rc)
 		return err_setf(d->err, -ENOMEM, "out of memory for %lu pages of bookkeeping",
 				(unsigned long)d->geo.npages);
+	d->pages.crc_required = !d->net.bulk.tls; /* plaintext: CRC32C on every page */
 	/* What the backend never moves is there from the start (d->stale is
 	 * free scratch until the switchover). */
 	int64_t never = d->g->ops->pfns_never_sent(d->g, d->stale);
@@ -552,7 +569,7 @@ static int recover(struct hmig_dest *d, int cause)
 		eng_send_error(&d->net.bulk, -EBUSY, "this destination is recovering another migration");
 		net_pair_close(&d->net);
 	}
-	net_up(d);
+	link_up(&d->bytes, &d->prog);
 	eng_pair_timeouts(&d->net, d->cfg.io_timeout_ms);
 
 	struct proto_hdr h;
@@ -708,6 +725,9 @@ static void finish_report(struct hmig_dest *d, int rc)
 						      ((double)(d->t_complete - d->t_resume) / 1e9));
 		}
 	}
+	/* The error line may quote the peer (its ERROR text, a vCPU state
+	 * the backend refused): escaped once here, before anyone prints it. */
+	esc_inplace(d->err, ERR_LEN);
 	if (rc)
 		stats_report_set_result(&d->rep, STATS_RESULT_FAILED, "%s", d->err);
 	else
@@ -822,6 +842,7 @@ void hmig_dest_free(struct hmig_dest *d)
 	progress_free(&d->prog);
 	net_pair_close(&d->net);
 	net_listener_close(&d->listener);
+	net_tls_free(d->tls);
 	rec_buf_free(&d->rx);
 	stats_report_free(&d->rep);
 	pages_free(&d->pages);

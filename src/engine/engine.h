@@ -46,6 +46,16 @@ int eng_io_error(char *err, int rc, const char *peer, const char *what, const ch
 
 void rec_buf_free(struct rec_buf *rb);
 
+/* Transport security (secure.c).  The credentials the config names (NULL
+ * in *out for an explicit insecure config); -EINVAL when it names none and
+ * is not insecure, or both. */
+int eng_tls_load(const struct hmig_config *cfg, bool server, struct net_tls **out, char *err);
+/* The report's "security" from the bulk channel. */
+void eng_report_security(struct stats_report *rep, const struct net_chan *bulk);
+/* Whether a guest of geo may be prepared here, before anything is allocated:
+ * max_mem when set, else this host's available memory. */
+int eng_mem_allowed(const struct hmig_guest_geometry *geo, uint64_t max_mem, char *err);
+
 /* Random, never 0. */
 uint64_t eng_session_id(void);
 
@@ -53,6 +63,5 @@ uint64_t eng_session_id(void);
  * and the process's peak resident memory (peak_rss_mib). */
 void eng_report_guest(struct stats_report *rep, enum hmig_mode mode, struct hmig_guest *g,
 		      const struct hmig_guest_geometry *geo);
-enum stats_reason eng_stats_reason(enum hmig_reason r);
 
 #endif

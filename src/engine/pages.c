@@ -158,9 +158,12 @@ int pages_install_record(struct pages *ps, const struct hmig_guest_geometry *geo
 			 const struct proto_hdr *h, const void *body, enum via via, char *err)
 {
 	struct proto_pages pg;
-	int rc = proto_pages_decode(h, body, geo, &pg, err);
+	int rc;
 
-	if (rc)
+	if (ps->crc_required && h->type == PROTO_PAGES && !(h->flags & PROTO_FLAG_CRC32C))
+		return err_setf(err, -EPROTO,
+				"PAGES record without CRC32Cs on a plaintext stream (the source must checksum every page)");
+	if ((rc = proto_pages_decode(h, body, geo, &pg, err)))
 		return rc;
 	for (uint32_t i = 0; i < pg.count;) {
 		uint64_t first = proto_pages_pfn(&pg, i);

@@ -49,6 +49,7 @@ struct pages {
 	uint64_t npages;
 	uint32_t page_size;
 	struct pages_hook hook;
+	bool crc_required;       /* plaintext stream: every PAGES carries CRC32Cs */
 	pthread_mutex_t lock;
 	pthread_cond_t changed;  /* pages became present, or pages_wake */
 	/* under lock */

@@ -131,6 +131,7 @@ int progress_start(struct progress *p, int interval_ms)
 
 	pthread_mutex_lock(&p->lock);
 	p->t0 = clock_now_ns();
+	p->t_end = 0;
 	p->rep->start_unix_ms = (double)clock_wall_ns() / 1e6;
 	p->read(p->ctx, &raw);
 	p->prev = raw;
@@ -148,12 +149,14 @@ int progress_start(struct progress *p, int interval_ms)
 
 void progress_stop(struct progress *p)
 {
-	if (!p->running)
-		return;
 	pthread_mutex_lock(&p->lock);
+	if (p->t0 && !p->t_end)
+		p->t_end = clock_now_ns();
 	p->quit = true;
 	pthread_cond_signal(&p->wake);
 	pthread_mutex_unlock(&p->lock);
+	if (!p->running)
+		return;
 	pthread_join(p->thread, NULL);
 	p->running = false;
 }
@@ -186,7 +189,7 @@ void progress_status(struct progress *p, struct hmig_status *out, size_t size)
 	snprintf(st.phase, sizeof(st.phase), "%s", raw.phase);
 	st.finished = raw.finished;
 	st.pass = raw.pass;
-	st.elapsed_ms = p->t0 ? clock_ms(clock_now_ns() - p->t0) : 0;
+	st.elapsed_ms = p->t0 ? clock_ms((p->t_end ? p->t_end : clock_now_ns()) - p->t0) : 0;
 	st.guest_pages = raw.guest_pages;
 	st.page_size = raw.page_size;
 	st.pass_pages = raw.pass_pages;
@@ -211,4 +214,31 @@ void progress_status(struct progress *p, struct hmig_status *out, size_t size)
 	pthread_mutex_unlock(&p->lock);
 	memset(out, 0, size);
 	memcpy(out, &st, size < sizeof(st) ? size : sizeof(st));
+}
+
+uint64_t link_bytes(const struct link_bytes *lb, const struct net_pair *pair, enum net_kind k)
+{
+	struct net_chan_stats st = { 0 };
+
+	if (lb->live)
+		net_chan_stats(k == NET_BULK ? &pair->bulk : &pair->urgent, &st);
+	return lb->carried[k] + (lb->sent ? st.bytes_sent : st.bytes_recv);
+}
+
+void link_up(struct link_bytes *lb, struct progress *p)
+{
+	pthread_mutex_lock(&p->lock);
+	lb->live = true;
+	pthread_mutex_unlock(&p->lock);
+}
+
+void link_down(struct link_bytes *lb, struct progress *p, const struct net_pair *pair)
+{
+	pthread_mutex_lock(&p->lock);
+	if (lb->live) {
+		lb->carried[NET_BULK] = link_bytes(lb, pair, NET_BULK);
+		lb->carried[NET_URGENT] = link_bytes(lb, pair, NET_URGENT);
+		lb->live = false;
+	}
+	pthread_mutex_unlock(&p->lock);
 }

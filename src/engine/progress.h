@@ -25,6 +25,7 @@
 
 #include <hmig/hmig.h>
 
+#include "net/net.h"
 #include "stats/report.h"
 
 struct progress_raw {
@@ -56,6 +57,7 @@ struct progress {
 	void *ctx;
 	struct stats_report *rep;
 	uint64_t t0;               /* 0 until progress_start */
+	uint64_t t_end;            /* progress_stop: the status's clock stops */
 	/* the latest sample: its counters, and the rates that ended at it */
 	struct progress_raw prev;
 	uint64_t prev_ns;
@@ -72,7 +74,8 @@ void progress_free(struct progress *p);
 /* The migration starts now (t_ms 0, and the report's start_unix_ms); a
  * sampler thread runs when interval_ms > 0.  0 or -errno. */
 int progress_start(struct progress *p, int interval_ms);
-/* Stops the sampler (if it runs); events may still be added. */
+/* The run is over: stops the sampler (if it runs) and the status's clock;
+ * events may still be added. */
 void progress_stop(struct progress *p);
 
 /* A timeline row for a named moment, now. */
@@ -84,5 +87,22 @@ void progress_unlock(struct progress *p);
 
 /* The status now: fresh counters, the latest sample's rates. */
 void progress_status(struct progress *p, struct hmig_status *st, size_t size);
+
+/* A side's byte counts over every link its migration had: a recovery
+ * replaces the channels, whose counters start again at zero, so what a lost
+ * link carried is kept here.  `live` says the pair may be read; it changes
+ * under the progress lock (link_up / link_down), so `read` may count from
+ * any thread, and the owner's thread at any time. */
+struct link_bytes {
+	bool sent;          /* count bytes sent (source) or received (destination) */
+	bool live;
+	uint64_t carried[2]; /* NET_BULK, NET_URGENT */
+};
+
+uint64_t link_bytes(const struct link_bytes *lb, const struct net_pair *pair, enum net_kind k);
+/* The pair is open: counted from now on.  Under the lock it takes. */
+void link_up(struct link_bytes *lb, struct progress *p);
+/* The pair is about to close: what it carried is kept. */
+void link_down(struct link_bytes *lb, struct progress *p, const struct net_pair *pair);
 
 #endif

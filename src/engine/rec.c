@@ -8,6 +8,7 @@
 
 #include "common/clock.h"
 #include "common/err.h"
+#include "common/esc.h"
 #include "engine/engine.h"
 
 void rec_buf_free(struct rec_buf *rb)
@@ -95,8 +96,12 @@ int eng_rec_read(struct net_chan *ch, const struct hmig_guest_geometry *geo,
 		rc = proto_err_decode(h, rb->p, &e, err);
 		if (rc)
 			return rc;
-		return err_setf(err, -ECONNABORTED, "the %s failed: %.*s", peer,
-				(int)e.text_len, e.text);
+		/* The peer's words, escaped: a valid ERROR text may still
+		 * hold C1 controls (common/esc.h). */
+		char text[ESC_MAX(PROTO_ERROR_TEXT_MAX) + 1];
+
+		esc_text(text, sizeof(text), e.text, e.text_len);
+		return err_setf(err, -ECONNABORTED, "the %s failed: %s", peer, text);
 	}
 	return 0;
 }
@@ -137,19 +142,6 @@ uint64_t eng_session_id(void)
 		if (getrandom(&id, sizeof(id), 0) != sizeof(id))
 			id = clock_now_ns() ^ ((uint64_t)getpid() << 32);
 	return id;
-}
-
-enum stats_reason eng_stats_reason(enum hmig_reason r)
-{
-	switch (r) {
-	case HMIG_REASON_NONE: return STATS_REASON_NONE;
-	case HMIG_REASON_CONVERGED: return STATS_REASON_CONVERGED;
-	case HMIG_REASON_MAX_PASSES: return STATS_REASON_MAX_PASSES;
-	case HMIG_REASON_NO_PROGRESS: return STATS_REASON_NO_PROGRESS;
-	case HMIG_REASON_BYTE_BUDGET: return STATS_REASON_BYTE_BUDGET;
-	case HMIG_REASON_FORCED: return STATS_REASON_FORCED;
-	}
-	return STATS_REASON_NONE;
 }
 
 void eng_report_guest(struct stats_report *rep, enum hmig_mode mode, struct hmig_guest *g,

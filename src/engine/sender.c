@@ -3,11 +3,12 @@
 #include <string.h>
 
 #include "common/bitmap.h"
+#include "common/crc32c.h"
 #include "common/err.h"
 #include "engine/engine.h"
 #include "engine/sender.h"
 
-#define PREFIX_MAX (PROTO_HDR_LEN + 8 + 8 * PROTO_MAX_BATCH)
+#define PREFIX_MAX (PROTO_HDR_LEN + 8 + 12 * PROTO_MAX_BATCH)
 
 struct send_slot {
 	int64_t seq;                      /* last send using this slot, 0 = none */
@@ -17,11 +18,15 @@ struct send_slot {
 	uint64_t data_pfns[PROTO_MAX_BATCH], zero_pfns[PROTO_MAX_BATCH];
 	uint8_t pages_prefix[PREFIX_MAX], zero_prefix[PREFIX_MAX];
 	struct iovec iov[PROTO_MAX_BATCH + 1];
+	uint32_t crcs[PROTO_MAX_BATCH];   /* sender.crc: each page's CRC32C ... */
+	uint8_t *copy;                    /* ... over its copy here, which is sent */
+	size_t copy_cap;
 };
 
 int sent_log_init(struct sent_log *log, uint64_t npages)
 {
 	memset(log, 0, sizeof(*log));
+	pthread_mutex_init(&log->lock, NULL);
 	log->ever = bitmap_new(npages);
 	log->held = bitmap_new(npages);
 	return log->ever && log->held ? 0 : -ENOMEM;
@@ -32,6 +37,7 @@ void sent_log_free(struct sent_log *log)
 	free(log->ever);
 	free(log->held);
 	log->ever = log->held = NULL;
+	pthread_mutex_destroy(&log->lock);
 }
 
 int sender_init(struct sender *sd, struct hmig_guest *g, const struct hmig_guest_geometry *geo,
@@ -48,6 +54,9 @@ int sender_init(struct sender *sd, struct hmig_guest *g, const struct hmig_guest
 	sd->timeout_ms = timeout_ms;
 	sd->err = err;
 	sd->batch_max = batch_max < proto_max ? batch_max : proto_max;
+	/* Plaintext: PAGES carry CRC32Cs.  With TLS each record's AEAD tag
+	 * proves the data already. */
+	sd->crc = !ch->tls;
 	/* The channel holds ch->cap sends in flight; one more slot is being
 	 * filled meanwhile.  More would only wait in net_chan_sendv. */
 	sd->nslots = ch->cap + 1;
@@ -83,6 +92,7 @@ void sender_free(struct sender *sd)
 			net_chan_send_wait(sd->ch, sl->seq, 0);
 		if (sl->n)
 			sd->g->ops->pages_unmap(sd->g, sl->pfns, sl->n, sl->ptrs);
+		free(sl->copy);
 	}
 	free(sd->slots);
 	sd->slots = NULL;
@@ -106,6 +116,35 @@ static bool page_is_zero(const void *p, size_t len)
 		if (w[i])
 			return false;
 	return true;
+}
+
+/* A plaintext stream: each data page's CRC32C goes in the record.  It is
+ * taken over a copy, and the copy is sent: the guest keeps writing, and a
+ * page checksummed in place could change before the kernel reads it, which
+ * the destination would take for corruption.  The copy costs one pass over
+ * the data, which an encrypted channel pays anyway (net/tls.c); the slot
+ * keeps its buffer, grown to the largest batch it sent. */
+static int copy_and_sum(struct sender *sd, struct send_slot *sl, uint32_t nd, int *niov)
+{
+	size_t ps = sd->geo->page_size, need = (size_t)nd * ps;
+	uint32_t k = 0;
+
+	if (need > sl->copy_cap) {
+		uint8_t *p = realloc(sl->copy, need);
+
+		if (!p)
+			return err_setf(sd->err, -ENOMEM, "out of memory for %zu bytes of page copies", need);
+		sl->copy = p;
+		sl->copy_cap = need;
+	}
+	/* The data iovecs hold the pages in data_pfns order, merged in runs. */
+	for (int v = 1; v < *niov; v++)
+		for (size_t off = 0; off < sl->iov[v].iov_len; off += ps, k++)
+			sl->crcs[k] = crc32c_copy(sl->copy + (size_t)k * ps,
+						  (const uint8_t *)sl->iov[v].iov_base + off, ps);
+	sl->iov[1] = (struct iovec){ sl->copy, need };
+	*niov = 2;
+	return 0;
 }
 
 /* Sends sl->pfns[0..n): zero pages as one ZERO record, the rest as one
@@ -148,9 +187,13 @@ static int send_slot(struct sender *sd, struct send_slot *sl, uint32_t n)
 		if ((rc = post(sd, sl, &z, 1)))
 			return rc;
 	}
+	if (nd && sd->crc && (rc = copy_and_sum(sd, sl, nd, &niov)))
+		return rc;
 	if (nd) {
-		int len = proto_pages_encode(sl->pages_prefix, PREFIX_MAX, sd->geo, sl->data_pfns,
-					     nd, sd->err);
+		int len = sd->crc ? proto_pages_encode_crc(sl->pages_prefix, PREFIX_MAX, sd->geo,
+							   sl->data_pfns, sl->crcs, nd, sd->err)
+				  : proto_pages_encode(sl->pages_prefix, PREFIX_MAX, sd->geo,
+						       sl->data_pfns, nd, sd->err);
 		if (len < 0)
 			return len;
 		sl->iov[0].iov_base = sl->pages_prefix;
@@ -159,6 +202,7 @@ static int send_slot(struct sender *sd, struct send_slot *sl, uint32_t n)
 			return rc;
 	}
 	struct sent_log *log = sd->log;
+	pthread_mutex_lock(&log->lock);
 	for (uint32_t i = 0; i < n; i++) {
 		if (bitmap_test(log->ever, sl->pfns[i]))
 			log->resent++;
@@ -167,6 +211,7 @@ static int send_slot(struct sender *sd, struct send_slot *sl, uint32_t n)
 	}
 	log->data += nd;
 	log->zero += nz;
+	pthread_mutex_unlock(&log->lock);
 	return 0;
 }
 

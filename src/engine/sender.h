@@ -1,6 +1,7 @@
 /* The source's sender: pfns go out on one channel as PAGES records whose
- * page data are iovecs pointing straight into guest memory (no bounce copy),
- * and zero pages as ZERO pfn lists.
+ * page data are iovecs pointing straight into guest memory (no bounce copy;
+ * on a plaintext channel a copy the CRC32Cs were taken over), and zero pages
+ * as ZERO pfn lists.
  *
  * A sender owns send slots, one per send its channel may have in flight plus
  * the one being filled: a slot's record prefixes and page mappings must
@@ -12,11 +13,15 @@
  * and urgent) share: the source clears `held` bits when it tells the
  * destination to drop those pages.
  *
- * Threading: a sender and its log are used by the source's one thread.
+ * Threading: a sender is used by one thread at a time; the log is shared
+ * by both senders, which record into it under its lock (post-copy serves
+ * pulls on a thread of their own).  Outside post-copy the source's one
+ * thread reads and writes the log freely.
  */
 #ifndef HMIG_ENGINE_SENDER_H
 #define HMIG_ENGINE_SENDER_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -26,12 +31,14 @@
 #include "proto/proto.h"
 
 struct sent_log {
+	pthread_mutex_t lock; /* the senders record under it: post-copy's two
+			       * (pushes, and pulls on their own thread) */
 	uint64_t *ever;     /* sent at least once: a second time is a duplicate */
 	uint64_t *held;     /* the destination holds a copy, current or not */
 	uint64_t data, zero, resent; /* pages sent with data, as zero, again */
 };
 
-/* 0 or -ENOMEM; sent_log_free frees. */
+/* 0 or -ENOMEM; sent_log_free frees (also after a failed init). */
 int sent_log_init(struct sent_log *log, uint64_t npages);
 void sent_log_free(struct sent_log *log);
 
@@ -49,6 +56,7 @@ struct sender {
 	int64_t last_seq;           /* the last send posted */
 	uint64_t batch[PROTO_MAX_BATCH];
 	uint32_t batch_n, batch_max;
+	bool crc;                   /* plaintext channel: PAGES carry CRC32Cs */
 };
 
 /* Prepares a sender on ch (open), with a slot for each send ch may have in

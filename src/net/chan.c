@@ -94,6 +94,8 @@ struct net_send {
 	size_t off;             /* bytes of iov[idx] sent */
 	size_t len, done;
 	unsigned refs;          /* requests still referencing this memory */
+	uint8_t *ct;            /* TLS: the send as ciphertext, what goes out */
+	size_t ct_len, ct_cap;  /* kept across sends: a slot's buffer is reused */
 };
 
 struct net_seg {
@@ -116,6 +118,11 @@ enum { OP_SEND = 1, OP_RECV, OP_WAKE, OP_CANCEL };
 #define STAT_ADD(ch, f, n) \
 	atomic_store_explicit(&(ch)->st.f, atomic_load_explicit(&(ch)->st.f, memory_order_relaxed) + (n), \
 			      memory_order_relaxed)
+
+static size_t tls_fill(struct net_chan *ch, size_t want);
+static ssize_t tls_decrypt(struct net_chan *ch, void *dst, size_t len);
+static int tls_error(struct net_chan *ch);
+static int tls_seal(struct net_chan *ch, struct net_send *s);
 
 const char *net_kind_name(enum net_kind kind)
 {
@@ -518,6 +525,210 @@ static void rx_consume(struct net_chan *ch, size_t n)
 	}
 }
 
+/* ---- TLS ------------------------------------------------------------------ */
+
+/* With TLS the channel holds the connection's GnuTLS session, and GnuTLS's
+ * transport is the channel's buffers, not the socket:
+ *
+ *   send:  net_chan_sendv -> tls_seal: the caller's iovecs, gathered into
+ *          records of up to 16 KiB, are encrypted by gnutls_record_send,
+ *          whose push callback appends the ciphertext to the send slot's
+ *          buffer; the slot then sends that buffer like any iovec.  The
+ *          caller's memory is read once, at sendv (stronger than the
+ *          plaintext promise: the kernel reads until the send completes).
+ *   recv:  the multishot recv fills the provided buffers with ciphertext;
+ *          gnutls_record_recv's pull callback copies it out of them (and
+ *          so releases them to the kernel) and decrypts into the reader's
+ *          buffer, or into pt for peek and readable.
+ *
+ * The urgent channel has a session of its own: its records never queue
+ * behind bulk's.  One extra copy each way (the ciphertext into and out of
+ * GnuTLS's record buffer) is the price of keeping io_uring in charge of the
+ * socket; the AEAD pass over the data costs more than either. */
+
+static ssize_t tls_push(gnutls_transport_ptr_t p, const void *data, size_t len)
+{
+	struct net_chan *ch = p;
+	struct net_send *s = ch->sealing;
+
+	if (!s) {
+		/* GnuTLS writes only from inside tls_seal (no tickets, no key
+		 * updates are asked for): anything else is refused. */
+		gnutls_transport_set_errno(ch->tls, EIO);
+		return -1;
+	}
+	if (s->ct_len + len > s->ct_cap) {
+		size_t cap = s->ct_cap ? 2 * s->ct_cap : 64 * 1024;
+		uint8_t *ct;
+
+		while (cap < s->ct_len + len)
+			cap *= 2;
+		ct = realloc(s->ct, cap);
+		if (!ct) {
+			gnutls_transport_set_errno(ch->tls, ENOMEM);
+			return -1;
+		}
+		s->ct = ct;
+		s->ct_cap = cap;
+	}
+	memcpy(s->ct + s->ct_len, data, len);
+	s->ct_len += len;
+	return (ssize_t)len;
+}
+
+static ssize_t tls_pull(gnutls_transport_ptr_t p, void *dst, size_t len)
+{
+	struct net_chan *ch = p;
+	size_t got = 0;
+
+	while (got < len && ch->rx_avail) {
+		struct net_seg *s = &ch->segs[ch->seg_head];
+		size_t l = len - got < s->len ? len - got : s->len;
+
+		memcpy((char *)dst + got, buf_of(ch, s->bid) + s->off, l);
+		rx_consume(ch, l);
+		got += l;
+	}
+	if (got)
+		return (ssize_t)got;
+	if (ch->rx_err && ch->rx_eof)
+		return 0;
+	gnutls_transport_set_errno(ch->tls, ch->rx_err ? ECONNRESET : EAGAIN);
+	return -1;
+}
+
+/* Encrypts the send's iovecs into its ciphertext buffer and makes that its
+ * only iovec.  Small pieces (record headers, pfn lists) are gathered in
+ * `stage` so that a record is 16 KiB whenever there is that much: each
+ * record costs a header, a tag and a call into the cipher. */
+static int tls_seal(struct net_chan *ch, struct net_send *s)
+{
+	size_t st = 0;
+	int rc = 0;
+
+	s->ct_len = 0;
+	ch->sealing = s;
+	/* A net_chan may be copied (a net_pair returned by value): point
+	 * GnuTLS at where this one is now, before each use. */
+	gnutls_transport_set_ptr(ch->tls, ch);
+	for (int i = 0; i < s->iovcnt && !rc; i++) {
+		const uint8_t *p = s->iov[i].iov_base;
+		size_t n = s->iov[i].iov_len;
+
+		while (n && !rc) {
+			const uint8_t *rec = p;
+			size_t l = NET_TLS_RECORD;
+
+			if (st || n < NET_TLS_RECORD) {
+				l = n < NET_TLS_RECORD - st ? n : NET_TLS_RECORD - st;
+				memcpy(ch->stage + st, p, l);
+				st += l;
+				p += l;
+				n -= l;
+				if (st < NET_TLS_RECORD)
+					continue;
+				rec = ch->stage;
+				l = st;
+				st = 0;
+			} else {
+				p += l;
+				n -= l;
+			}
+			if (gnutls_record_send(ch->tls, rec, l) != (ssize_t)l)
+				rc = -EIO;
+		}
+	}
+	if (!rc && st && gnutls_record_send(ch->tls, ch->stage, st) != (ssize_t)st)
+		rc = -EIO;
+	ch->sealing = NULL;
+	if (rc)
+		return err_setf(ch->err, -ENOMEM, "%s channel: cannot encrypt a send (out of memory?)",
+				name(ch));
+	s->iov[0] = (struct iovec){ s->ct, s->ct_len };
+	s->iovcnt = s->ct_len ? 1 : 0;
+	s->len = s->ct_len;
+	return 0;
+}
+
+/* Decrypts into dst (len > 0): bytes, 0 when more ciphertext must come
+ * first, or -errno (sticky in tls_err) when the stream cannot go on. */
+static ssize_t tls_decrypt(struct net_chan *ch, void *dst, size_t len)
+{
+	ssize_t n;
+
+	if (ch->tls_err)
+		return ch->tls_err;
+	gnutls_transport_set_ptr(ch->tls, ch); /* as in tls_seal */
+	n = gnutls_record_recv(ch->tls, dst, len);
+	if (n > 0)
+		return n;
+	switch (n) {
+	case GNUTLS_E_AGAIN:
+	case GNUTLS_E_INTERRUPTED:
+		return 0;
+	case 0:                             /* close_notify */
+	case GNUTLS_E_PREMATURE_TERMINATION: /* the socket ended without one */
+		ch->tls_err = ch->rx_err && !ch->rx_eof ? ch->rx_err : -ECONNRESET;
+		ch->tls_eof = !ch->rx_err || ch->rx_eof;
+		break;
+	case GNUTLS_E_DECRYPTION_FAILED:
+		ch->tls_err = -EBADMSG;
+		break;
+	default:
+		ch->tls_err = -EPROTO;
+		ch->tls_gnutls_err = (int)n;
+		break;
+	}
+	return ch->tls_err;
+}
+
+static int tls_error(struct net_chan *ch)
+{
+	if (ch->rx_desync)
+		return rx_error(ch);
+	switch (-ch->tls_err) {
+	case EBADMSG:
+		return err_setf(ch->err, ch->tls_err, "%s channel: a TLS record failed authentication: the stream was corrupted or tampered with in transit",
+				name(ch));
+	case EPROTO:
+		return err_setf(ch->err, ch->tls_err, "%s channel: TLS error: %s", name(ch),
+				gnutls_strerror(ch->tls_gnutls_err));
+	default:
+		return peer_error(ch, ch->tls_err, ch->tls_eof, "receive");
+	}
+}
+
+/* Decrypts ahead into pt until it holds `want` bytes or no more can come
+ * without waiting; returns what pt holds. */
+static size_t tls_fill(struct net_chan *ch, size_t want)
+{
+	while (ch->pt_len < want && !ch->tls_err) {
+		size_t room;
+
+		if (ch->pt_off && ch->pt_off + want > ch->pt_cap) {
+			memmove(ch->pt, ch->pt + ch->pt_off, ch->pt_len);
+			ch->pt_off = 0;
+		}
+		if (want > ch->pt_cap) {
+			uint8_t *pt = realloc(ch->pt, want);
+
+			if (!pt)
+				break;
+			ch->pt = pt;
+			ch->pt_cap = want;
+		}
+		room = ch->pt_cap - ch->pt_off - ch->pt_len;
+		if (!room)
+			break;
+		ssize_t n = tls_decrypt(ch, ch->pt + ch->pt_off + ch->pt_len, room);
+
+		if (n <= 0)
+			break;
+		ch->pt_len += (size_t)n;
+	}
+	return ch->pt_len;
+}
+
 /* ---- wake-up -------------------------------------------------------------- */
 
 /* A poll on the channel's eventfd lives in the ring, so a wake ends any wait
@@ -757,6 +968,14 @@ static void chan_free(struct net_chan *ch, bool ring, bool leak_bufs)
 	}
 	ch->bufs = NULL;
 	ch->br = NULL;
+	for (unsigned i = 0; ch->sends && i < ch->cap; i++)
+		free(ch->sends[i].ct);
+	if (ch->tls)
+		gnutls_deinit(ch->tls);
+	ch->tls = NULL;
+	free(ch->pt);
+	free(ch->stage);
+	ch->pt = ch->stage = NULL;
 	free(ch->sends);
 	free(ch->iov_pool);
 	free(ch->tx_iov);
@@ -903,12 +1122,16 @@ int64_t net_chan_sendv(struct net_chan *ch, const struct iovec *iov, int iovcnt)
 
 	seq = ch->seq_next++;
 	s = slot(ch, seq);
-	*s = (struct net_send){ .iov = s->iov };
+	*s = (struct net_send){ .iov = s->iov, .ct = s->ct, .ct_cap = s->ct_cap };
 	for (int i = 0; i < iovcnt; i++) {
 		if (!iov[i].iov_len)
 			continue;
 		s->iov[s->iovcnt++] = iov[i];
 		s->len += iov[i].iov_len;
+	}
+	if (ch->tls && (rc = tls_seal(ch, s)) < 0) {
+		ch->seq_next--;
+		return rc;
 	}
 	ch->tx_queued += s->len;
 	STAT_ADD(ch, sends, 1);
@@ -959,6 +1182,51 @@ static int rx_begin(struct net_chan *ch)
 	return 0;
 }
 
+/* What the consumer sees is the plaintext stream.  Without TLS that is the
+ * received segments themselves; with TLS it is what GnuTLS decrypted out of
+ * them (tls_fill): rx_have, rx_view and rx_take hide the difference. */
+
+/* Bytes the consumer can take now, without waiting. */
+static size_t rx_have(struct net_chan *ch)
+{
+	return ch->tls ? tls_fill(ch, 1) : ch->rx_avail;
+}
+
+/* Nothing buffered and nothing more will come: the reason is rx_fail's. */
+static bool rx_dead(struct net_chan *ch)
+{
+	return ch->tls ? !ch->pt_len && ch->tls_err : !ch->rx_avail && ch->rx_err;
+}
+
+static int rx_fail(struct net_chan *ch)
+{
+	return ch->tls ? tls_error(ch) : rx_error(ch);
+}
+
+/* The oldest buffered bytes, contiguous; rx_have() > 0 first. */
+static void rx_view(struct net_chan *ch, const uint8_t **p, size_t *n)
+{
+	if (ch->tls) {
+		*p = ch->pt + ch->pt_off;
+		*n = ch->pt_len;
+		return;
+	}
+	struct net_seg *s = &ch->segs[ch->seg_head];
+
+	*p = buf_of(ch, s->bid) + s->off;
+	*n = s->len;
+}
+
+static void rx_take(struct net_chan *ch, size_t n)
+{
+	if (ch->tls) {
+		ch->pt_off += n;
+		ch->pt_len -= n;
+		return;
+	}
+	rx_consume(ch, n);
+}
+
 int net_chan_read(struct net_chan *ch, void *dst, size_t len, int timeout_ms)
 {
 	uint64_t deadline = net_deadline(timeout_ms);
@@ -969,29 +1237,49 @@ int net_chan_read(struct net_chan *ch, void *dst, size_t len, int timeout_ms)
 	if (rc < 0)
 		return rc;
 	/* Not blocking means all or nothing: never leave half a record read. */
-	if (timeout_ms == 0 && ch->rx_avail < len) {
-		if (ch->rx_err)
-			return rx_error(ch);
-		return err_setf(ch->err, -ETIMEDOUT, "%s channel: %zu of %zu bytes received so far (non-blocking read)",
-				name(ch), ch->rx_avail, len);
+	if (timeout_ms == 0) {
+		size_t have = ch->tls ? tls_fill(ch, len) : ch->rx_avail;
+
+		if (have < len) {
+			if (rx_dead(ch))
+				return rx_fail(ch);
+			return err_setf(ch->err, -ETIMEDOUT, "%s channel: %zu of %zu bytes received so far (non-blocking read)",
+					name(ch), have, len);
+		}
 	}
 	while (got < len) {
-		if (ch->rx_avail) {
-			struct net_seg *s = &ch->segs[ch->seg_head];
-			size_t l = len - got < s->len ? len - got : s->len;
+		/* TLS, nothing decrypted ahead and a whole record wanted:
+		 * decrypt straight into dst, no copy through pt. */
+		if (ch->tls && !ch->pt_len && len - got >= NET_TLS_RECORD && !ch->tls_err) {
+			ssize_t n = tls_decrypt(ch, (char *)dst + got, len - got);
 
-			memcpy((char *)dst + got, buf_of(ch, s->bid) + s->off, l);
-			rx_consume(ch, l);
+			if (n > 0) {
+				got += (size_t)n;
+				deadline = net_deadline(timeout_ms);
+				continue;
+			}
+		}
+		if (rx_have(ch)) {
+			const uint8_t *p;
+			size_t l;
+
+			rx_view(ch, &p, &l);
+			if (l > len - got)
+				l = len - got;
+			memcpy((char *)dst + got, p, l);
+			rx_take(ch, l);
 			got += l;
 			deadline = net_deadline(timeout_ms);
 			continue;
 		}
-		if (ch->rx_err)
-			return rx_error(ch);
+		if (rx_dead(ch))
+			return rx_fail(ch);
 		rc = chan_wait(ch, deadline);
 		if (rc < 0 && got) {
 			ch->rx_err = rc;
 			ch->rx_desync = true;
+			if (ch->tls)
+				ch->tls_err = rc;
 			return err_setf(ch->err, rc, "%s channel: %s after %zu of %zu bytes; the stream is out of sync (close the channel)",
 					name(ch), rc == -EINTR ? "woken" : "stalled", got, len);
 		}
@@ -1005,6 +1293,8 @@ int net_chan_read(struct net_chan *ch, void *dst, size_t len, int timeout_ms)
 int net_chan_peek(struct net_chan *ch, size_t want, int timeout_ms, const void **ptr, size_t *avail)
 {
 	uint64_t deadline = net_deadline(timeout_ms);
+	const uint8_t *p;
+	size_t n;
 	int rc;
 
 	*ptr = NULL;
@@ -1012,28 +1302,33 @@ int net_chan_peek(struct net_chan *ch, size_t want, int timeout_ms, const void *
 	rc = rx_begin(ch);
 	if (rc < 0)
 		return rc;
-	while (!ch->rx_avail) {
-		if (ch->rx_err)
-			return rx_error(ch);
+	while (!rx_have(ch)) {
+		if (rx_dead(ch))
+			return rx_fail(ch);
 		rc = chan_wait(ch, deadline);
 		if (rc < 0)
 			return wait_error(ch, rc, timeout_ms, "nothing received");
 	}
-	struct net_seg *s = &ch->segs[ch->seg_head];
-
-	*ptr = buf_of(ch, s->bid) + s->off;
-	*avail = want < s->len ? want : s->len;
+	rx_view(ch, &p, &n);
+	*ptr = p;
+	*avail = want < n ? want : n;
 	return 0;
 }
 
 int net_chan_consume(struct net_chan *ch, size_t n)
 {
+	size_t have;
+
 	if (!ch->open)
 		return closed_error(ch);
-	if (n > ch->rx_avail)
+	have = ch->tls ? tls_fill(ch, n) : ch->rx_avail;
+	if (n > have)
 		return err_setf(ch->err, -EINVAL, "%s channel: consuming %zu bytes, only %zu received",
-				name(ch), n, ch->rx_avail);
-	rx_consume(ch, n);
+				name(ch), n, have);
+	if (ch->tls)
+		rx_take(ch, n);
+	else
+		rx_consume(ch, n);
 	chan_pump(ch);
 	return 0;
 }
@@ -1044,7 +1339,7 @@ int net_chan_readable(struct net_chan *ch)
 
 	if (rc < 0)
 		return rc;
-	return ch->rx_avail || ch->rx_err;
+	return rx_have(ch) || rx_dead(ch);
 }
 
 /* Waiting on several rings at once: an io_uring fd is readable when its
@@ -1082,7 +1377,7 @@ int net_chan_wait_any_fd(struct net_chan *const *chs, int n, int fd, int timeout
 			}
 		}
 		for (i = 0; i < n; i++)
-			if (chs[i]->rx_avail || chs[i]->rx_err)
+			if (rx_have(chs[i]) || rx_dead(chs[i]))
 				return i;
 		for (i = 0; i < n; i++) {
 			if (chs[i]->throttled_until && chs[i]->throttled_until < until)
@@ -1130,4 +1425,37 @@ void net_chan_describe(const struct net_chan *ch, char *buf, size_t len)
 		 f & NET_F_SEND_WAITALL ? "+waitall" : "",
 		 f & NET_F_RECV_MULTISHOT ? "multishot+" : "",
 		 f & NET_F_BUF_RING ? "buf_ring" : "own_buffers");
+}
+
+int net_chan_start_tls(struct net_chan *ch, gnutls_session_t s)
+{
+	if (!ch->open) {
+		gnutls_deinit(s);
+		return closed_error(ch);
+	}
+	ch->stage = malloc(NET_TLS_RECORD);
+	ch->pt_cap = NET_TLS_RECORD;
+	ch->pt = malloc(ch->pt_cap);
+	if (!ch->stage || !ch->pt) {
+		gnutls_deinit(s);
+		return err_setf(ch->err, -ENOMEM, "%s channel: out of memory for TLS buffers", name(ch));
+	}
+	net_tls_describe(s, ch->fd, &ch->sec);
+	/* From here GnuTLS reads and writes the channel's buffers, never the
+	 * socket.  Records it already read past the handshake stay in its
+	 * buffer and come out first. */
+	gnutls_transport_set_ptr(s, ch);
+	gnutls_transport_set_push_function(s, tls_push);
+	gnutls_transport_set_pull_function(s, tls_pull);
+	ch->tls = s;
+	return 0;
+}
+
+void net_chan_security(const struct net_chan *ch, struct net_tls_info *out)
+{
+	if (ch->tls) {
+		*out = ch->sec;
+		return;
+	}
+	memset(out, 0, sizeof(*out));
 }

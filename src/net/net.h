@@ -1,19 +1,26 @@
 /* io_uring channels: the two byte streams between source and destination.
  *
- * A migration uses two connections (DESIGN.md, "The channels"):
+ * A migration uses two connections (docs/architecture.md, "The channels"):
  *   bulk    pre-copy passes and the post-copy pusher: big batches;
  *   urgent  pull requests and their replies: small and first in line, so a
  *           fault never waits behind megabytes of pushed pages.
  * This layer moves bytes and knows nothing of records (src/proto does).
  *
- * Every connection starts with a 24-byte channel preamble, sent by the
+ * Every connection starts with a 32-byte channel preamble, sent by the
  * connecting side and read by the listener before anything else:
  *
  *   off  size  field
  *     0     8  magic "HMIGCHAN"
  *     8     8  session id, le64   (pairs bulk with urgent of one migration)
  *    16     4  channel kind, le32 (0 bulk, 1 urgent)
- *    20     4  preamble version, le32 (1)
+ *    20     4  preamble version, le32 (2)
+ *    24     4  security, le32     (0 plaintext, 1 TLS 1.3 follows)
+ *    28     4  reserved, 0
+ *
+ * With TLS the handshake follows, then the connector sends the same 32 bytes
+ * again inside the session, so that kind and session id are authenticated;
+ * the listener pairs a connection only once all of that has passed
+ * (docs/protocol.md).
  *
  * Conventions: every int-returning function returns 0 (or a count / sequence
  * number) on success and -errno on failure, with one line naming the problem
@@ -44,10 +51,14 @@
 #include <liburing.h>
 
 #include "common/err.h"
+#include "net/tls.h"
 
-#define NET_PREAMBLE_LEN 24
+#define NET_PREAMBLE_LEN 32
 #define NET_PREAMBLE_MAGIC "HMIGCHAN"
-#define NET_PREAMBLE_VERSION 1
+#define NET_PREAMBLE_VERSION 2
+
+/* The preamble's security field: what follows it on the connection. */
+enum net_security { NET_SEC_PLAIN = 0, NET_SEC_TLS13 = 1 };
 
 /* Longest text form: "unix:" + a 107-byte socket path + NUL fits. */
 #define NET_ADDR_TEXT 128
@@ -99,6 +110,12 @@ struct net_opts {
 	const char *peer;       /* the other end in messages ("the destination");
 	                         * NULL = by role: connector says destination,
 	                         * listener says source */
+	const struct net_tls *tls; /* credentials: every connection runs TLS 1.3;
+	                         * NULL = plaintext.  Must outlive the channels. */
+	/* Listener: called once per connection it closes without pairing it
+	 * (who, why), from the accepting thread; NULL = only counted. */
+	void (*on_reject)(void *ctx, const char *from, const char *why);
+	void *reject_ctx;
 };
 
 /* Per-channel counters.  Single writer (the owning thread), relaxed atomics:
@@ -179,6 +196,17 @@ struct net_chan {
 	bool wake_armed, wake_oneshot, woken;
 	bool closing;
 
+	/* TLS (chan.c): the session, the plaintext decrypted ahead (for peek
+	 * and readable), the staging of small pieces into whole records */
+	gnutls_session_t tls;   /* NULL: plaintext */
+	struct net_tls_info sec;
+	struct net_send *sealing; /* the send being encrypted (push callback) */
+	uint8_t *pt, *stage;
+	size_t pt_off, pt_len, pt_cap;
+	int tls_err;            /* sticky: the decrypted stream cannot go on */
+	int tls_gnutls_err;
+	bool tls_eof;
+
 	struct net_stat_cells st;
 	char err[ERR_LEN];
 };
@@ -189,10 +217,21 @@ struct net_pair {
 	char err[ERR_LEN];
 };
 
+enum net_pending_state {
+	PEND_PREAMBLE,          /* reading the plaintext preamble */
+	PEND_HANDSHAKE,         /* TLS handshake under way */
+	PEND_CONFIRM,           /* reading the preamble again, inside TLS */
+	PEND_READY,             /* authenticated (or plaintext): may pair */
+};
+
 struct net_pending {
 	int fd;
-	unsigned got;           /* preamble bytes read */
-	bool ready;             /* preamble read and valid */
+	enum net_pending_state state;
+	short events;           /* what the handshake waits for */
+	unsigned got;           /* preamble bytes read (PEND_PREAMBLE, PEND_CONFIRM) */
+	bool ready;             /* PEND_READY */
+	gnutls_session_t tls;
+	uint8_t inner[NET_PREAMBLE_LEN];
 	uint64_t session_id;
 	enum net_kind kind;
 	uint64_t since_ns;
@@ -207,7 +246,8 @@ struct net_listener {
 	struct net_opts opts;
 	struct net_pending pend[NET_PENDING_MAX];
 	unsigned npend;
-	unsigned rejected;      /* connections closed for a bad or missing preamble */
+	unsigned rejected;      /* connections closed unpaired: bad preamble,
+	                         * failed authentication, too slow */
 	_Atomic bool stop;      /* net_listener_stop: the next wake returns -ECANCELED */
 	char err[ERR_LEN];      /* the last rejection, or the failure of net_listen */
 };
@@ -338,6 +378,14 @@ void net_chan_stats(const struct net_chan *ch, struct net_chan_stats *out);
 /* NET_F_* in use, and the same as text: "send=sendmsg_zc recv=multishot+buf_ring". */
 unsigned net_chan_features(const struct net_chan *ch);
 void net_chan_describe(const struct net_chan *ch, char *buf, size_t len);
+
+/* Hands the channel a finished TLS session (its own from then on, freed at
+ * close): from here every byte sent is encrypted and every byte read was
+ * authenticated.  Called by sock.c right after net_chan_open. */
+int net_chan_start_tls(struct net_chan *ch, gnutls_session_t s);
+
+/* What protects the channel: encrypted or not, cipher, peer identity, kTLS. */
+void net_chan_security(const struct net_chan *ch, struct net_tls_info *out);
 
 /* "bulk" or "urgent". */
 const char *net_kind_name(enum net_kind kind);

@@ -34,6 +34,12 @@
  * signal interrupts its poll at once). */
 #define STOP_POLL_MS 250
 
+/* From accept to authenticated: preamble, TLS handshake and the preamble
+ * again inside TLS.  A handshake is two round trips and one signature or
+ * key derivation each way, milliseconds; 10 s is for a loaded host, and
+ * bounds how long a peer that stalls mid-handshake holds a pending slot. */
+#define HANDSHAKE_TIMEOUT_MS 10000
+
 /* Bulk socket buffers.  4 MiB covers the bandwidth-delay product of 10 Gb/s
  * at 3 ms round trip (a data-centre path); with less, one connection cannot
  * fill such a link.  It is applied only when net.core.wmem_max/rmem_max allow
@@ -43,12 +49,14 @@
  * default) by itself.  Asking for 4 MiB on a stock host would get 0.4 MiB. */
 #define BULK_SOCKBUF (4 << 20)
 
-static void preamble_put(uint8_t *p, uint64_t session_id, enum net_kind kind)
+static void preamble_put(uint8_t *p, uint64_t session_id, enum net_kind kind, bool tls)
 {
 	memcpy(p, NET_PREAMBLE_MAGIC, 8);
 	put_le64(p + 8, session_id);
 	put_le32(p + 16, (uint32_t)kind);
 	put_le32(p + 20, NET_PREAMBLE_VERSION);
+	put_le32(p + 24, tls ? NET_SEC_TLS13 : NET_SEC_PLAIN);
+	put_le32(p + 28, 0);
 }
 
 /* -1 when the limit cannot be read (no /proc in a sandbox). */
@@ -155,14 +163,64 @@ static int connect_error(char *err, int rc, const struct net_addr *a, int timeou
 	}
 }
 
+/* The connector's side of TLS on fd (non-blocking, preamble sent): the
+ * handshake, then the preamble again inside the session.  0 with *out set. */
+static int connect_tls(int fd, const struct net_addr *a, enum net_kind kind, const uint8_t *pre,
+		       const struct net_opts *o, gnutls_session_t *out, char *err)
+{
+	uint64_t deadline = net_deadline(HANDSHAKE_TIMEOUT_MS);
+	gnutls_session_t s;
+	size_t sent = 0;
+	char why[ERR_LEN];
+	int rc;
+
+	if ((rc = net_tls_session(o->tls, fd, &s, err)) < 0)
+		return rc;
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+
+		rc = net_tls_handshake(s, &p.events, why);
+		if (rc == 0)
+			break;
+		if (rc != -EAGAIN) {
+			gnutls_deinit(s);
+			return err_setf(err, rc, "%s channel to %s: %s", net_kind_name(kind), a->text, why);
+		}
+		rc = sys_poll(&p, 1, net_ms_left(deadline));
+		if (rc == 0) {
+			gnutls_deinit(s);
+			return err_setf(err, -ETIMEDOUT, "%s channel to %s: no TLS handshake within %d ms (is 'hmig recv' there, and not swamped?)",
+					net_kind_name(kind), a->text, HANDSHAKE_TIMEOUT_MS);
+		}
+	}
+	while (sent < NET_PREAMBLE_LEN) {
+		ssize_t n = gnutls_record_send(s, pre + sent, NET_PREAMBLE_LEN - sent);
+		struct pollfd p = { .fd = fd, .events = POLLOUT };
+
+		if (n > 0) {
+			sent += (size_t)n;
+			continue;
+		}
+		if ((n != GNUTLS_E_AGAIN && n != GNUTLS_E_INTERRUPTED) ||
+		    sys_poll(&p, 1, net_ms_left(deadline)) <= 0) {
+			gnutls_deinit(s);
+			return err_setf(err, -EIO, "%s channel to %s: cannot send the preamble inside TLS: %s",
+					net_kind_name(kind), a->text, gnutls_strerror((int)n));
+		}
+	}
+	*out = s;
+	return 0;
+}
+
 static int connect_one(const struct net_addr *a, enum net_kind kind, uint64_t session_id,
 		       uint64_t deadline, int timeout_ms, const struct net_opts *o,
-		       int *out, char *err)
+		       int *out, gnutls_session_t *tls, char *err)
 {
 	uint8_t pre[NET_PREAMBLE_LEN];
 	int family = a->ss.ss_family, fd, rc;
 	ssize_t n;
 
+	*tls = NULL;
 	for (;;) {
 		fd = sys_socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (fd < 0)
@@ -181,9 +239,9 @@ static int connect_one(const struct net_addr *a, enum net_kind kind, uint64_t se
 		sys_poll(NULL, 0, ms < 0 || ms > CONNECT_RETRY_MS ? CONNECT_RETRY_MS : ms);
 	}
 
-	/* 24 bytes into a fresh connection's empty send buffer: one send, never
+	/* 32 bytes into a fresh connection's empty send buffer: one send, never
 	 * short, never blocking. */
-	preamble_put(pre, session_id, kind);
+	preamble_put(pre, session_id, kind, o->tls != NULL);
 	n = sys_send(fd, pre, sizeof(pre), MSG_NOSIGNAL);
 	if (n != (ssize_t)sizeof(pre)) {
 		rc = n < 0 ? (int)n : -EIO;
@@ -191,6 +249,8 @@ static int connect_one(const struct net_addr *a, enum net_kind kind, uint64_t se
 			 net_kind_name(kind), a->text, strerror(-rc));
 		goto fail;
 	}
+	if (o->tls && (rc = connect_tls(fd, a, kind, pre, o, tls, err)) < 0)
+		goto fail;
 	rc = sys_set_nonblock(fd, 0);
 	if (rc < 0) {
 		err_setf(err, rc, "cannot make the %s socket blocking: %s", net_kind_name(kind),
@@ -200,24 +260,52 @@ static int connect_one(const struct net_addr *a, enum net_kind kind, uint64_t se
 	*out = fd;
 	return 0;
 fail:
+	if (*tls) {
+		gnutls_deinit(*tls);
+		*tls = NULL;
+	}
 	sys_close(fd);
 	return rc;
 }
 
-/* Both fds are consumed, on success and on failure. */
-static int pair_open(struct net_pair *pair, int fd_bulk, int fd_urgent, const struct net_opts *o)
+static void tls_drop(gnutls_session_t *s)
+{
+	if (*s)
+		gnutls_deinit(*s);
+	*s = NULL;
+}
+
+/* Both fds and both sessions (NULL: plaintext) are consumed, on success and
+ * on failure. */
+static int pair_open(struct net_pair *pair, int fd_bulk, int fd_urgent, gnutls_session_t tls_bulk,
+		     gnutls_session_t tls_urgent, const struct net_opts *o)
 {
 	int rc;
 
 	rc = net_chan_open(&pair->bulk, fd_bulk, NET_BULK, o);
 	if (rc < 0) {
 		sys_close(fd_urgent);
+		tls_drop(&tls_bulk);
+		tls_drop(&tls_urgent);
 		return err_setf(pair->err, rc, "%s", pair->bulk.err);
 	}
 	rc = net_chan_open(&pair->urgent, fd_urgent, NET_URGENT, o);
 	if (rc < 0) {
 		err_setf(pair->err, rc, "%s", pair->urgent.err);
 		net_chan_close(&pair->bulk);
+		tls_drop(&tls_bulk);
+		tls_drop(&tls_urgent);
+		return rc;
+	}
+	if (tls_bulk && (rc = net_chan_start_tls(&pair->bulk, tls_bulk)) < 0) {
+		err_setf(pair->err, rc, "%s", pair->bulk.err);
+		tls_drop(&tls_urgent);
+		net_pair_close(pair);
+		return rc;
+	}
+	if (tls_urgent && (rc = net_chan_start_tls(&pair->urgent, tls_urgent)) < 0) {
+		err_setf(pair->err, rc, "%s", pair->urgent.err);
+		net_pair_close(pair);
 		return rc;
 	}
 	return 0;
@@ -229,6 +317,7 @@ int net_connect_pair(const char *addr, uint64_t session_id, int timeout_ms,
 	struct net_opts o = opts ? *opts : (struct net_opts){ 0 };
 	uint64_t deadline = net_deadline(timeout_ms);
 	struct net_addr a;
+	gnutls_session_t tls_bulk = NULL, tls_urgent = NULL;
 	int fd_bulk = -1, fd_urgent = -1, rc;
 
 	memset(pair, 0, sizeof(*pair));
@@ -242,15 +331,18 @@ int net_connect_pair(const char *addr, uint64_t session_id, int timeout_ms,
 	    (a.ss.ss_family == AF_INET6 && ((struct sockaddr_in6 *)&a.ss)->sin6_port == 0))
 		return err_setf(pair->err, -EINVAL, "cannot connect to %s: port 0 (give the port 'hmig recv' listens on)",
 				a.text);
-	rc = connect_one(&a, NET_BULK, session_id, deadline, timeout_ms, &o, &fd_bulk, pair->err);
+	rc = connect_one(&a, NET_BULK, session_id, deadline, timeout_ms, &o, &fd_bulk, &tls_bulk,
+			 pair->err);
 	if (rc < 0)
 		return rc;
-	rc = connect_one(&a, NET_URGENT, session_id, deadline, timeout_ms, &o, &fd_urgent, pair->err);
+	rc = connect_one(&a, NET_URGENT, session_id, deadline, timeout_ms, &o, &fd_urgent,
+			 &tls_urgent, pair->err);
 	if (rc < 0) {
 		sys_close(fd_bulk);
+		tls_drop(&tls_bulk);
 		return rc;
 	}
-	return pair_open(pair, fd_bulk, fd_urgent, &o);
+	return pair_open(pair, fd_bulk, fd_urgent, tls_bulk, tls_urgent, &o);
 }
 
 void net_pair_close(struct net_pair *pair)
@@ -366,13 +458,19 @@ fail:
 static void pending_drop(struct net_listener *l, unsigned i)
 {
 	sys_close(l->pend[i].fd);
+	if (l->pend[i].tls)
+		gnutls_deinit(l->pend[i].tls);
 	l->pend[i] = l->pend[--l->npend];
 }
 
+/* Every connection closed unpaired goes through here: counted, its reason
+ * kept, and told to the listener's owner (who may print it). */
 static void pending_reject(struct net_listener *l, unsigned i, const char *why)
 {
 	l->rejected++;
 	err_setf(l->err, -EPROTO, "rejected a connection from %s: %s", l->pend[i].from, why);
+	if (l->opts.on_reject)
+		l->opts.on_reject(l->opts.reject_ctx, l->pend[i].from, why);
 	pending_drop(l, i);
 }
 
@@ -398,12 +496,36 @@ static void pending_add(struct net_listener *l, int fd, const struct sockaddr_st
 	snprintf(p->from, sizeof(p->from), "%s", from.text);
 }
 
-/* The preamble of pend[i] is complete: keep it as ready or reject it. */
+/* pend[i] is authenticated (or plaintext and allowed): it may pair. */
+static void pending_ready(struct net_listener *l, unsigned i)
+{
+	struct net_pending *p = &l->pend[i];
+
+	p->state = PEND_READY;
+	p->ready = true;
+	/* A sender that reconnects (its first attempt timed out on its side)
+	 * sends the same session and kind again: the newer connection wins.
+	 * Only an authenticated connection can replace another. */
+	for (unsigned j = 0; j < l->npend; j++) {
+		if (j != i && l->pend[j].ready && l->pend[j].session_id == p->session_id &&
+		    l->pend[j].kind == p->kind) {
+			pending_drop(l, j);
+			return;
+		}
+	}
+}
+
+static void pending_step(struct net_listener *l, unsigned i);
+
+/* The preamble of pend[i] is complete: go on to TLS, keep it as ready, or
+ * reject it. */
 static void pending_check(struct net_listener *l, unsigned i)
 {
 	struct net_pending *p = &l->pend[i];
 	uint32_t kind = get_le32(p->pre + 16), version = get_le32(p->pre + 20);
-	char why[160];
+	uint32_t security = get_le32(p->pre + 24);
+	char why[ERR_LEN];
+	int rc;
 
 	if (memcmp(p->pre, NET_PREAMBLE_MAGIC, 8) != 0) {
 		pending_reject(l, i, "not an hmig channel (bad preamble magic; is something else connecting to this port?)");
@@ -421,50 +543,113 @@ static void pending_check(struct net_listener *l, unsigned i)
 		pending_reject(l, i, why);
 		return;
 	}
+	if (get_le32(p->pre + 28) || security > NET_SEC_TLS13) {
+		pending_reject(l, i, "bad preamble security or reserved field (run the same hmig version on both hosts)");
+		return;
+	}
+	if (security != (l->opts.tls ? NET_SEC_TLS13 : NET_SEC_PLAIN)) {
+		pending_reject(l, i, l->opts.tls ?
+			       "plaintext, and this side requires TLS (the sender runs --insecure? give both sides the same credentials)" :
+			       "wants TLS, and this side runs --insecure (run both sides with the same credentials, or both --insecure)");
+		return;
+	}
 	p->session_id = get_le64(p->pre + 8);
 	p->kind = (enum net_kind)kind;
-	p->ready = true;
-	/* A sender that reconnects (its first attempt timed out on its side)
-	 * sends the same session and kind again: the newer connection wins. */
-	for (unsigned j = 0; j < l->npend; j++) {
-		if (j != i && l->pend[j].ready && l->pend[j].session_id == p->session_id &&
-		    l->pend[j].kind == p->kind) {
-			pending_drop(l, j);
+	if (!l->opts.tls) {
+		pending_ready(l, i);
+		return;
+	}
+	rc = net_tls_session(l->opts.tls, p->fd, &p->tls, why);
+	if (rc < 0) {
+		pending_reject(l, i, why);
+		return;
+	}
+	p->state = PEND_HANDSHAKE;
+	pending_step(l, i);
+}
+
+/* Moves pend[i] on as far as its socket allows: the preamble, the TLS
+ * handshake, the preamble again inside TLS. */
+static void pending_step(struct net_listener *l, unsigned i)
+{
+	struct net_pending *p = &l->pend[i];
+	char why[ERR_LEN];
+	ssize_t n;
+	int rc;
+
+	switch (p->state) {
+	case PEND_PREAMBLE:
+		/* Exactly the preamble's remaining bytes: what follows belongs
+		 * to TLS or to the channel and must stay in the socket. */
+		n = sys_recv(p->fd, p->pre + p->got, NET_PREAMBLE_LEN - p->got, 0);
+		if (n == -EAGAIN || n == -EINTR)
+			return;
+		if (n <= 0) {
+			pending_reject(l, i, n == 0 ? "closed before sending its channel preamble"
+						    : "error before its channel preamble");
 			return;
 		}
+		p->got += (unsigned)n;
+		if (p->got == NET_PREAMBLE_LEN)
+			pending_check(l, i);
+		return;
+	case PEND_HANDSHAKE:
+		rc = net_tls_handshake(p->tls, &p->events, why);
+		if (rc == -EAGAIN)
+			return;
+		if (rc < 0) {
+			pending_reject(l, i, why);
+			return;
+		}
+		p->state = PEND_CONFIRM;
+		p->got = 0;
+		/* fall through: the confirmation may have come with the
+		 * handshake's last flight, already in GnuTLS's buffer. */
+	case PEND_CONFIRM:
+		while (p->got < NET_PREAMBLE_LEN) {
+			n = gnutls_record_recv(p->tls, p->inner + p->got, NET_PREAMBLE_LEN - p->got);
+			if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) {
+				p->events = POLLIN;
+				return;
+			}
+			if (n <= 0) {
+				snprintf(why, sizeof(why), "TLS session ended before its preamble: %s",
+					 n ? gnutls_strerror((int)n) : "closed");
+				pending_reject(l, i, why);
+				return;
+			}
+			p->got += (unsigned)n;
+		}
+		if (memcmp(p->inner, p->pre, NET_PREAMBLE_LEN)) {
+			pending_reject(l, i, "the preamble inside TLS differs from the one before it (altered in transit?)");
+			return;
+		}
+		pending_ready(l, i);
+		return;
+	case PEND_READY:
+		return;
 	}
 }
 
 static void pending_read(struct net_listener *l, int fd)
 {
 	unsigned i;
-	ssize_t n;
 
 	for (i = 0; i < l->npend && l->pend[i].fd != fd; i++)
 		;
-	if (i == l->npend || l->pend[i].ready)
-		return;
-	/* Exactly the preamble's remaining bytes: what follows belongs to the
-	 * channel and must stay in the socket. */
-	n = sys_recv(fd, l->pend[i].pre + l->pend[i].got, NET_PREAMBLE_LEN - l->pend[i].got, 0);
-	if (n == -EAGAIN || n == -EINTR)
-		return;
-	if (n <= 0) {
-		pending_reject(l, i, n == 0 ? "closed before sending its channel preamble"
-					    : "error before its channel preamble");
-		return;
-	}
-	l->pend[i].got += (unsigned)n;
-	if (l->pend[i].got == NET_PREAMBLE_LEN)
-		pending_check(l, i);
+	if (i < l->npend && !l->pend[i].ready)
+		pending_step(l, i);
 }
 
 static void pending_expire(struct net_listener *l, uint64_t now)
 {
 	for (unsigned i = 0; i < l->npend;) {
-		if (!l->pend[i].ready &&
-		    now - l->pend[i].since_ns > PREAMBLE_TIMEOUT_MS * 1000000ull)
+		struct net_pending *p = &l->pend[i];
+
+		if (p->state == PEND_PREAMBLE && now - p->since_ns > PREAMBLE_TIMEOUT_MS * 1000000ull)
 			pending_reject(l, i, "sent no channel preamble within 5 s (not an hmig sender?)");
+		else if (!p->ready && now - p->since_ns > HANDSHAKE_TIMEOUT_MS * 1000000ull)
+			pending_reject(l, i, "did not finish its TLS handshake within 10 s");
 		else
 			i++;
 	}
@@ -514,12 +699,14 @@ static int accept_all(struct net_listener *l, char *err)
 static int accept_take(struct net_listener *l, unsigned ib, unsigned iu, struct net_pair *pair)
 {
 	int fds[2] = { l->pend[ib].fd, l->pend[iu].fd };
+	gnutls_session_t tls[2] = { l->pend[ib].tls, l->pend[iu].tls };
 	bool tcp = l->addr.ss.ss_family != AF_UNIX;
 	int rc;
 
 	pair->session_id = l->pend[ib].session_id;
 	/* Remove the higher index first: removal moves the last entry into the hole. */
 	l->pend[ib].fd = l->pend[iu].fd = -1;
+	l->pend[ib].tls = l->pend[iu].tls = NULL;
 	pending_drop(l, ib > iu ? ib : iu);
 	pending_drop(l, ib > iu ? iu : ib);
 	for (int k = 0; k < 2; k++) {
@@ -531,11 +718,13 @@ static int accept_take(struct net_listener *l, unsigned ib, unsigned iu, struct 
 		if (rc < 0) {
 			sys_close(fds[0]);
 			sys_close(fds[1]);
+			tls_drop(&tls[0]);
+			tls_drop(&tls[1]);
 			return err_setf(pair->err, rc, "cannot set up an accepted socket: %s",
 					strerror(-rc));
 		}
 	}
-	return pair_open(pair, fds[0], fds[1], &l->opts);
+	return pair_open(pair, fds[0], fds[1], tls[0], tls[1], &l->opts);
 }
 
 int net_accept_pair(struct net_listener *l, int timeout_ms, struct net_pair *pair)
@@ -569,9 +758,12 @@ int net_accept_pair(struct net_listener *l, int timeout_ms, struct net_pair *pai
 		pfd[0] = (struct pollfd){ .fd = l->fd, .events = POLLIN };
 		for (unsigned i = 0; i < l->npend; i++)
 			if (!l->pend[i].ready)
-				pfd[n++] = (struct pollfd){ .fd = l->pend[i].fd, .events = POLLIN };
-		/* Wake up in time to expire a silent connection, and to see a
-		 * stop asked from another thread within STOP_POLL_MS. */
+				pfd[n++] = (struct pollfd){ .fd = l->pend[i].fd,
+							    .events = l->pend[i].state == PEND_HANDSHAKE ?
+								      l->pend[i].events : POLLIN };
+		/* Wake up in time to expire a silent connection (each has its
+		 * own deadline: a quarter of a second is fine enough), and to see
+		 * a stop asked from another thread within STOP_POLL_MS. */
 		if (ms < 0 || ms > STOP_POLL_MS)
 			ms = STOP_POLL_MS;
 		rc = sys_poll(pfd, n, ms);

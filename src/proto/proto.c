@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "common/bitmap.h"
+#include "common/crc32c.h"
 #include "common/err.h"
 #include "common/utf8.h"
 
@@ -27,7 +28,7 @@ struct rec_info {
 
 static const struct rec_info rec_table[] = {
 	[PROTO_HELLO] = { "HELLO", 0, PROTO_HELLO_MIN, false },
-	[PROTO_PAGES] = { "PAGES", 0, sizeof(struct proto_wire_pfns), true },
+	[PROTO_PAGES] = { "PAGES", PROTO_FLAG_CRC32C, sizeof(struct proto_wire_pfns), true },
 	[PROTO_ZERO] = { "ZERO", 0, sizeof(struct proto_wire_pfns), true },
 	[PROTO_PASS_END] = { "PASS_END", 0, sizeof(struct proto_wire_pass_end), true },
 	[PROTO_STALE] = { "STALE", PROTO_FLAG_LAST, sizeof(struct proto_wire_stale), true },
@@ -65,7 +66,8 @@ const char *proto_type_name(uint32_t type)
 
 uint32_t proto_pages_max_count(const struct hmig_guest_geometry *geo)
 {
-	uint64_t per_page = 8 + (uint64_t)geo->page_size;
+	/* pfn, CRC32C and data: the count must fit with or without the CRCs. */
+	uint64_t per_page = 12 + (uint64_t)geo->page_size;
 	uint64_t fit = (PROTO_MAX_BODY - sizeof(struct proto_wire_pfns)) / per_page;
 
 	return fit < PROTO_MAX_BATCH ? (uint32_t)fit : PROTO_MAX_BATCH;
@@ -89,7 +91,7 @@ uint32_t proto_body_max(uint32_t type, const struct hmig_guest_geometry *geo)
 		return PROTO_HELLO_MAX;
 	case PROTO_PAGES:
 		return sizeof(struct proto_wire_pfns) +
-		       proto_pages_max_count(geo) * (8 + geo->page_size);
+		       proto_pages_max_count(geo) * (12 + geo->page_size);
 	case PROTO_ZERO:
 	case PROTO_REQUEST:
 		return sizeof(struct proto_wire_pfns) + 8 * PROTO_MAX_BATCH;
@@ -375,21 +377,23 @@ static uint32_t pfns_limit(uint32_t type, const struct hmig_guest_geometry *geo)
 	return type == PROTO_PAGES ? proto_pages_max_count(geo) : PROTO_MAX_BATCH;
 }
 
-static uint64_t pfns_body_len(uint32_t type, const struct hmig_guest_geometry *geo,
-			      uint32_t count)
+static uint64_t pfns_body_len(uint32_t type, uint32_t flags,
+			      const struct hmig_guest_geometry *geo, uint32_t count)
 {
-	uint64_t per = 8 + (type == PROTO_PAGES ? (uint64_t)geo->page_size : 0);
+	uint64_t per = 8 + (type == PROTO_PAGES ? (uint64_t)geo->page_size : 0) +
+		       (flags & PROTO_FLAG_CRC32C ? 4 : 0);
 
 	return sizeof(struct proto_wire_pfns) + per * count;
 }
 
 static int pfns_encode(void *buf, size_t len, uint32_t type,
 		       const struct hmig_guest_geometry *geo,
-		       const uint64_t *pfns, uint32_t count, char *err)
+		       const uint64_t *pfns, const uint32_t *crcs, uint32_t count, char *err)
 {
 	struct proto_wire_pfns *w;
 	uint8_t *p;
-	uint64_t prefix = PROTO_HDR_LEN + sizeof(*w) + 8 * (uint64_t)count;
+	uint32_t flags = crcs ? PROTO_FLAG_CRC32C : 0;
+	uint64_t prefix = PROTO_HDR_LEN + sizeof(*w) + (crcs ? 12 : 8) * (uint64_t)count;
 	uint32_t limit = pfns_limit(type, geo);
 	int rc;
 
@@ -400,7 +404,7 @@ static int pfns_encode(void *buf, size_t len, uint32_t type,
 	rc = room(len, prefix, type, err);
 	if (rc)
 		return rc;
-	proto_hdr_encode(buf, type, 0, (uint32_t)pfns_body_len(type, geo, count));
+	proto_hdr_encode(buf, type, flags, (uint32_t)pfns_body_len(type, flags, geo, count));
 	w = (struct proto_wire_pfns *)((uint8_t *)buf + PROTO_HDR_LEN);
 	put_le32(w->count, count);
 	put_le32(w->pad, 0);
@@ -414,6 +418,8 @@ static int pfns_encode(void *buf, size_t len, uint32_t type,
 					(unsigned long long)geo->npages);
 		put_le64(p + 8 * (size_t)i, pfns[i]);
 	}
+	for (uint32_t i = 0; crcs && i < count; i++)
+		put_le32(p + 8 * (size_t)count + 4 * (size_t)i, crcs[i]);
 	return (int)prefix;
 }
 
@@ -421,21 +427,29 @@ int proto_pages_encode(void *buf, size_t len,
 		       const struct hmig_guest_geometry *geo,
 		       const uint64_t *pfns, uint32_t count, char *err)
 {
-	return pfns_encode(buf, len, PROTO_PAGES, geo, pfns, count, err);
+	return pfns_encode(buf, len, PROTO_PAGES, geo, pfns, NULL, count, err);
+}
+
+int proto_pages_encode_crc(void *buf, size_t len,
+			   const struct hmig_guest_geometry *geo,
+			   const uint64_t *pfns, const uint32_t *crcs, uint32_t count,
+			   char *err)
+{
+	return pfns_encode(buf, len, PROTO_PAGES, geo, pfns, crcs, count, err);
 }
 
 int proto_zero_encode(void *buf, size_t len,
 		      const struct hmig_guest_geometry *geo,
 		      const uint64_t *pfns, uint32_t count, char *err)
 {
-	return pfns_encode(buf, len, PROTO_ZERO, geo, pfns, count, err);
+	return pfns_encode(buf, len, PROTO_ZERO, geo, pfns, NULL, count, err);
 }
 
 int proto_request_encode(void *buf, size_t len,
 			 const struct hmig_guest_geometry *geo,
 			 const uint64_t *pfns, uint32_t count, char *err)
 {
-	return pfns_encode(buf, len, PROTO_REQUEST, geo, pfns, count, err);
+	return pfns_encode(buf, len, PROTO_REQUEST, geo, pfns, NULL, count, err);
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -508,7 +522,7 @@ int proto_pages_decode(const struct proto_hdr *h, const void *body,
 	if (count == 0 || count > limit)
 		return err_setf(err, -EPROTO, "%s record: count %u not in 1..%u",
 				proto_type_name(h->type), count, limit);
-	want = pfns_body_len(h->type, geo, count);
+	want = pfns_body_len(h->type, h->flags, geo, count);
 	if (h->body_len != want)
 		return err_setf(err, -EPROTO,
 				"%s record: body_len %u does not match count %u (expected %llu)",
@@ -517,9 +531,25 @@ int proto_pages_decode(const struct proto_hdr *h, const void *body,
 	rc = pfns_check(h->type, (const uint8_t *)(w + 1), count, geo->npages, err);
 	if (rc)
 		return rc;
+	const uint8_t *pfns = (const uint8_t *)(w + 1);
+	const uint8_t *crcs = h->flags & PROTO_FLAG_CRC32C ? pfns + 8 * (size_t)count : NULL;
+	const uint8_t *data = h->type != PROTO_PAGES ? NULL
+			      : pfns + (crcs ? 12 : 8) * (size_t)count;
+	/* Last, once the layout is known good: one read of every page. */
+	for (uint32_t i = 0; crcs && i < count; i++) {
+		uint32_t want_crc = get_le32(crcs + 4 * (size_t)i);
+		uint32_t got = crc32c(data + (size_t)i * geo->page_size, geo->page_size);
+
+		if (got != want_crc)
+			return err_setf(err, -EBADMSG,
+					"PAGES record: the data of pfn %llu fail their CRC32C (sent 0x%08x, received 0x%08x): corrupted in transit (check the network path, or use TLS)",
+					(unsigned long long)get_le64(pfns + 8 * (size_t)i),
+					want_crc, got);
+	}
 	out->count = count;
-	out->pfns = (const uint8_t *)(w + 1);
-	out->data = h->type == PROTO_PAGES ? out->pfns + 8 * (size_t)count : NULL;
+	out->pfns = pfns;
+	out->crcs = crcs;
+	out->data = data;
 	return 0;
 }
 

@@ -14,6 +14,7 @@
  *   -EPROTONOSUPPORT  the peer speaks another protocol version
  *   -EMSGSIZE         body length over the type's limit or PROTO_MAX_BODY
  *   -ERANGE           a pfn, range or page count outside the guest
+ *   -EBADMSG          page data that fail their CRC32C (corrupted in transit)
  *   -EINVAL, -ENOSPC  caller bug: bad encoder argument, buffer too small,
  *                     decoder handed a record of another type
  * and one line naming the record and the problem in `err` (ERR_LEN bytes).
@@ -29,7 +30,10 @@
 
 #include "common/endian.h"
 
-#define PROTO_VERSION 3
+/* 2: DIRTY and SYNC before the pause.  3: the handover as a commit (LOADED,
+ * COMMIT, VERDICT) and its recovery (RECOVER, MISSING).  4: PAGES records
+ * of a plaintext stream carry a CRC32C per page. */
+#define PROTO_VERSION 4
 
 /* ------------------------------------------------------------ limits */
 
@@ -108,6 +112,10 @@ enum proto_recover_state {
 
 /* STALE, DIRTY: this record completes the set. */
 #define PROTO_FLAG_LAST 0x1u
+/* PAGES: a CRC32C of each page follows the pfn list (docs/protocol.md).  Set
+ * on every PAGES record of a plaintext (--insecure) stream and on none of an
+ * encrypted one, where the AEAD tag proves the data already. */
+#define PROTO_FLAG_CRC32C 0x1u
 /* VCPU_STATE: post-copy follows; the destination resumes at once and pulls
  * what is missing.  Without it, stop-and-copy follows: the stale pages, then
  * DONE, and only then does the destination resume.  Other types have no
@@ -171,8 +179,9 @@ struct proto_hello {
 	char backend[PROTO_BACKEND_LEN]; /* NUL-terminated */
 };
 
-/* PAGES, ZERO and REQUEST: this prefix, count le64 pfns, and for PAGES count
- * pages of data in pfn order. */
+/* PAGES, ZERO and REQUEST: this prefix, count le64 pfns, for PAGES with
+ * PROTO_FLAG_CRC32C count le32 CRC32Cs, and for PAGES count pages of data
+ * in pfn order. */
 struct proto_wire_pfns {
 	uint8_t count[4];
 	uint8_t pad[4]; /* 0; keeps the pfn array 8-byte aligned */
@@ -182,6 +191,8 @@ _Static_assert(sizeof(struct proto_wire_pfns) == 8, "pfn list prefix");
 struct proto_pages {
 	uint32_t count;
 	const uint8_t *pfns; /* count le64 values: use proto_pages_pfn() */
+	const uint8_t *crcs; /* PAGES with PROTO_FLAG_CRC32C: count le32 values,
+			      * already checked against the data; else NULL */
 	const uint8_t *data; /* PAGES: page i at data + i * page_size; else NULL */
 };
 
@@ -322,7 +333,9 @@ int proto_hello_decode(const struct proto_hdr *h, const void *body,
 		       struct proto_hello *out, char *err);
 
 /* PAGES, ZERO or REQUEST: 1..limit pfns, each < npages, no duplicates, and
- * body_len exactly the size the count implies. */
+ * body_len exactly the size the count implies.  A PAGES record flagged
+ * PROTO_FLAG_CRC32C has each page's data checked against its CRC32C here:
+ * -EBADMSG naming the first pfn whose data do not match. */
 int proto_pages_decode(const struct proto_hdr *h, const void *body,
 		       const struct hmig_guest_geometry *geo,
 		       struct proto_pages *out, char *err);
@@ -390,6 +403,14 @@ int proto_hello_encode(void *buf, size_t len, const struct proto_hello *h,
 int proto_pages_encode(void *buf, size_t len,
 		       const struct hmig_guest_geometry *geo,
 		       const uint64_t *pfns, uint32_t count, char *err);
+
+/* The same prefix for a plaintext stream, flagged PROTO_FLAG_CRC32C, with
+ * crcs[i] the CRC32C of page i's data (of the copy that is sent): 24 +
+ * 12 count bytes, returned. */
+int proto_pages_encode_crc(void *buf, size_t len,
+			   const struct hmig_guest_geometry *geo,
+			   const uint64_t *pfns, const uint32_t *crcs, uint32_t count,
+			   char *err);
 
 int proto_zero_encode(void *buf, size_t len,
 		      const struct hmig_guest_geometry *geo,

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,9 @@ void mig_case_init(struct mig_case *c, const char *workload, uint64_t mem)
 	c->guest = (struct hmig_synth_params){ .mem_bytes = mem, .vcpus = 2, .workload = workload,
 					       .seed = 11, .fill = 1.0 };
 	hmig_config_init(&c->cfg);
+	/* Plaintext unless a test sets credentials: the CRC32C path, checked
+	 * on every page; test_secure.c runs the TLS ones. */
+	c->cfg.insecure = true;
 	c->cfg.mode = HMIG_MODE_PRECOPY;
 	c->cfg.connect_timeout_ms = 5000;
 	c->cfg.accept_timeout_ms = 20000;
@@ -147,6 +151,28 @@ void mig_run(const struct mig_case *c, struct mig_result *r)
 		unlink(json);
 		return;
 	}
+	if (c->stranger_psk) {
+		struct hmig_config sc = c->cfg;
+		struct hmig_synth_params sp = c->guest;
+
+		sc.tls_psk = c->stranger_psk;
+		sc.tls_creds = NULL;
+		sc.insecure = false;
+		sp.mem_bytes = 4ull << 20;
+		cr_assert_eq(synth_open_holed(&sp, 0, &g, err), 0, "%s", err);
+		cr_assert_eq(g->ops->run(g), 0);
+		cr_assert_eq(hmig_source_new(&sc, g, &src, err), 0, "%s", err);
+		r->stranger_rc = hmig_source_run(src, addr);
+		snprintf(r->stranger_err, sizeof(r->stranger_err), "%s", hmig_source_error(src));
+		hmig_source_free(src);
+		g->ops->destroy(g);
+	}
+	struct relay rl;
+	bool relayed = c->relay.pages_record || c->relay.stream_offset;
+	if (relayed) {
+		relay_start(&rl, addr, &c->relay);
+		snprintf(addr, sizeof(addr), "%s", rl.addr);
+	}
 	cr_assert_eq(synth_open_holed(&c->guest, c->holes, &g, err), 0, "%s", err);
 	cr_assert_eq(g->ops->run(g), 0);
 	sleep_s(c->warmup_s);
@@ -162,7 +188,16 @@ void mig_run(const struct mig_case *c, struct mig_result *r)
 		}
 	}
 	r->src_rc = hmig_source_run(src, addr);
+	/* As 'hmig send' does: the destination's oracle has the last word,
+	 * and the connection closes only after it (a relay waits for that). */
+	if (!r->src_rc)
+		r->src_rc = hmig_source_wait_verdict(src, c->cfg.io_timeout_ms);
 	snprintf(r->src_err, sizeof(r->src_err), "%s", hmig_source_error(src));
+	if (relayed) {
+		relay_stop(&rl);
+		r->flips = atomic_load(&rl.flips);
+		r->flipped_pfn = atomic_load(&rl.flipped_pfn);
+	}
 	if (killer > 0)
 		waitpid(killer, NULL, 0);
 

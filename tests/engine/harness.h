@@ -12,6 +12,7 @@
 #include <hmig/synth.h>
 
 #include "doc.h"
+#include "relay.h"
 
 struct mig_case {
 	struct hmig_synth_params guest;
@@ -23,6 +24,10 @@ struct mig_case {
 				   * after it starts; only the destination reports */
 	uint64_t holes;           /* pfns the guest never moves, on both sides (synth's
 				   * test holes, as Xen's memory holes) */
+	struct relay_plan relay;  /* set: the source connects through a relay that
+				   * flips one bit of the bulk stream (relay.h) */
+	const char *stranger_psk; /* set: before the source, a stranger source with
+				   * this key tries the destination (and must fail) */
 };
 
 struct mig_result {
@@ -32,6 +37,10 @@ struct mig_result {
 	json_t *src, *dst;        /* reports (dst NULL when the child died) */
 	bool have_src, have_dst;
 	uint64_t src_ops_after;   /* source guest ops in 200 ms after the run */
+	int stranger_rc;          /* the stranger's hmig_source_run */
+	char stranger_err[256];
+	int flips;                /* relay: bits flipped (0 or 1) ... */
+	uint64_t flipped_pfn;     /* ... in this page's data (UINT64_MAX: none) */
 };
 
 void mig_case_init(struct mig_case *c, const char *workload, uint64_t mem);

@@ -54,7 +54,10 @@ static const struct knob_case cases[] = {
 static void put(struct hmig_config *cfg, const struct knob_case *c, double v)
 {
 	void *f = (char *)cfg + c->off;
-	int e = (int)v;
+	/* Only an enum's value is converted to int here: a double outside
+	 * int's range (1e15, NaN) converted to int is undefined behaviour,
+	 * which UBSan (tools/run test's second build) reports. */
+	int e = c->type == T_ENUM ? (int)v : 0;
 
 	switch (c->type) {
 	case T_U32: *(uint32_t *)f = (uint32_t)v; break;
@@ -289,4 +292,26 @@ Test(config, batch_pages_zero_is_refused_by_the_constructor)
 	cfg.batch_pages = 0;
 	cr_assert(eq(int, hmig_source_new(&cfg, NULL, &src, err), -EINVAL));
 	cr_expect(eq(str, err, "bad value for batch_pages: 0 (pages per PAGES record; 1 to 1024)"));
+}
+
+/* Secure by default: a config with no credentials and no insecure is
+ * refused by both constructors, with the remedy; so is one with both. */
+Test(config, no_credentials_is_refused_naming_the_remedy)
+{
+	struct hmig_config cfg;
+	struct hmig_source *src;
+	struct hmig_dest *dst;
+	char err[256];
+
+	hmig_config_init(&cfg);
+	cr_assert(eq(int, cfg.insecure, 0));
+	cr_assert(eq(int, hmig_source_new(&cfg, NULL, &src, err), -EINVAL));
+	cr_expect(not(eq(ptr, strstr(err, "--tls-psk"), NULL)), "%s", err);
+	cr_expect(not(eq(ptr, strstr(err, "--insecure"), NULL)), "%s", err);
+	cr_assert(eq(int, hmig_dest_new(&cfg, NULL, "127.0.0.1:0", &dst, err), -EINVAL));
+	cr_expect(not(eq(ptr, strstr(err, "hmig keygen"), NULL)), "%s", err);
+	cfg.tls_psk = "/nonexistent";
+	cfg.tls_creds = "/nonexistent";
+	cr_assert(eq(int, hmig_dest_new(&cfg, NULL, "127.0.0.1:0", &dst, err), -EINVAL));
+	cr_expect(not(eq(ptr, strstr(err, "use one"), NULL)), "%s", err);
 }

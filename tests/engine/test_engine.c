@@ -129,6 +129,7 @@ Test(engine, unreachable_destination_is_one_clear_error, .timeout = 60)
 	char err[256];
 
 	hmig_config_init(&cfg);
+	cfg.insecure = true;
 	cfg.connect_timeout_ms = 300;
 	cr_assert_eq(hmig_synth_open(&p, &g, err), 0, "%s", err);
 	cr_assert_eq(g->ops->run(g), 0);
@@ -150,6 +151,7 @@ Test(engine, address_in_use_is_refused_at_once, .timeout = 30)
 	char err[256];
 
 	hmig_config_init(&cfg);
+	cfg.insecure = true;
 	cr_assert_eq(hmig_synth_open_dest(&g1, err), 0);
 	cr_assert_eq(hmig_synth_open_dest(&g2, err), 0);
 	cr_assert_eq(hmig_dest_new(&cfg, g1, "127.0.0.1:0", &d1, err), 0, "%s", err);

@@ -154,6 +154,7 @@ static int raw_connect(const struct net_addr *a, const char *magic, uint64_t sid
 
 	cr_assert(fd >= 0);
 	cr_assert(eq(int, connect(fd, (const struct sockaddr *)&a->ss, a->len), 0), "%s", strerror(errno));
+	memset(pre, 0, sizeof(pre)); /* security 0: plaintext, as the listener runs */
 	memcpy(pre, magic, 8);
 	put_le64(pre + 8, sid);
 	put_le32(pre + 16, kind);
@@ -435,7 +436,7 @@ Test(net, preamble_mismatch_rejected, .timeout = 30)
 
 /* The rest of the preamble's checks (they were proto's, for a twin of this
  * preamble nobody sent): an unknown channel kind, and a sender that closes
- * before its 24 bytes are complete. */
+ * before its 32 bytes are complete. */
 Test(net, preamble_unknown_kind_or_truncated_rejected, .timeout = 30)
 {
 	struct net_listener l;

@@ -12,6 +12,7 @@
 
 #include "common/bitmap.h"
 #include "common/err.h"
+#include "common/crc32c.h"
 #include "proto/proto.h"
 
 /* 1000 pages: not a multiple of 64, so the last bitmap word is partial.
@@ -268,6 +269,93 @@ Test(proto, pages_round_trip_prefix_and_data)
 	free(buf);
 }
 
+/* A plaintext stream's PAGES: a CRC32C per page after the pfns, checked by
+ * the decoder; one flipped bit in any page's data names that page's pfn. */
+static int pages_crc_record(uint8_t *buf, const uint64_t *pfns, uint32_t n)
+{
+	uint32_t crcs[3];
+	char err[ERR_LEN] = "";
+
+	for (uint32_t i = 0; i < n; i++) {
+		memset(buf + 2048 + i * 4096, 'k' + (int)i, 4096);
+		crcs[i] = crc32c(buf + 2048 + i * 4096, 4096);
+	}
+	int len = proto_pages_encode_crc(buf, REC_MAX, &G, pfns, crcs, n, err);
+	cr_assert(eq(int, len, PROTO_HDR_LEN + 8 + 12 * (int)n), "%s", err);
+	memmove(buf + len, buf + 2048, n * 4096);
+	return len;
+}
+
+Test(proto, pages_with_crc32c_round_trip)
+{
+	const uint64_t pfns[] = { 7, 3, 900 };
+	uint8_t *buf = calloc(1, REC_MAX);
+	struct proto_hdr h;
+	struct proto_pages p;
+	char err[ERR_LEN] = "";
+	int n = pages_crc_record(buf, pfns, 3);
+
+	cr_assert(eq(u32, get_le32(buf + H_FLAGS), PROTO_FLAG_CRC32C));
+	cr_assert(eq(u32, get_le32(buf + H_LEN), 8 + 3 * (12 + 4096)));
+	cr_assert(eq(int, proto_hdr_decode(buf, PROTO_HDR_LEN, &G, &h, err), 0), "%s", err);
+	cr_assert(eq(int, proto_pages_decode(&h, buf + B, &G, &p, err), 0), "%s", err);
+	cr_assert(eq(ptr, (void *)p.data, buf + n));
+	cr_assert(eq(u32, get_le32(p.crcs + 4), crc32c(buf + n + 4096, 4096)));
+	for (uint32_t i = 0; i < 3; i++)
+		cr_assert(eq(u8, p.data[i * 4096 + 17], 'k' + i));
+	free(buf);
+}
+
+Test(proto, pages_crc32c_mismatch_names_the_pfn)
+{
+	const uint64_t pfns[] = { 7, 3, 900 };
+	uint8_t *buf = calloc(1, REC_MAX);
+	struct proto_hdr h;
+	struct proto_pages p;
+	char err[ERR_LEN] = "";
+
+	for (uint32_t page = 0; page < 3; page++) {
+		int n = pages_crc_record(buf, pfns, 3);
+		char want[64];
+
+		buf[n + page * 4096 + 1234] ^= 0x10;
+		cr_assert(eq(int, proto_hdr_decode(buf, PROTO_HDR_LEN, &G, &h, err), 0), "%s", err);
+		cr_assert(eq(int, proto_pages_decode(&h, buf + B, &G, &p, err), -EBADMSG));
+		snprintf(want, sizeof(want), "pfn %llu fail their CRC32C",
+			 (unsigned long long)pfns[page]);
+		cr_assert(ne(ptr, strstr(err, want), NULL), "%s", err);
+	}
+	/* A CRC itself damaged is a mismatch too. */
+	int n = pages_crc_record(buf, pfns, 3);
+	buf[n - 1] ^= 1;
+	cr_assert(eq(int, proto_hdr_decode(buf, PROTO_HDR_LEN, &G, &h, err), 0), "%s", err);
+	cr_assert(eq(int, proto_pages_decode(&h, buf + B, &G, &p, err), -EBADMSG));
+	cr_assert(ne(ptr, strstr(err, "pfn 900"), NULL), "%s", err);
+	free(buf);
+}
+
+Test(proto, crc32c_flag_only_on_pages_and_length_must_match)
+{
+	const uint64_t pfns[] = { 1, 2 };
+	uint8_t *buf = calloc(1, REC_MAX);
+	struct proto_hdr h;
+	struct proto_pages p;
+	char err[ERR_LEN] = "";
+
+	pages_crc_record(buf, pfns, 2);
+	/* the flag without room for the CRCs: the count disagrees */
+	put_le32(buf + H_LEN, 8 + 2 * (8 + 4096));
+	cr_assert(eq(int, proto_hdr_decode(buf, PROTO_HDR_LEN, &G, &h, err), 0), "%s", err);
+	cr_assert(eq(int, proto_pages_decode(&h, buf + B, &G, &p, err), -EPROTO));
+	cr_assert(ne(ptr, strstr(err, "does not match count 2"), NULL), "%s", err);
+	int n = proto_zero_encode(buf, REC_MAX, &G, pfns, 2, err);
+	cr_assert(gt(int, n, 0));
+	put_le32(buf + H_FLAGS, PROTO_FLAG_CRC32C);
+	cr_assert(eq(int, proto_hdr_decode(buf, PROTO_HDR_LEN, &G, &h, err), -EPROTO));
+	cr_assert(ne(ptr, strstr(err, "unknown flags"), NULL), "%s", err);
+	free(buf);
+}
+
 static void pfn_list_round_trip(uint32_t type, const uint64_t *pfns, uint32_t count)
 {
 	uint8_t *buf = calloc(1, REC_MAX);
@@ -317,7 +405,7 @@ Test(proto, full_batches_fit_their_limits)
 	cr_assert(eq(u32, proto_pages_max_count(&big), PROTO_MAX_BATCH));
 	cr_assert(eq(u32, proto_pages_max_count(&huge), 31), "31 x 2 MiB fit in 64 MiB");
 	cr_assert(le(u32, proto_body_max(PROTO_PAGES, &huge), PROTO_MAX_BODY));
-	cr_assert(eq(u32, proto_body_max(PROTO_PAGES, &big), 8 + 1024 * (8 + 4096)));
+	cr_assert(eq(u32, proto_body_max(PROTO_PAGES, &big), 8 + 1024 * (12 + 4096)));
 	cr_assert(eq(int, proto_pages_encode(buf, REC_MAX, &huge, pfns, 32, err), -EINVAL));
 	cr_assert(eq(u32, proto_body_max(PROTO_PAGES, NULL), 0), "no limit before HELLO");
 	free(buf);
@@ -643,7 +731,7 @@ static const struct bad_case bad_cases[] = {
 	{ "nonzero reserved", BASE_PAGES, { P4(H_RES, 1) },
 	  .want = -EPROTO, .record = "PAGES record", .detail = "reserved field is 0x00000001" },
 	{ "body_len over PAGES limit", BASE_PAGES, { P4(H_LEN, PAGES_LEN(1025)) },
-	  .want = -EMSGSIZE, .record = "PAGES record", .detail = "over the limit 4202504" },
+	  .want = -EMSGSIZE, .record = "PAGES record", .detail = "over the limit 4206600" },
 	{ "body_len over absolute cap", BASE_VCPU, { P4(H_LEN, (64u << 20) + 1) },
 	  .want = -EMSGSIZE, .record = "VCPU_STATE record", .detail = "absolute limit" },
 	{ "VCPU_STATE over its limit", BASE_VCPU, { P4(H_LEN, VCPU_LIMIT + 1) },
@@ -687,11 +775,11 @@ static const struct bad_case bad_cases[] = {
 	  .want = -EPROTO, .record = "HELLO record", .detail = "bad magic" },
 	{ "HELLO wrong version", BASE_HELLO, { P4(B + 8, 1) }, .no_hello = true,
 	  .want = -EPROTONOSUPPORT, .record = "HELLO record",
-	  .detail = "version 1, this side speaks 3" },
+	  .detail = "version 1, this side speaks 4" },
 	{ "HELLO from a newer, longer version", BASE_HELLO,
-	  { P4(B + 8, 4), P4(H_LEN, 80) }, .no_hello = true,
-	  .want = -EPROTONOSUPPORT, .record = "HELLO record", .detail = "version 4" },
-	{ "HELLO v3 of the wrong length", BASE_HELLO, { P4(H_LEN, 63) }, .no_hello = true,
+	  { P4(B + 8, 5), P4(H_LEN, 80) }, .no_hello = true,
+	  .want = -EPROTONOSUPPORT, .record = "HELLO record", .detail = "version 5" },
+	{ "HELLO v4 of the wrong length", BASE_HELLO, { P4(H_LEN, 63) }, .no_hello = true,
 	  .want = -EPROTO, .record = "HELLO record", .detail = "is 64 bytes" },
 	{ "HELLO page size not a power of two", BASE_HELLO, { P4(B + 40, 5000) },
 	  .no_hello = true,

@@ -12,12 +12,20 @@
 #include "local.h"
 #include "profile.h"
 #include "doc.h"
+#include "summary.h"
 
 struct bench_opts {
 	uint64_t mem;
 	double seconds;
 	uint32_t vcpus;
+	bool insecure;  /* plaintext (CRC32C per page) instead of TLS */
 };
+
+/* What the channels ran, for each table's heading. */
+static const char *channels(const struct bench_opts *o)
+{
+	return o->insecure ? "plaintext with CRC32C" : "TLS 1.3, throwaway PSK";
+}
 
 struct bench {
 	const char *name;
@@ -70,8 +78,11 @@ static int bench_guest(const struct bench_opts *o)
 			if (profile_or_die(&po, &pr))
 				return 1;
 			double gib = (double)mems[m] / (double)(1ull << 30);
-			printf("| %.0f GiB | %s | %s | %.3f | %.3f | %.0f | %.0f | %.0f | %.2fx | %s |\n",
-			       gib, cases[i].label, pr.mode, pr.collect_mean_ms,
+			char size[32];
+
+			summary_size(size, sizeof(size), (double)mems[m]);
+			printf("| %s | %s | %s | %.3f | %.3f | %.0f | %.0f | %.0f | %.2fx | %s |\n",
+			       size, cases[i].label, pr.mode, pr.collect_mean_ms,
 			       pr.collect_mean_ms / gib, pr.dirty_rate_pps / 10.0,
 			       pr.writes_logged, pr.ops_unlogged,
 			       pr.ops_unlogged / (pr.ops_logged > 0 ? pr.ops_logged : 1),
@@ -85,8 +96,20 @@ static int bench_guest(const struct bench_opts *o)
 
 /* One local migration with `workload` and knobs ("key=value", NULL-ended,
  * for the source); parses both reports. */
+static int migrate_sec(const struct bench_opts *o, const char *workload, enum hmig_mode mode,
+		       double warmup, const char *const *knobs, bool insecure, json_t **src,
+		       json_t **dst);
+
 static int migrate_k(const struct bench_opts *o, const char *workload, enum hmig_mode mode,
 		     double warmup, const char *const *knobs, json_t **src, json_t **dst)
+{
+	return migrate_sec(o, workload, mode, warmup, knobs, o->insecure, src, dst);
+}
+
+/* One local migration, TLS with an ephemeral key (local.c) unless insecure. */
+static int migrate_sec(const struct bench_opts *o, const char *workload, enum hmig_mode mode,
+		       double warmup, const char *const *knobs, bool insecure, json_t **src,
+		       json_t **dst)
 {
 	struct mig_opts m;
 	struct local_run lr;
@@ -109,10 +132,11 @@ static int migrate_k(const struct bench_opts *o, const char *workload, enum hmig
 	m.guest.synth.vcpus = o->vcpus;
 	m.guest.synth.workload = workload;
 	m.cfg.mode = mode;
+	m.cfg.insecure = insecure;
 	m.warmup = warmup;
 	m.run_after = 0.5;
 	m.quiet = true;
-	int status = local_migrate(&m, 0, argv, &lr);
+	int status = local_migrate(&m, &lr);
 	int rc = -1;
 	if (lr.src_json && lr.dst_json && doc_parse(lr.src_json, lr.src_len, src, err) == 0) {
 		if (doc_parse(lr.dst_json, lr.dst_len, dst, err) == 0)
@@ -150,8 +174,8 @@ static int bench_precopy(const struct bench_opts *o)
 	json_t *src, *dst;
 	struct baseline_tcp tcp;
 
-	printf("## bench precopy (%lu MiB guest, %u vCPUs, loopback)\n\n",
-	       (unsigned long)(o->mem >> 20), o->vcpus);
+	printf("## bench precopy (%lu MiB guest, %u vCPUs, loopback, %s)\n\n",
+	       (unsigned long)(o->mem >> 20), o->vcpus, channels(o));
 	/* Source + destination + the fresh-memory baseline: warm 4 guest sizes. */
 	baseline_warm_memory(4 * o->mem);
 	if (baseline_tcp_blast(o->mem, &tcp)) {
@@ -204,8 +228,8 @@ static int bench_postcopy(const struct bench_opts *o)
 	json_t *src, *dst;
 	struct baseline_tcp tcp;
 	struct baseline_pull pull;
-	printf("## bench postcopy (%lu MiB guest, %u vCPUs, loopback)\n\n",
-	       (unsigned long)(o->mem >> 20), o->vcpus);
+	printf("## bench postcopy (%lu MiB guest, %u vCPUs, loopback, %s)\n\n",
+	       (unsigned long)(o->mem >> 20), o->vcpus, channels(o));
 	baseline_warm_memory(4 * o->mem);
 	if (baseline_tcp_blast(o->mem, &tcp) || baseline_pull(&pull)) {
 		die_msg("bench: a baseline failed");
@@ -328,8 +352,8 @@ static int bench_scale(const struct bench_opts *o)
 		  { "precopy_passes=1", NULL } },
 		{ "hybrid, unthrottled writer", "uniform", HMIG_MODE_HYBRID, { NULL } },
 	};
-	printf("## bench scale (%u vCPUs, loopback, %d runs a cell: median (min-max))\n\n",
-	       o->vcpus, RUNS);
+	printf("## bench scale (%u vCPUs, loopback, %s, %d runs a cell: median (min-max))\n\n",
+	       o->vcpus, channels(o), RUNS);
 	/* This VM backs memory lazily and takes freed memory back after a
 	 * while: whoever touches memory first pays several times what a warm
 	 * touch costs, and the order of runs would decide the figures.  So
@@ -393,6 +417,75 @@ static int bench_scale(const struct bench_opts *o)
 	return 0;
 }
 
+/* TLS against plaintext, in one run: pass-0 throughput, idle post-copy
+ * throughput and pull latency, each `RUNS` times a side (median and range),
+ * and the cipher TLS negotiated.  Targets (issue 13): encrypted throughput
+ * >= 0.8x plaintext on loopback, pull p50 <= 1.2x plaintext. */
+static int bench_tls(const struct bench_opts *o)
+{
+	enum { RUNS = 5 };
+	static const char *const nothing_first[] = { "precopy_passes=0", "push=seq", NULL };
+	double v[2][4][RUNS]; /* [tls][metric][run] */
+	char cipher[128] = "?";
+	json_t *src, *dst;
+
+	printf("## bench tls (%lu MiB guest, %u vCPUs, loopback, %d runs a side, interleaved: "
+	       "median (min-max))\n\n", (unsigned long)(o->mem >> 20), o->vcpus, RUNS);
+	baseline_warm_memory(4 * o->mem);
+	for (int r = 0; r < RUNS; r++) {
+		for (int tls = 0; tls < 2; tls++) {
+			if (migrate_sec(o, "idle", HMIG_MODE_PRECOPY, 0.2, NULL, !tls, &src, &dst))
+				return 1;
+			double ms = jd(src, "passes[0].ms"), pages = jd(src, "passes[0].pages_sent");
+			v[tls][0][r] = pages * 4096 / (ms / 1e3) / 1e6;
+			if (tls && doc_str(src, "security.cipher"))
+				snprintf(cipher, sizeof(cipher), "%s", doc_str(src, "security.cipher"));
+			json_decref(src);
+			json_decref(dst);
+			if (migrate_sec(o, "idle", HMIG_MODE_POSTCOPY, 0.2, nothing_first, !tls, &src, &dst))
+				return 1;
+			v[tls][1][r] = (double)o->mem / (jd(dst, "resume_to_complete_ms") / 1e3) / 1e6;
+			json_decref(src);
+			json_decref(dst);
+			/* Pull latency as bench postcopy measures it: pass 0, then
+			 * post-copy with a guest writing 20k pages/s. */
+			if (migrate_sec(o, "uniform:rate=20000", HMIG_MODE_POSTCOPY, 1.0, NULL,
+					!tls, &src, &dst))
+				return 1;
+			v[tls][2][r] = jd(dst, "faults.latency_us.p50");
+			v[tls][3][r] = jd(dst, "faults.latency_us.p99");
+			const char *in = doc_str(dst, "integrity");
+			if (!in || strcmp(in, "ok")) {
+				die_msg("bench tls: integrity %s", in ? in : "missing");
+				return 1;
+			}
+			json_decref(src);
+			json_decref(dst);
+			fprintf(stderr, "bench tls: run %d %s done\n", r, tls ? "tls" : "plaintext");
+		}
+	}
+	static const char *const names[] = {
+		"pass-0 throughput, idle guest (MB/s)", "post-copy throughput, idle guest, push=seq (MB/s)",
+		"pull latency p50 (us), post-copy after pass 0, 20k writes/s", "pull latency p99 (us)",
+	};
+	struct spread sp[2][4];
+	for (int tls = 0; tls < 2; tls++)
+		for (int m = 0; m < 4; m++)
+			sp[tls][m] = spread_of(v[tls][m], RUNS);
+	printf("negotiated: %s (kTLS: no, this kernel has none)\n\n", cipher);
+	printf("| measure | plaintext (CRC32C) | TLS | TLS / plaintext | target | met |\n"
+	       "|---|---|---|---|---|---|\n");
+	for (int m = 0; m < 4; m++) {
+		double ratio = sp[1][m].med / sp[0][m].med;
+		const char *target = m < 2 ? ">= 0.8x" : m == 2 ? "<= 1.2x" : "-";
+		const char *met = m < 2 ? (ratio >= 0.8 ? "yes" : "no") : m == 2 ? (ratio <= 1.2 ? "yes" : "no") : "-";
+		printf("| %s | %.0f (%.0f-%.0f) | %.0f (%.0f-%.0f) | %.2fx | %s | %s |\n", names[m],
+		       sp[0][m].med, sp[0][m].min, sp[0][m].max, sp[1][m].med, sp[1][m].min,
+		       sp[1][m].max, ratio, target, met);
+	}
+	return 0;
+}
+
 static const struct bench benches[] = {
 	{ "guest", "dirty-logging cost and guest write rate", bench_guest },
 	{ "precopy", "pass-0 throughput vs raw TCP; downtime and bytes vs dirty rate",
@@ -401,19 +494,23 @@ static const struct bench benches[] = {
 	  bench_postcopy },
 	{ "scale", "every mode at 1, 2, 4, 8 x --mem: time and downtime vs size, against touch + TCP",
 	  bench_scale },
+	{ "tls", "TLS against plaintext: pass-0 and post-copy throughput, pull latency, the cipher",
+	  bench_tls },
 };
 
 #define NBENCHES (sizeof(benches) / sizeof(benches[0]))
 
 void cmd_bench_usage(void)
 {
-	printf("usage: hmig bench <name> [--mem SIZE] [--vcpus N] [--seconds S]\n\n");
+	printf("usage: hmig bench <name> [--mem SIZE] [--vcpus N] [--seconds S] [--insecure]\n\n");
 	for (size_t i = 0; i < NBENCHES; i++)
 		printf("  %-8s %s\n", benches[i].name, benches[i].summary);
 	printf("\nPrints Markdown tables (the format of docs/benchmarks.md).\n"
 	       "  --mem SIZE     base guest size (default 1G)\n"
 	       "  --vcpus N      vCPUs (default 2)\n"
-	       "  --seconds S    measuring time per case (default 3)\n");
+	       "  --seconds S    measuring time per case (default 3)\n"
+	       "  --insecure     plaintext channels (CRC32C per page) instead of TLS\n"
+	       "                 (bench tls always measures both)\n");
 }
 
 int cmd_bench(int argc, char **argv)
@@ -422,14 +519,15 @@ int cmd_bench(int argc, char **argv)
 		{ "mem", required_argument, NULL, 'm' },
 		{ "vcpus", required_argument, NULL, 'v' },
 		{ "seconds", required_argument, NULL, 't' },
+		{ "insecure", no_argument, NULL, 'i' },
 		{ 0 }
 	};
 	struct bench_opts o = { .mem = 1ull << 30, .seconds = 3, .vcpus = 2 };
 	uint64_t u;
 	int c;
 
-	if (argc < 2) {
-		cmd_bench_usage();
+	if (argc < 2 || argv[1][0] == '-') {
+		die_msg("bench needs a benchmark's name first: run 'hmig bench --help' for the list");
 		return EXIT_USAGE;
 	}
 	const char *name = argv[1];
@@ -449,6 +547,9 @@ int cmd_bench(int argc, char **argv)
 		case 't':
 			if (opt_double("--seconds", optarg, 0.2, 3600, &o.seconds))
 				return EXIT_USAGE;
+			break;
+		case 'i':
+			o.insecure = true;
 			break;
 		default:
 			die_msg("unknown or incomplete option '%s': run 'hmig bench --help'",

@@ -30,6 +30,16 @@ int guest_spec_parse(const char *spec, struct guest_spec *gs, char *err)
 	return -EINVAL;
 }
 
+int guest_check_source(const struct guest_spec *gs, char *err)
+{
+	switch (gs->backend) {
+	case GUEST_SYNTH:
+		return hmig_synth_params_check(&gs->synth, err);
+	}
+	snprintf(err, 256, "no guest backend chosen (caller bug)");
+	return -EINVAL;
+}
+
 int guest_open_source(const struct guest_spec *gs, struct hmig_guest **out, char *err)
 {
 	switch (gs->backend) {
