@@ -24,7 +24,7 @@ import time
 import traceback
 
 from netlab import (BULK, COMMIT, DONE, DS, LOADED, PAGES, PASS_END, RECOVER, REQUEST,
-                    RESUMED, SD, STALE, SYNC, URGENT, VCPU_STATE, Link, Relay, Side, Skip,
+                    RESUMED, SD, STALE, SYNC, URGENT, VCPU_STATE, KeyLog, Link, Relay, Side, Skip,
                     Watch, check_privileges, rec, remove_stale, sh, stopped)
 
 HMIG = None
@@ -49,22 +49,37 @@ class Bed:
 
     def start(self, mode="precopy", mem="64M", workload="uniform:rate=20000", warmup=0.3,
               run_after=0.2, io_timeout_ms=IO_TIMEOUT_MS, recover_timeout_ms=RECOVER_TIMEOUT_MS,
-              rate=32 * MIB, knobs=()):
+              rate=32 * MIB, knobs=(), tls=True):
+        """Starts `hmig recv`, then `hmig send` (through the relay unless the
+        case runs without).  tls: both sides on one pre-shared key, as in
+        production; each logs its TLS secrets for the relay to read the
+        records.  Else --insecure, the plaintext path."""
         common = ["-o", "io_timeout_ms=%d" % io_timeout_ms,
-                  "-o", "recover_timeout_ms=%d" % recover_timeout_ms]
+                  "-o", "recover_timeout_ms=%d" % recover_timeout_ms, "--no-progress"]
+        env = {k: dict(os.environ) for k in ("src", "dst")}
+        keylogs = []
+        if tls:
+            psk = os.path.join(self.workdir, "mig.psk")
+            sh(HMIG, "keygen", "--psk", psk)
+            common += ["--tls-psk", psk]
+            for k in env:
+                env[k]["SSLKEYLOGFILE"] = os.path.join(self.workdir, k + ".keys")
+                keylogs.append(env[k]["SSLKEYLOGFILE"])
+        else:
+            common += ["--insecure"]
         listen = "%s:0" % self.link.ip["d"]
         rfd, wfd = os.pipe()
         self.dst = Side("dst", self.link.ns["d"],
                         [HMIG, "recv", "--listen", listen, "--ready-fd", str(wfd),
                          "--run-after", str(run_after), "-o", "accept_timeout_ms=60000"] + common,
-                        self.workdir, pass_fds=(wfd,))
+                        self.workdir, pass_fds=(wfd,), env=env["dst"])
         os.close(wfd)
         with os.fdopen(rfd) as r:
             addr = r.readline().strip()
         assert addr, "hmig recv did not start listening: " + self.dst.stderr
         if self.relay:
             self.proxy = Relay(self.link, self.watch, int(addr.rsplit(":", 1)[1]),
-                               io_timeout_ms)
+                               io_timeout_ms, KeyLog(keylogs) if tls else None)
             to = self.proxy.addr
         else:
             to = addr
@@ -75,7 +90,7 @@ class Bed:
             argv += ["-o", "rate_limit_bps=%d" % rate]
         for k in knobs:
             argv += ["-o", k]
-        self.src = Side("src", self.link.ns["s"], argv, self.workdir)
+        self.src = Side("src", self.link.ns["s"], argv, self.workdir, env=env["src"])
 
     def at(self, pred, action):
         self.watch.when(pred, action)
@@ -417,6 +432,21 @@ def direct_link_cut_in_postcopy(bed):
     return bed.expect_guest_on_dest()
 
 
+@case
+@no_relay
+def one_gib_postcopy_with_the_link_cut_for_5_s(bed):
+    """issue 12's "done when": a 1 GiB post-copy whose link is down for 5 s
+    (more than three io_timeouts: both sides give it up and recover)."""
+    bed.start(mode="postcopy", mem="1G", knobs=["precopy_passes=0"], rate=256 * MIB,
+              workload="uniform:rate=20000", warmup=0.5)
+    when_bytes_crossed(bed, 256 * MIB)
+    bed.link.down("s")
+    time.sleep(5)
+    bed.link.up()
+    bed.finish()
+    return bed.expect_guest_on_dest() + ", 1 GiB"
+
+
 # ---- SIGSTOP either side longer than io_timeout_ms
 
 def stop_at(bed, side, pred):
@@ -466,6 +496,81 @@ def sigstop_source_in_postcopy(bed):
     return bed.expect_guest_on_dest()
 
 
+@case
+def sigstop_destination_in_postcopy(bed):
+    """The destination stops reading in post-copy: the source pauses for
+    recovery within about io_timeout_ms (it never fails on its own), and
+    picks up once the destination runs again."""
+    bed.start(mode="postcopy", knobs=["precopy_passes=0"], rate=8 * MIB,
+              workload="uniform:rate=2000")
+    stop_at(bed, bed.dst, pages_after(SD, COMMIT, 8))
+    t = time.monotonic()
+    bed.wait_for(lambda e: e["what"] == "conn" and e["gen"] >= 2 and e["t"] > t,
+                 "the source's reconnection attempt")
+    bed.dst.signal(signal.SIGCONT)
+    bed.finish()
+    return bed.expect_guest_on_dest()
+
+
+# ---- SIGINT / SIGTERM: cancel before the commit, refused after it
+
+def signal_at(bed, side, sig, pred):
+    fired = threading.Event()
+
+    def act(e):
+        side.signal(sig)
+        fired.set()
+    bed.at(pred, act)
+    assert fired.wait(60), "the signal point never came"
+
+
+def expect_cancelled(bed):
+    out = bed.expect_guest_on_source()
+    for side in (bed.src, bed.dst):
+        assert "cancel" in side.stderr, "%s did not say it was cancelled: %s" % (side.name,
+                                                                               side.stderr)
+    return out + ", both say cancelled"
+
+
+@case
+def ctrl_c_source_in_pass0(bed):
+    """Ctrl-C in pre-copy: a clean cancel, the guest keeps running on the
+    source."""
+    bed.start()
+    signal_at(bed, bed.src, signal.SIGINT, rec(SD, PAGES, n=16))
+    bed.finish()
+    return expect_cancelled(bed)
+
+
+@case
+def sigterm_source_in_a_later_pass(bed):
+    bed.start(knobs=["max_passes=4", "min_progress=0"])
+    signal_at(bed, bed.src, signal.SIGTERM, pages_after(SD, PASS_END, 3))
+    bed.finish()
+    return expect_cancelled(bed)
+
+
+@case
+def ctrl_c_destination_in_pass0(bed):
+    bed.start()
+    signal_at(bed, bed.dst, signal.SIGINT, rec(SD, PAGES, n=16))
+    bed.finish()
+    return expect_cancelled(bed)
+
+
+@case
+def ctrl_c_source_in_postcopy_is_refused(bed):
+    """After the commit the guest is the destination's: the source says
+    why it does not cancel and completes the migration."""
+    bed.start(mode="postcopy", knobs=["precopy_passes=0"], rate=8 * MIB,
+              workload="uniform:rate=2000")
+    signal_at(bed, bed.src, signal.SIGINT, pages_after(SD, COMMIT, 8))
+    bed.finish()
+    out = bed.expect_guest_on_dest(recovered=False)
+    assert "not cancelled" in bed.src.stderr, bed.src.stderr
+    return out + ", the source refused the cancel"
+
+
 # ---- kill -9 either side in each phase
 
 def kill_at(bed, side, pred):
@@ -498,6 +603,13 @@ def kill_source_in_pass0(bed):
 def kill_source_in_a_later_pass(bed):
     bed.start(knobs=["max_passes=4", "min_progress=0"])
     kill_at(bed, bed.src, pages_after(SD, PASS_END, 3))
+    return expect_destination_failed_unstarted(bed, "closed the connection")
+
+
+@case
+def kill_source_in_stopcopy(bed):
+    bed.start(knobs=["max_passes=1"], workload="uniform:rate=50000")
+    kill_at(bed, bed.src, pages_after(SD, VCPU_STATE, 2))
     return expect_destination_failed_unstarted(bed, "closed the connection")
 
 
@@ -616,6 +728,26 @@ def drop_everything_the_destination_says_from_resumed_stopcopy(bed):
     assert bed.src.rc == 1 and "the guest belongs to the destination" in bed.src.stderr, \
         bed.src.stderr
     return "guest on the destination only; dst 0 integrity ok, src 1 (belongs to the destination)"
+
+
+@case
+def drop_everything_the_destination_says_from_resumed_postcopy(bed):
+    """The same in post-copy, on every connection after: the source never
+    hears RESUMED, a request or an answer to its reconnections.  It never
+    resumes its copy: once recover_timeout_ms has run out it says the guest
+    belongs to the destination.  The destination runs the guest (one copy)
+    until it gives up on the pages it lacks."""
+    bed.start(recover_timeout_ms=GIVE_UP_MS, mode="postcopy", knobs=["precopy_passes=1"])
+    drop_from(bed, rec(DS, RESUMED))
+    bed.finish()
+    bed.invariants()
+    assert bed.dst_started(), "the destination never started the guest"
+    assert bed.src.rc == 1 and "the guest belongs to the destination" in bed.src.stderr, \
+        bed.src.stderr
+    if bed.dst.rc == 0:
+        return "guest on the destination only; dst 0 integrity ok, src 1 (belongs to the destination)"
+    assert "still missing" in bed.dst.stderr, bed.dst.stderr
+    return "guest on the destination only, until it gave up on the pages it lacked; dst 1, src 1"
 
 
 @case

@@ -1,7 +1,7 @@
 """The test bed of tests/faults: two network namespaces joined by a veth pair,
 a relay in the source's namespace that watches the hmig record stream, and
-the two hmig processes.  Python 3 standard library only; needs root
-(CAP_NET_ADMIN, and CAP_SYS_ADMIN for setns).
+the two hmig processes.  Python 3's standard library and python3-cryptography
+(AES-GCM); needs root (CAP_NET_ADMIN, and CAP_SYS_ADMIN for setns).
 
     source namespace                               destination namespace
     hmig send -> 127.0.0.1:R  relay ==== veth ==== 10.213.0.2:PORT hmig recv
@@ -10,15 +10,18 @@ The link that is cut is the veth pair (`ip link set ... down`, then up).  The
 relay only forwards bytes and reads record headers as they go by, so a rule
 can act at an exact record boundary ("cut the link before COMMIT goes onto
 it") while what was in flight is real TCP, retransmitted when the link comes
-back.  It can also drop one direction from a given record on: a proxy that
-loses what one side says while the other side's bytes still flow.  Cases
-that need no record boundary run with no relay at all (the source connects
-over the veth itself).
+back.  The channels run TLS 1.3 as in production: the relay reads the hmig
+records inside with the secrets GnuTLS logs where SSLKEYLOGFILE says (as
+Wireshark does), and forwards the TLS records untouched.  It can also drop
+one direction from a given record on: a proxy that loses what one side says
+while the other side's bytes still flow.  Cases that need no record boundary
+run with no relay at all (the source connects over the veth itself).
 """
 
 import collections
 import ctypes
-import fcntl
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -27,9 +30,11 @@ import signal
 import socket
 import struct
 import subprocess
-import termios
 import threading
 import time
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
 # Record types (docs/protocol.md, "Records").
 HELLO, PAGES, ZERO, PASS_END, STALE, VCPU_STATE, RESUMED, REQUEST, DONE, ERROR, \
@@ -40,6 +45,7 @@ TYPE_NAMES = {v: k for k, v in dict(
     DIRTY=DIRTY, SYNC=SYNC, LOADED=LOADED, COMMIT=COMMIT, VERDICT=VERDICT,
     RECOVER=RECOVER, MISSING=MISSING).items()}
 BULK, URGENT = 0, 1
+PREAMBLE_LEN = 32  # docs/protocol.md, "The channel preamble"
 SD, DS = "src->dst", "dst->src"  # directions
 
 PREFIX = "hmf"  # every namespace and interface this bed makes starts with it
@@ -192,9 +198,10 @@ class Watch:
     A rule is (pred, action, once): pred(ev) decides, action(ev) runs in the
     relay's thread before the record is forwarded and may return "drop" to
     discard this record and the rest of that direction of that connection,
-    "cut" when it cut the link (a record from the destination is then held
-    until the link is back: it was in flight), or "reset" to reset the
-    connection once the record has reached the other side's host.
+    or "cut" when it cut the link (a record from the destination is then held
+    until the link is back: it was in flight).  Over TLS the relay acts on
+    whole TLS records: "this record" is the TLS record that completes the
+    hmig record's header.
     """
 
     def __init__(self):
@@ -277,24 +284,30 @@ def rec(d=None, rtype=None, kind=None, n=None, gen=None):
 # ------------------------------------------------------------ the relays
 
 class _Conn:
-    def __init__(self, kind, session, gen):
-        self.kind, self.session, self.gen = kind, session, gen
+    def __init__(self, kind, session, gen, tls):
+        self.kind, self.session, self.gen, self.tls = kind, session, gen, tls
+        self.hello = dict(random=None, suite=None, suite_set=threading.Event())
 
 
 class _Stream:
-    """Splits one direction of a connection (after its preamble) into record
-    boundaries."""
+    """Splits the plaintext of one direction of a connection (after its
+    preamble: `skip` bytes) into record boundaries."""
 
-    def __init__(self):
+    def __init__(self, skip=0):
         self.hdr = b""
         self.body_left = 0
+        self.skip = skip
 
     def feed(self, data):
         """[("data", bytes) | ("rec", type, flags, len)], a record's event
         before its first byte."""
         out, i, n = [], 0, len(data)
         while i < n:
-            if self.body_left:
+            if self.skip:
+                k = min(self.skip, n - i)
+                out.append(("data", data[i:i + k]))
+                self.skip -= k
+            elif self.body_left:
                 k = min(self.body_left, n - i)
                 out.append(("data", data[i:i + k]))
                 self.body_left -= k
@@ -307,6 +320,144 @@ class _Stream:
                     out.append(("data", self.hdr))
                     self.hdr, self.body_left = b"", blen
             i += k
+        return out
+
+
+# ------------------------------------------------------------ TLS 1.3, read-only
+
+class KeyLog:
+    """The TLS secrets hmig's GnuTLS writes where SSLKEYLOGFILE says (NSS's
+    key log format, the one Wireshark reads): the relay reads the records
+    with them to find the hmig records inside, and forwards the ciphertext
+    untouched.  hmig itself runs its production TLS path."""
+
+    WAIT_S = 10.0  # a secret is logged before its first record can cross
+
+    def __init__(self, paths):
+        self.paths = paths
+        self.secrets = {}
+
+    def get(self, label, client_random):
+        deadline = time.monotonic() + self.WAIT_S
+        while True:
+            v = self.secrets.get((label, client_random))
+            if v is not None:
+                return v
+            for path in self.paths:
+                try:
+                    with open(path) as f:
+                        for line in f:
+                            w = line.split()
+                            if len(w) == 3:
+                                self.secrets[(w[0], bytes.fromhex(w[1]))] = bytes.fromhex(w[2])
+                except OSError:
+                    pass
+            if (label, client_random) in self.secrets:
+                continue
+            if time.monotonic() > deadline:
+                raise RuntimeError("no %s in the key log %s" % (label, self.paths))
+            time.sleep(0.005)
+
+
+# TLS 1.3 cipher suites (RFC 8446, B.4): AEAD, key length, hash.
+_SUITES = {0x1301: ("aes", 16, hashlib.sha256), 0x1302: ("aes", 32, hashlib.sha384),
+           0x1303: ("chacha", 32, hashlib.sha256)}
+
+
+def _expand_label(secret, label, length, hashf):
+    """HKDF-Expand-Label (RFC 8446, 7.1) with an empty context."""
+    full = b"tls13 " + label
+    info = struct.pack(">HB", length, len(full)) + full + b"\0"
+    out, t, i = b"", b"", 1
+    while len(out) < length:
+        t = hmac.new(secret, t + info + bytes([i]), hashf).digest()
+        out += t
+        i += 1
+    return out[:length]
+
+
+class _Keys:
+    """One direction's traffic keys: the handshake's, then the
+    application's (and their updates)."""
+
+    def __init__(self, secret, suite):
+        aead, klen, self.hashf = _SUITES[suite]
+        self.aead = AESGCM if aead == "aes" else ChaCha20Poly1305
+        self.klen = klen
+        self.set(secret)
+
+    def set(self, secret):
+        self.secret = secret
+        self.cipher = self.aead(_expand_label(secret, b"key", self.klen, self.hashf))
+        self.iv = _expand_label(secret, b"iv", 12, self.hashf)
+        self.seq = 0
+
+    def open(self, rec):
+        nonce = bytes(a ^ b for a, b in zip(self.iv, self.seq.to_bytes(12, "big")))
+        pt = self.cipher.decrypt(nonce, bytes(rec[5:]), bytes(rec[:5]))
+        self.seq += 1
+        pt = pt.rstrip(b"\0")
+        return pt[-1], pt[:-1]
+
+    def update(self):
+        self.set(_expand_label(self.secret, b"traffic upd", self.hashf().digest_size,
+                               self.hashf))
+
+
+class _TlsStream:
+    """One direction of a TLS 1.3 connection: splits the ciphertext into TLS
+    records and the plaintext into hmig records, so that an hmig record's
+    event comes before the TLS record that carries its header's last byte
+    (what the pumps forward whole)."""
+
+    def __init__(self, d, keylog, hello):
+        self.d = d  # SD: the client's (TLS client) records, DS the server's
+        self.keylog, self.hello = keylog, hello  # hello: shared by both directions
+        self.buf = b""
+        self.keys = None
+        self.app = False
+        self.inner = _Stream(skip=32 if d == SD else 0)  # the preamble again
+
+    def _label(self, app):
+        side = "CLIENT" if self.d == SD else "SERVER"
+        return "%s_%s" % (side, "TRAFFIC_SECRET_0" if app else "HANDSHAKE_TRAFFIC_SECRET")
+
+    def _decrypt(self, rec):
+        if self.keys is None:
+            self.hello["suite_set"].wait(KeyLog.WAIT_S)
+            self.keys = _Keys(self.keylog.get(self._label(False), self.hello["random"]),
+                              self.hello["suite"])
+        try:
+            return self.keys.open(rec)
+        except InvalidTag:
+            if self.app:
+                raise
+        # The handshake is over: its first application record.
+        self.app = True
+        self.keys.set(self.keylog.get(self._label(True), self.hello["random"]))
+        return self.keys.open(rec)
+
+    def feed(self, data):
+        self.buf += bytes(data)
+        out = []
+        while len(self.buf) >= 5:
+            ctype, _, n = struct.unpack(">BHH", self.buf[:5])
+            if len(self.buf) < 5 + n:
+                break
+            rec, self.buf = self.buf[:5 + n], self.buf[5 + n:]
+            if ctype == 22 and rec[5] == 1:  # ClientHello: its random names the keys
+                self.hello["random"] = rec[11:43]
+            elif ctype == 22 and rec[5] == 2:  # ServerHello: the cipher suite
+                sid = rec[43]
+                self.hello["suite"] = struct.unpack(">H", rec[44 + sid:46 + sid])[0]
+                self.hello["suite_set"].set()
+            elif ctype == 23:
+                inner_type, pt = self._decrypt(rec)
+                if inner_type == 23 and self.app:
+                    out += [e for e in self.inner.feed(pt) if e[0] == "rec"]
+                elif inner_type == 22 and self.app and pt[:1] == b"\x18":
+                    self.keys.update()  # KeyUpdate: the next records use the next secret
+            out.append(("data", rec))
         return out
 
 
@@ -343,8 +494,9 @@ class Relay:
 
     UP_CONNECT_S = 1.0  # the connect over the link; the source retries anyway
 
-    def __init__(self, link, watch, dst_port, dead_ms):
+    def __init__(self, link, watch, dst_port, dead_ms, keylog=None):
         self.link, self.watch, self.dst_port = link, watch, dst_port
+        self.keylog = keylog
         self.dead_ms = dead_ms
         self.gen = 0
         self.lock = threading.Lock()
@@ -374,21 +526,23 @@ class Relay:
         pre = b""
         down.settimeout(10)
         try:
-            while len(pre) < 24:
-                b = down.recv(24 - len(pre))
+            while len(pre) < PREAMBLE_LEN:
+                b = down.recv(PREAMBLE_LEN - len(pre))
                 if not b:
                     break
                 pre += b
         except OSError:
             pass
-        if len(pre) < 24 or pre[:8] != b"HMIGCHAN":
+        if len(pre) < PREAMBLE_LEN or pre[:8] != b"HMIGCHAN":
             _reset(down)
             return
-        session, kind = struct.unpack("<QI", pre[8:20])
+        session, kind, _, security = struct.unpack("<QIII", pre[8:28])
+        if security and not self.keylog:
+            raise RuntimeError("a TLS channel, and the relay has no key log to read it")
         with self.lock:
             if kind == BULK:
                 self.gen += 1
-            conn = _Conn(kind, session, max(self.gen, 1))
+            conn = _Conn(kind, session, max(self.gen, 1), security == 1)
         self.watch.event(dict(what="conn", kind=kind, gen=conn.gen))
         up = ns_socket(self.link.ns["s"])
         self._track(up)
@@ -416,9 +570,8 @@ class Relay:
             threading.Thread(target=self._pump, args=args, daemon=True).start()
 
     def _pump(self, conn, rd, wr, d):
-        st = _Stream()
+        st = _TlsStream(d, self.keylog, conn.hello) if conn.tls else _Stream()
         dropping = holding = False
-        reset_in = None  # bytes to forward before a reset
         while True:
             try:
                 data = rd.recv(1 << 18)
@@ -445,8 +598,6 @@ class Relay:
                                                       len=ev[3]))
                             dropping = dropping or v == "drop"
                             holding = holding or (v == "cut" and d == DS)
-                            if v == "reset":
-                                reset_in = 16 + ev[3]
                     elif not dropping:
                         if holding:
                             # Crossed as the link went down: in flight until
@@ -454,11 +605,6 @@ class Relay:
                             self.link.wait_up()
                             holding = False
                         wr.sendall(ev[1])
-                        if reset_in is not None:
-                            reset_in -= len(ev[1])
-                            if reset_in <= 0:
-                                _acked(wr)
-                                raise ConnectionResetError("reset by the test")
             except OSError:
                 _reset(rd)
                 _reset(wr)
@@ -475,15 +621,6 @@ class Relay:
                 s.close()
             except OSError:
                 pass
-
-
-def _acked(sock, timeout=5.0):
-    """Waits until the peer's host has acknowledged all we sent (SIOCOUTQ)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0] == 0:
-            return
-        time.sleep(0.001)
 
 
 def _nodelay(*socks):
@@ -515,14 +652,14 @@ def _die_with_parent():
 class Side:
     """One hmig process in a namespace: its stdout, stderr and report."""
 
-    def __init__(self, name, ns, argv, workdir, pass_fds=()):
+    def __init__(self, name, ns, argv, workdir, pass_fds=(), env=None):
         self.name = name
         self.out = os.path.join(workdir, name + ".out")
         self.errf = os.path.join(workdir, name + ".err")
         self.json = os.path.join(workdir, name + ".json")
         with open(self.out, "w") as out, open(self.errf, "w") as err:
             self.p = subprocess.Popen(["ip", "netns", "exec", ns] + argv + ["--json", self.json],
-                                      stdout=out, stderr=err, pass_fds=pass_fds,
+                                      stdout=out, stderr=err, pass_fds=pass_fds, env=env,
                                       start_new_session=True, preexec_fn=_die_with_parent)
         self.pid = self.p.pid  # ip netns exec execs: this is hmig's pid
         self.rc = None
