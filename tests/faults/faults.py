@@ -49,13 +49,15 @@ class Bed:
 
     def start(self, mode="precopy", mem="64M", workload="uniform:rate=20000", warmup=0.3,
               run_after=0.2, io_timeout_ms=IO_TIMEOUT_MS, recover_timeout_ms=RECOVER_TIMEOUT_MS,
-              rate=32 * MIB, knobs=(), tls=True):
+              rate=32 * MIB, knobs=(), tls=True, sample_ms=None):
         """Starts `hmig recv`, then `hmig send` (through the relay unless the
         case runs without).  tls: both sides on one pre-shared key, as in
         production; each logs its TLS secrets for the relay to read the
         records.  Else --insecure, the plaintext path."""
         common = ["-o", "io_timeout_ms=%d" % io_timeout_ms,
                   "-o", "recover_timeout_ms=%d" % recover_timeout_ms, "--no-progress"]
+        if sample_ms is not None:
+            common += ["-o", "sample_ms=%d" % sample_ms]
         env = {k: dict(os.environ) for k in ("src", "dst")}
         keylogs = []
         if tls:
@@ -231,6 +233,17 @@ def cut_until_noticed(bed, pred, end="s", finish=True):
         bed.finish()
 
 
+def signal_at(bed, side, sig, pred):
+    """Sends sig to one side just before the record pred names crosses."""
+    fired = threading.Event()
+
+    def act(e):
+        side.signal(sig)
+        fired.set()
+    bed.at(pred, act)
+    assert fired.wait(60), "the %s point never came" % signal.Signals(sig).name
+
+
 # ------------------------------------------------------------ the cases
 
 CASES = []
@@ -241,77 +254,84 @@ def case(fn):
     return fn
 
 
+def table(rows, run):
+    """One case per row: rows are (name, *args), each case run(bed, *args)."""
+    for name, *args in rows:
+        def fn(bed, args=args):
+            return run(bed, *args)
+        fn.__name__ = name
+        CASES.append(fn)
+
+
+# Where a case starts the migration (Bed.start's arguments), and where in
+# it the fault strikes: a predicate on the relay's events, made afresh for
+# each case (pages_after counts).
+PASS0 = {}
+LATER_PASS = dict(knobs=["max_passes=4", "min_progress=0"])
+HANDOVER = dict(knobs=["max_passes=1"])  # one pass, then straight to the handover
+STOPCOPY = dict(HANDOVER, workload="uniform:rate=50000")  # stop-and-copy pages to cut
+POSTCOPY_HANDOVER = dict(mode="postcopy", knobs=["precopy_passes=1"])
+POSTCOPY = dict(mode="postcopy", knobs=["precopy_passes=0"], rate=8 * MIB,
+                workload="uniform:rate=2000")  # about 8 s of push, pulls throughout
+
+
+def giving_up(phase):
+    """The phase with recover_timeout_ms short: a case that waits for a side
+    to give up after the commit."""
+    return dict(phase, recover_timeout_ms=GIVE_UP_MS)
+
+
+def in_pass0():
+    return rec(SD, PAGES, n=16)
+
+
+def in_a_later_pass():
+    return in_a_later_pass()
+
+
+def in_stopcopy():
+    return pages_after(SD, VCPU_STATE, 2)
+
+
+def in_postcopy():
+    return in_postcopy()
+
+
+def at(d, rtype, n=None):
+    return lambda: rec(d, rtype, n=n)
+
+
 # ---- the link cut before the commit: the guest stays on the source
 
-@case
-def cut_in_pass0(bed):
-    bed.start()
-    cut_until_both_gave_up(bed, rec(SD, PAGES, n=16))
-    return bed.expect_guest_on_source()
-
-
-@case
-def cut_in_a_later_pass(bed):
-    bed.start(knobs=["max_passes=4", "min_progress=0"])
-    cut_until_both_gave_up(bed, pages_after(SD, PASS_END, 3))
-    assert bed.src.report["passes"], "no pass had ended"
-    return bed.expect_guest_on_source()
-
-
-@case
-def cut_at_settle_sync(bed):
-    bed.start(knobs=["max_passes=1"])
-    cut_until_both_gave_up(bed, rec(SD, SYNC, n=1))
-    return bed.expect_guest_on_source()
-
-
-@case
-def cut_before_stale(bed):
-    bed.start(knobs=["max_passes=1"])
-    cut_until_both_gave_up(bed, rec(SD, STALE, n=1))
-    return bed.expect_guest_on_source()
-
-
-@case
-def cut_before_vcpu_state(bed):
-    bed.start(knobs=["max_passes=1"])
-    cut_until_both_gave_up(bed, rec(SD, VCPU_STATE))
-    return bed.expect_guest_on_source()
-
-
-@case
-def cut_in_stopcopy_pages(bed):
-    bed.start(knobs=["max_passes=1"], workload="uniform:rate=50000")
-    cut_until_both_gave_up(bed, pages_after(SD, VCPU_STATE, 2))
-    return bed.expect_guest_on_source()
-
-
-@case
-def cut_with_loaded_in_flight_stopcopy(bed):
-    """The destination said LOADED, the source never heard it: the source
-    resumes; the destination waits recover_timeout_ms, then fails without
-    ever starting the guest."""
-    bed.start(recover_timeout_ms=GIVE_UP_MS, knobs=["max_passes=1"])
-    cut_until_both_gave_up(bed, rec(DS, LOADED), end="d")
+def cut_before_commit(bed, phase, point, end, dst_says):
+    bed.start(**phase)
+    cut_until_both_gave_up(bed, point(), end)
     out = bed.expect_guest_on_source()
-    assert "never started the guest" in bed.dst.stderr, bed.dst.stderr
+    assert dst_says in bed.dst.stderr, bed.dst.stderr
     return out
 
 
-@case
-def cut_with_loaded_in_flight_postcopy(bed):
-    bed.start(recover_timeout_ms=GIVE_UP_MS, mode="postcopy", knobs=["precopy_passes=1"])
-    cut_until_both_gave_up(bed, rec(DS, LOADED), end="d")
-    out = bed.expect_guest_on_source()
-    assert "never started the guest" in bed.dst.stderr, bed.dst.stderr
-    return out
+# The destination that sent LOADED cannot know whether the source committed:
+# it waits recover_timeout_ms for it, then fails without ever starting.
+table([
+    ("cut_in_pass0", PASS0, in_pass0, "s", ""),
+    ("cut_in_a_later_pass", LATER_PASS, in_a_later_pass, "s", ""),
+    ("cut_at_settle_sync", HANDOVER, at(SD, SYNC, 1), "s", ""),
+    ("cut_before_stale", HANDOVER, at(SD, STALE, 1), "s", ""),
+    ("cut_before_vcpu_state", HANDOVER, at(SD, VCPU_STATE), "s", ""),
+    ("cut_in_stopcopy_pages", STOPCOPY, in_stopcopy, "s", ""),
+    ("cut_with_loaded_in_flight_stopcopy", giving_up(HANDOVER), at(DS, LOADED), "d",
+     "never started the guest"),
+    ("cut_with_loaded_in_flight_postcopy", giving_up(POSTCOPY_HANDOVER), at(DS, LOADED), "d",
+     "never started the guest"),
+], cut_before_commit)
 
 
 @case
 def short_blip_in_pass0_is_ridden_out(bed):
     """Down for a fifth of io_timeout_ms: TCP retransmits, nobody gives up."""
     bed.start(io_timeout_ms=4000)
-    fired = bed.cut_at(rec(SD, PAGES, n=16))
+    fired = bed.cut_at(in_pass0())
     assert fired.wait(60)
     time.sleep(0.2)
     bed.link.up()
@@ -321,42 +341,30 @@ def short_blip_in_pass0_is_ridden_out(bed):
 
 # ---- the link cut after the commit: recovered, the guest on the destination
 
-@case
-def cut_with_commit_in_flight_stopcopy(bed):
-    bed.start(knobs=["max_passes=1"])
-    cut_until_noticed(bed, rec(SD, COMMIT))
+def cut_after_commit(bed, phase, point, end):
+    bed.start(**phase)
+    cut_until_noticed(bed, point(), end)
     return bed.expect_guest_on_dest()
 
 
-@case
-def cut_with_commit_in_flight_postcopy(bed):
-    bed.start(mode="postcopy", knobs=["precopy_passes=1"])
-    cut_until_noticed(bed, rec(SD, COMMIT))
-    return bed.expect_guest_on_dest()
+def in_late_postcopy():
+    return pages_after(SD, COMMIT, 48)
 
 
-@case
-def cut_with_resumed_in_flight_postcopy(bed):
-    bed.start(mode="postcopy", knobs=["precopy_passes=1"])
-    cut_until_noticed(bed, rec(DS, RESUMED), end="d")
-    return bed.expect_guest_on_dest()
-
-
-@case
-def cut_in_late_postcopy(bed):
-    """Most pages pushed: 48 of the 64 MiB (a slow guest pulls few)."""
-    bed.start(mode="postcopy", knobs=["precopy_passes=0"], rate=16 * MIB,
-              workload="uniform:rate=2000")
-    cut_until_noticed(bed, pages_after(SD, COMMIT, 48))
-    return bed.expect_guest_on_dest()
+table([
+    ("cut_with_commit_in_flight_stopcopy", HANDOVER, at(SD, COMMIT), "s"),
+    ("cut_with_commit_in_flight_postcopy", POSTCOPY_HANDOVER, at(SD, COMMIT), "s"),
+    ("cut_with_resumed_in_flight_postcopy", POSTCOPY_HANDOVER, at(DS, RESUMED), "d"),
+    # Most pages pushed: 48 of the 64 MiB (a slow guest pulls few).
+    ("cut_in_late_postcopy", dict(POSTCOPY, rate=16 * MIB), in_late_postcopy, "s"),
+], cut_after_commit)
 
 
 @case
 def cut_with_the_destinations_recover_answer_in_flight(bed):
-    bed.start(mode="postcopy", knobs=["precopy_passes=0"], rate=8 * MIB,
-              workload="uniform:rate=2000")
+    bed.start(**POSTCOPY)
     second = bed.cut_at(rec(DS, RECOVER, n=1), end="d")
-    cut_until_noticed(bed, pages_after(SD, COMMIT, 8), finish=False)
+    cut_until_noticed(bed, in_postcopy(), finish=False)
     assert second.wait(60), "the source never reconnected"
     t = time.monotonic()
     bed.wait_for(lambda e: e["what"] == "conn" and e["t"] > t, "another reconnection attempt")
@@ -422,8 +430,7 @@ def direct_link_cut_in_pass0(bed):
 def direct_link_cut_in_postcopy(bed):
     """Post-copy from the first byte (0 passes): past 8 MiB the commit is
     long done; the link stays down for 3 io_timeouts."""
-    bed.start(mode="postcopy", knobs=["precopy_passes=0"], rate=8 * MIB,
-              workload="uniform:rate=2000")
+    bed.start(**POSTCOPY)
     when_bytes_crossed(bed, 8 * MIB)
     bed.link.down("d")
     time.sleep(3 * IO_TIMEOUT_MS / 1000)
@@ -450,13 +457,7 @@ def one_gib_postcopy_with_the_link_cut_for_5_s(bed):
 # ---- SIGSTOP either side longer than io_timeout_ms
 
 def stop_at(bed, side, pred):
-    fired = threading.Event()
-
-    def act(e):
-        side.signal(signal.SIGSTOP)
-        fired.set()
-    bed.at(pred, act)
-    assert fired.wait(60), "the stop point never came"
+    signal_at(bed, side, signal.SIGSTOP, pred)
     deadline = time.monotonic() + 10
     while not stopped(side.pid):
         assert time.monotonic() < deadline, "SIGSTOP did not stop %s" % side.name
@@ -466,7 +467,7 @@ def stop_at(bed, side, pred):
 @case
 def sigstop_destination_in_pass0(bed):
     bed.start()
-    stop_at(bed, bed.dst, rec(SD, PAGES, n=16))
+    stop_at(bed, bed.dst, in_pass0())
     bed.src.wait(HANG_S)  # it gives up on a destination that stopped reading
     bed.dst.signal(signal.SIGCONT)
     bed.finish()
@@ -476,7 +477,7 @@ def sigstop_destination_in_pass0(bed):
 @case
 def sigstop_source_in_pass0(bed):
     bed.start()
-    stop_at(bed, bed.src, rec(SD, PAGES, n=16))
+    stop_at(bed, bed.src, in_pass0())
     bed.dst.wait(HANG_S)  # it gives up on a silent source
     bed.src.signal(signal.SIGCONT)
     bed.finish()
@@ -485,9 +486,8 @@ def sigstop_source_in_pass0(bed):
 
 @case
 def sigstop_source_in_postcopy(bed):
-    bed.start(mode="postcopy", knobs=["precopy_passes=0"], rate=8 * MIB,
-              workload="uniform:rate=2000")
-    stop_at(bed, bed.src, pages_after(SD, COMMIT, 8))
+    bed.start(**POSTCOPY)
+    stop_at(bed, bed.src, in_postcopy())
     t = time.monotonic()
     bed.wait_for(lambda e: e["what"] == "closed" and e["side"] == "d" and e["t"] > t,
                  "the destination giving up the link")
@@ -501,9 +501,8 @@ def sigstop_destination_in_postcopy(bed):
     """The destination stops reading in post-copy: the source pauses for
     recovery within about io_timeout_ms (it never fails on its own), and
     picks up once the destination runs again."""
-    bed.start(mode="postcopy", knobs=["precopy_passes=0"], rate=8 * MIB,
-              workload="uniform:rate=2000")
-    stop_at(bed, bed.dst, pages_after(SD, COMMIT, 8))
+    bed.start(**POSTCOPY)
+    stop_at(bed, bed.dst, in_postcopy())
     t = time.monotonic()
     bed.wait_for(lambda e: e["what"] == "conn" and e["gen"] >= 2 and e["t"] > t,
                  "the source's reconnection attempt")
@@ -514,17 +513,12 @@ def sigstop_destination_in_postcopy(bed):
 
 # ---- SIGINT / SIGTERM: cancel before the commit, refused after it
 
-def signal_at(bed, side, sig, pred):
-    fired = threading.Event()
-
-    def act(e):
-        side.signal(sig)
-        fired.set()
-    bed.at(pred, act)
-    assert fired.wait(60), "the signal point never came"
-
-
-def expect_cancelled(bed):
+def cancel(bed, phase, who, sig, point):
+    """A cancel before the commit (Ctrl-C is SIGINT): the guest keeps
+    running on the source, and both sides say it was cancelled."""
+    bed.start(**phase)
+    signal_at(bed, getattr(bed, who), sig, point())
+    bed.finish()
     out = bed.expect_guest_on_source()
     for side in (bed.src, bed.dst):
         assert "cancel" in side.stderr, "%s did not say it was cancelled: %s" % (side.name,
@@ -532,39 +526,19 @@ def expect_cancelled(bed):
     return out + ", both say cancelled"
 
 
-@case
-def ctrl_c_source_in_pass0(bed):
-    """Ctrl-C in pre-copy: a clean cancel, the guest keeps running on the
-    source."""
-    bed.start()
-    signal_at(bed, bed.src, signal.SIGINT, rec(SD, PAGES, n=16))
-    bed.finish()
-    return expect_cancelled(bed)
-
-
-@case
-def sigterm_source_in_a_later_pass(bed):
-    bed.start(knobs=["max_passes=4", "min_progress=0"])
-    signal_at(bed, bed.src, signal.SIGTERM, pages_after(SD, PASS_END, 3))
-    bed.finish()
-    return expect_cancelled(bed)
-
-
-@case
-def ctrl_c_destination_in_pass0(bed):
-    bed.start()
-    signal_at(bed, bed.dst, signal.SIGINT, rec(SD, PAGES, n=16))
-    bed.finish()
-    return expect_cancelled(bed)
+table([
+    ("ctrl_c_source_in_pass0", PASS0, "src", signal.SIGINT, in_pass0),
+    ("sigterm_source_in_a_later_pass", LATER_PASS, "src", signal.SIGTERM, in_a_later_pass),
+    ("ctrl_c_destination_in_pass0", PASS0, "dst", signal.SIGINT, in_pass0),
+], cancel)
 
 
 @case
 def ctrl_c_source_in_postcopy_is_refused(bed):
     """After the commit the guest is the destination's: the source says
     why it does not cancel and completes the migration."""
-    bed.start(mode="postcopy", knobs=["precopy_passes=0"], rate=8 * MIB,
-              workload="uniform:rate=2000")
-    signal_at(bed, bed.src, signal.SIGINT, pages_after(SD, COMMIT, 8))
+    bed.start(**POSTCOPY)
+    signal_at(bed, bed.src, signal.SIGINT, in_postcopy())
     bed.finish()
     out = bed.expect_guest_on_dest(recovered=False)
     assert "not cancelled" in bed.src.stderr, bed.src.stderr
@@ -574,13 +548,7 @@ def ctrl_c_source_in_postcopy_is_refused(bed):
 # ---- kill -9 either side in each phase
 
 def kill_at(bed, side, pred):
-    fired = threading.Event()
-
-    def act(e):
-        side.signal(signal.SIGKILL)
-        fired.set()
-    bed.at(pred, act)
-    assert fired.wait(60), "the kill point never came"
+    signal_at(bed, side, signal.SIGKILL, pred)
     bed.finish()
 
 
@@ -592,40 +560,29 @@ def expect_destination_failed_unstarted(bed, why):
     return "source killed; dst 1 (%s), never started" % why
 
 
-@case
-def kill_source_in_pass0(bed):
-    bed.start()
-    kill_at(bed, bed.src, rec(SD, PAGES, n=16))
-    return expect_destination_failed_unstarted(bed, "closed the connection")
+def kill_source(bed, phase, point, dst_says):
+    """Killed before the commit took effect: the destination fails and
+    never started the guest; the source's guest died with it."""
+    bed.start(**phase)
+    kill_at(bed, bed.src, point())
+    return expect_destination_failed_unstarted(bed, dst_says)
 
 
-@case
-def kill_source_in_a_later_pass(bed):
-    bed.start(knobs=["max_passes=4", "min_progress=0"])
-    kill_at(bed, bed.src, pages_after(SD, PASS_END, 3))
-    return expect_destination_failed_unstarted(bed, "closed the connection")
-
-
-@case
-def kill_source_in_stopcopy(bed):
-    bed.start(knobs=["max_passes=1"], workload="uniform:rate=50000")
-    kill_at(bed, bed.src, pages_after(SD, VCPU_STATE, 2))
-    return expect_destination_failed_unstarted(bed, "closed the connection")
-
-
-@case
-def kill_source_with_loaded_in_flight(bed):
-    """Killed before it read LOADED: it never committed; the destination
-    waits recover_timeout_ms for it, then fails, never having started."""
-    bed.start(recover_timeout_ms=GIVE_UP_MS, knobs=["max_passes=1"])
-    kill_at(bed, bed.src, rec(DS, LOADED))
-    return expect_destination_failed_unstarted(bed, "never started the guest")
+# Killed before it read LOADED, it never committed: the destination waits
+# recover_timeout_ms for it, then fails, never having started.
+table([
+    ("kill_source_in_pass0", PASS0, in_pass0, "closed the connection"),
+    ("kill_source_in_a_later_pass", LATER_PASS, in_a_later_pass, "closed the connection"),
+    ("kill_source_in_stopcopy", STOPCOPY, in_stopcopy, "closed the connection"),
+    ("kill_source_with_loaded_in_flight", giving_up(HANDOVER), at(DS, LOADED),
+     "never started the guest"),
+], kill_source)
 
 
 @case
 def kill_source_with_commit_in_flight_stopcopy(bed):
     """The COMMIT got out: the destination holds every page and starts."""
-    bed.start(knobs=["max_passes=1"])
+    bed.start(**HANDOVER)
     kill_at(bed, bed.src, rec(SD, COMMIT))
     bed.invariants()
     assert bed.dst.rc == 0, bed.dst.stderr
@@ -636,64 +593,36 @@ def kill_source_with_commit_in_flight_stopcopy(bed):
 def kill_source_in_postcopy(bed):
     """Only the source held the missing pages: the guest is lost, and the
     destination says so after recover_timeout_ms."""
-    bed.start(recover_timeout_ms=GIVE_UP_MS, mode="postcopy", knobs=["precopy_passes=0"], rate=8 * MIB,
-              workload="uniform:rate=2000")
-    kill_at(bed, bed.src, pages_after(SD, COMMIT, 8))
+    bed.start(**giving_up(POSTCOPY))
+    kill_at(bed, bed.src, in_postcopy())
     bed.invariants()
     assert bed.dst.rc == 1, bed.dst.stderr
     assert "still missing" in bed.dst.stderr, bed.dst.stderr
     return "source killed; dst 1 (pages still missing: the guest is lost, as documented)"
 
 
-def expect_source_failed(bed, why):
+def kill_destination(bed, phase, point, src_says, committed):
+    """Before LOADED reached the source it resumes its guest; after, it has
+    committed, never resumes and says where the guest belongs."""
+    bed.start(**phase)
+    kill_at(bed, bed.dst, point())
     bed.invariants()
     assert bed.src.rc == 1, "source exited %s: %s" % (bed.src.rc, bed.src.stderr)
-    assert why in bed.src.stderr, bed.src.stderr
-    return "destination killed; src 1 (%s)" % why
+    assert src_says in bed.src.stderr, bed.src.stderr
+    assert bed.committed() == committed, "committed: %s" % bed.committed()
+    return "destination killed; src 1 (%s)" % src_says
 
 
-@case
-def kill_destination_in_pass0(bed):
-    bed.start()
-    kill_at(bed, bed.dst, rec(SD, PAGES, n=16))
-    out = expect_source_failed(bed, "the guest runs here")
-    assert not bed.committed()
-    return out
-
-
-@case
-def kill_destination_in_a_later_pass(bed):
-    bed.start(knobs=["max_passes=4", "min_progress=0"])
-    kill_at(bed, bed.dst, pages_after(SD, PASS_END, 3))
-    return expect_source_failed(bed, "the guest runs here")
-
-
-@case
-def kill_destination_before_loaded(bed):
-    bed.start(knobs=["max_passes=1"])
-    kill_at(bed, bed.dst, rec(SD, STALE, n=1))
-    out = expect_source_failed(bed, "the guest runs here")
-    assert not bed.committed()
-    return out
-
-
-@case
-def kill_destination_with_loaded_in_flight(bed):
-    """LOADED got out: the source commits, then finds no destination; it
-    never resumes and says where the guest belongs."""
-    bed.start(recover_timeout_ms=GIVE_UP_MS, knobs=["max_passes=1"])
-    kill_at(bed, bed.dst, rec(DS, LOADED))
-    out = expect_source_failed(bed, "the guest belongs to the destination")
-    assert bed.committed()
-    return out
-
-
-@case
-def kill_destination_in_postcopy(bed):
-    bed.start(recover_timeout_ms=GIVE_UP_MS, mode="postcopy", knobs=["precopy_passes=0"], rate=8 * MIB,
-              workload="uniform:rate=2000")
-    kill_at(bed, bed.dst, pages_after(SD, COMMIT, 8))
-    return expect_source_failed(bed, "the guest belongs to the destination")
+table([
+    ("kill_destination_in_pass0", PASS0, in_pass0, "the guest runs here", False),
+    ("kill_destination_in_a_later_pass", LATER_PASS, in_a_later_pass, "the guest runs here",
+     False),
+    ("kill_destination_before_loaded", HANDOVER, at(SD, STALE, 1), "the guest runs here", False),
+    ("kill_destination_with_loaded_in_flight", giving_up(HANDOVER), at(DS, LOADED),
+     "the guest belongs to the destination", True),
+    ("kill_destination_in_postcopy", giving_up(POSTCOPY), in_postcopy,
+     "the guest belongs to the destination", True),
+], kill_destination)
 
 
 # ---- a proxy that drops one direction only
@@ -720,7 +649,7 @@ def drop_everything_the_destination_says_from_resumed_stopcopy(bed):
     """The split brain of issue 12: RESUMED and all after it never reach the
     source.  The destination runs the guest; the source, committed, never
     resumes it and says where it belongs."""
-    bed.start(recover_timeout_ms=GIVE_UP_MS, knobs=["max_passes=1"])
+    bed.start(**giving_up(HANDOVER))
     drop_from(bed, rec(DS, RESUMED))
     bed.finish()
     bed.invariants()
@@ -737,7 +666,7 @@ def drop_everything_the_destination_says_from_resumed_postcopy(bed):
     resumes its copy: once recover_timeout_ms has run out it says the guest
     belongs to the destination.  The destination runs the guest (one copy)
     until it gives up on the pages it lacks."""
-    bed.start(recover_timeout_ms=GIVE_UP_MS, mode="postcopy", knobs=["precopy_passes=1"])
+    bed.start(**giving_up(POSTCOPY_HANDOVER))
     drop_from(bed, rec(DS, RESUMED))
     bed.finish()
     bed.invariants()
@@ -750,39 +679,24 @@ def drop_everything_the_destination_says_from_resumed_postcopy(bed):
     return "guest on the destination only, until it gave up on the pages it lacked; dst 1, src 1"
 
 
-@case
-def drop_what_the_destination_says_from_resumed_once_postcopy(bed):
-    bed.start(mode="postcopy", knobs=["precopy_passes=1"])
-    drop_from(bed, rec(DS, RESUMED), gens=(1,))
+def drop(bed, phase, point, gens, guest_on):
+    bed.start(**phase)
+    drop_from(bed, point(), gens)
     bed.finish()
-    return bed.expect_guest_on_dest()
+    return bed.expect_guest_on_dest() if guest_on == "dst" else bed.expect_guest_on_source()
 
 
-@case
-def drop_what_the_source_says_from_commit_once(bed):
-    """COMMIT and all after it lost on the first connection: the destination
-    waits, the source reconnects and commits again."""
-    bed.start(knobs=["max_passes=1"])
-    drop_from(bed, rec(SD, COMMIT), gens=(1,))
-    bed.finish()
-    return bed.expect_guest_on_dest()
-
-
-@case
-def drop_what_the_source_says_in_pass0(bed):
-    bed.start()
-    drop_from(bed, rec(SD, PAGES, n=16))
-    bed.finish()
-    return bed.expect_guest_on_source()
-
-
-@case
-def drop_what_the_destination_says_at_settle(bed):
-    """The destination's SYNC answer and all after it lost."""
-    bed.start(knobs=["max_passes=1"])
-    drop_from(bed, rec(DS, SYNC))
-    bed.finish()
-    return bed.expect_guest_on_source()
+table([
+    # Before the commit: the side that hears nothing fails, the guest stays.
+    ("drop_what_the_source_says_in_pass0", PASS0, in_pass0, None, "src"),
+    ("drop_what_the_destination_says_at_settle", HANDOVER, at(DS, SYNC), None, "src"),
+    # On the first connection only, after the commit: recovered.  COMMIT and
+    # all after it lost: the destination waits, the source reconnects and
+    # commits again.
+    ("drop_what_the_destination_says_from_resumed_once_postcopy", POSTCOPY_HANDOVER,
+     at(DS, RESUMED), (1,), "dst"),
+    ("drop_what_the_source_says_from_commit_once", HANDOVER, at(SD, COMMIT), (1,), "dst"),
+], drop)
 
 
 def main(argv):
