@@ -286,7 +286,7 @@ def in_pass0():
 
 
 def in_a_later_pass():
-    return in_a_later_pass()
+    return pages_after(SD, PASS_END, 3)
 
 
 def in_stopcopy():
@@ -294,7 +294,7 @@ def in_stopcopy():
 
 
 def in_postcopy():
-    return in_postcopy()
+    return pages_after(SD, COMMIT, 8)
 
 
 def at(d, rtype, n=None):
