@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Fault injection on real links: `hmig send` and `hmig recv` in two network
-namespaces joined by a veth pair (netlab.py), the link cut at each point of
-each phase, either side stopped or killed, one direction dropped.  Each case
-asserts the outcome docs/protocol.md ("The handover, and every way it can
-fail") gives: where the guest runs, that it runs in one place only, the exit
-statuses, and the oracle's verdict after every recovery.
+namespaces joined by a veth pair (netlab.py), over TLS with a pre-shared key,
+the link cut at each point of each phase, either side stopped, killed or
+cancelled, one direction dropped.  Each case asserts the outcome
+docs/protocol.md ("The handover, and every way it can fail") gives: where the
+guest runs, that it runs in one place only, the exit statuses, and the
+oracle's verdict after every recovery.
 
     faults.py HMIG [CASE-SUBSTRING...]      run the suite (or the cases named)
     faults.py HMIG --list
@@ -23,9 +24,9 @@ import threading
 import time
 import traceback
 
-from netlab import (BULK, COMMIT, DONE, DS, LOADED, PAGES, PASS_END, RECOVER, REQUEST,
-                    RESUMED, SD, STALE, SYNC, URGENT, VCPU_STATE, KeyLog, Link, Relay, Side, Skip,
-                    Watch, check_privileges, rec, remove_stale, sh, stopped)
+from netlab import (BULK, COMMIT, DONE, DS, LOADED, PAGES, PASS_END, RECOVER, RESUMED, SD,
+                    STALE, SYNC, VCPU_STATE, KeyLog, Link, Relay, Side, Skip, Watch,
+                    check_privileges, rec, remove_stale, sh, stopped)
 
 HMIG = None
 MIB = 1 << 20
