@@ -358,6 +358,8 @@ table([
     ("cut_with_resumed_in_flight_postcopy", POSTCOPY_HANDOVER, at(DS, RESUMED), "d"),
     # Most pages pushed: 48 of the 64 MiB (a slow guest pulls few).
     ("cut_in_late_postcopy", dict(POSTCOPY, rate=16 * MIB), in_late_postcopy, "s"),
+    # --insecure: the plaintext path (CRC32C per page) recovers the same way.
+    ("cut_in_postcopy_plaintext", dict(POSTCOPY, tls=False), in_postcopy, "s"),
 ], cut_after_commit)
 
 
