@@ -87,7 +87,7 @@ struct hmig_source {
 	char verdict_text[PROTO_ERROR_TEXT_MAX + 1];
 	uint32_t recoveries;
 	double paused_link_ms; /* time spent with the link down after the commit */
-	uint64_t resent_after_recovery; /* pages the destination said it still needed */
+	uint64_t resent_after_recovery; /* pages sent before that a recovery found still missing */
 	uint64_t t0, t_end, t_pause;
 	/* Where the downtime goes: paused, collected, state sent, LOADED
 	 * received, RESUMED received (ns, 0 until reached). */
@@ -989,6 +989,8 @@ static int reconnect(struct hmig_source *s, uint32_t *state)
 	for (uint64_t w = 0; w < BITMAP_WORDS(s->geo.npages); w++)
 		missing[w] &= s->moving[w];
 	pthread_mutex_lock(&s->push_lock);
+	/* The rest of what it lacks was still to push: only these go twice. */
+	s->resent_after_recovery += push_sent_among(&s->push, missing);
 	push_start(&s->push, missing);
 	atomic_store(&s->live.left, push_left(&s->push));
 	pthread_mutex_unlock(&s->push_lock);
@@ -1031,7 +1033,6 @@ static int recover(struct hmig_source *s, int cause)
 		nanosleep(&nap, NULL);
 		backoff = backoff * 2 > RECOVER_BACKOFF_MAX_MS ? RECOVER_BACKOFF_MAX_MS : backoff * 2;
 	}
-	s->resent_after_recovery += push_left(&s->push);
 	s->recoveries++;
 	s->paused_link_ms += clock_ms(clock_now_ns() - t_lost);
 	set_state(s, was);

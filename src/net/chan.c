@@ -671,6 +671,13 @@ static ssize_t tls_decrypt(struct net_chan *ch, void *dst, size_t len)
 		ch->tls_err = ch->rx_err && !ch->rx_eof ? ch->rx_err : -ECONNRESET;
 		ch->tls_eof = !ch->rx_err || ch->rx_eof;
 		break;
+	case GNUTLS_E_PULL_ERROR:
+		/* The socket failed under TLS (reset, timed out: tls_pull saw
+		 * rx_err): the link's error, so that a caller sees a lost link
+		 * (and recovers after the commit) as it would without TLS, not a
+		 * protocol error. */
+		ch->tls_err = ch->rx_err ? ch->rx_err : -ECONNRESET;
+		break;
 	case GNUTLS_E_DECRYPTION_FAILED:
 		ch->tls_err = -EBADMSG;
 		break;

@@ -135,6 +135,15 @@ void push_start(struct push *p, const uint64_t *stale)
 	p->cursor = 0;
 }
 
+uint64_t push_sent_among(const struct push *p, const uint64_t *set)
+{
+	uint64_t n = 0;
+
+	for (uint64_t w = 0; w < BITMAP_WORDS(p->npages); w++)
+		n += (uint64_t)__builtin_popcountll(set[w] & ~p->unsent[w]);
+	return n;
+}
+
 bool push_taken(struct push *p, uint64_t pfn)
 {
 	return take(p, pfn);

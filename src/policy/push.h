@@ -69,6 +69,10 @@ void push_pulled(struct push *p, uint64_t pfn);
  * how many, 0 when nothing is left to push (or the order pushes nothing). */
 uint32_t push_next(struct push *p, uint64_t *pfns, uint32_t max);
 
+/* How many pages of `set` (npages bits) went out already, pushed or pulled:
+ * after a lost link, those the destination still lacks are sent again. */
+uint64_t push_sent_among(const struct push *p, const uint64_t *set);
+
 /* Pages of the stale set not pushed or pulled yet. */
 static inline uint64_t push_left(const struct push *p)
 {

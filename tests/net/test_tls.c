@@ -222,6 +222,33 @@ Test(tls, readable_peek_consume_and_wait_any, .timeout = 60)
 	creds_free(&c);
 }
 
+/* A connection reset under TLS (the peer crashed, or the link timed out)
+ * is the link's error, as without TLS: the engine then recovers after the
+ * commit instead of failing on a "TLS error". */
+Test(tls, a_reset_connection_is_the_links_error, .timeout = 60)
+{
+	static const struct linger rst = { .l_onoff = 1, .l_linger = 0 };
+	struct creds c;
+	struct net_pair src, dst;
+	char buf[1];
+
+	creds_make(&c);
+	struct net_tls *srv = tls_of(c.psk, NULL, true), *cli = tls_of(c.psk, NULL, false);
+	tls_pair(srv, cli, &src, &dst);
+	/* close() with SO_LINGER 0 sends an RST and no FIN; the pair then
+	 * closes an fd that is already gone, which it tolerates. */
+	cr_assert(eq(int, setsockopt(src.bulk.fd, SOL_SOCKET, SO_LINGER, &rst, sizeof(rst)), 0));
+	cr_assert(eq(int, close(src.bulk.fd), 0));
+	cr_assert(eq(int, net_chan_read(&dst.bulk, buf, 1, 5000), -ECONNRESET), "%s", dst.bulk.err);
+	cr_assert(strstr(dst.bulk.err, "reset") != NULL, "%s", dst.bulk.err);
+	src.bulk.fd = -1;
+	net_pair_close(&src);
+	net_pair_close(&dst);
+	net_tls_free(srv);
+	net_tls_free(cli);
+	creds_free(&c);
+}
+
 /* A stranger is turned away, the listener says who and why once per
  * connection, and the legitimate source still gets in afterwards. */
 static void stranger(const struct net_tls *srv, const struct net_tls *bad, const struct net_tls *good,

@@ -162,6 +162,29 @@ Test(push, a_pulled_page_is_not_pushed)
 	}
 }
 
+/* After a lost link: of the pages the destination still lacks, those that
+ * went out before (pushed or pulled) are the ones sent again. */
+Test(push, sent_among_counts_what_went_out_before)
+{
+	struct push p;
+	uint64_t *stale = stale_every(1), buf[10];
+
+	cr_assert_eq(push_init(&p, HMIG_PUSH_SEQ, 16, N), 0);
+	push_start(&p, stale);
+	cr_assert_eq(push_sent_among(&p, stale), 0);
+	cr_assert_eq(push_next(&p, buf, 10), 10); /* pfns 0..9 pushed */
+	cr_assert(push_taken(&p, 100));          /* pulled */
+	cr_assert_eq(push_sent_among(&p, stale), 11);
+	uint64_t *lacking = bitmap_new(N);
+	bitmap_set(lacking, 3);   /* pushed, lost */
+	bitmap_set(lacking, 100); /* pulled, lost */
+	bitmap_set(lacking, 500); /* never sent */
+	cr_assert_eq(push_sent_among(&p, lacking), 2);
+	push_free(&p);
+	free(stale);
+	free(lacking);
+}
+
 Test(push, names)
 {
 	cr_assert_str_eq(hmig_push_name(HMIG_PUSH_SEQ), "seq");
