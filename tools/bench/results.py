@@ -1,0 +1,340 @@
+"""From reports to figures: merging the two sides, one CSV row per run, and
+the summary of each cell (median, min and max over its runs).
+
+Pure functions of their inputs, unit-tested in test_bench.py.
+"""
+import csv
+import statistics
+
+from config import knobs
+
+MB = 1e6
+
+
+# The merge rule of tools/hmig/doc.h (doc_merge), key by key: `hmig demo
+# --json` writes such a merged report, and there is no CLI verb to merge two
+# files, so the matrix applies the same rule here.  M_SRC: the source's value,
+# else the destination's; M_DST: the other way round.
+_PAGES_RULES = {"sent": "src", "zero": "src", "duplicate": "dst", "pulled": "dst",
+                "pushed": "dst"}
+_TOP_RULES = {
+    "side": "side", "mode": "src", "result": "result", "error": "error",
+    "integrity": "dst", "dirty_logging": "src", "guest": "src", "total_ms": "max",
+    "downtime_ms": "src", "bytes": "src", "pages": "src", "passes": "src",
+    "switchover": "src", "faults": "dst", "guest_ops_per_s_before": "src",
+    "guest_ops_per_s_after": "dst", "timeline": "tl_src", "timeline_destination": "tl_dst",
+}
+_ABSENT = object()
+
+
+def _pick(pref, other):
+    if pref is not _ABSENT and pref is not None:
+        return pref
+    if other is not _ABSENT and other is not None:
+        return other
+    return pref if pref is not _ABSENT else other
+
+
+def _merge_obj(s, d, rules):
+    out = {}
+    for key, kind in rules.items():
+        sv, dv = s.get(key, _ABSENT), d.get(key, _ABSENT)
+        v = _pick(dv, sv) if kind == "dst" else _pick(sv, dv)
+        if v is not _ABSENT:
+            out[key] = v
+    _copy_unknown(out, s, d, rules)
+    return out
+
+
+def _copy_unknown(out, s, d, rules):
+    for k, v in s.items():
+        if k not in rules:
+            out[k] = v
+    for k, v in d.items():
+        if k not in rules:
+            out[k + "_destination" if k in s else k] = v
+
+
+def _side_result(doc):
+    if doc is None:
+        return "absent"
+    r = doc.get("result")
+    return r if r in ("ok", "cancelled") else "failed"
+
+
+def _side_error(doc):
+    e = doc.get("error")
+    if e:
+        return e
+    return "report has no result" if "result" not in doc else "no error message"
+
+
+def merge(src, dst):
+    """One report from a source's and a destination's (either may be None)."""
+    if src is None and dst is None:
+        raise ValueError("merging reports: neither side has one")
+    sr, dr = _side_result(src), _side_result(dst)
+    s, d = src or {}, dst or {}
+    out = {}
+    for key, kind in _TOP_RULES.items():
+        sv, dv = s.get(key, _ABSENT), d.get(key, _ABSENT)
+        if kind == "side":
+            out[key] = "merged"
+        elif kind == "result":
+            out[key] = ("failed" if "failed" in (sr, dr) else
+                        "cancelled" if "cancelled" in (sr, dr) else "ok")
+        elif kind == "error":
+            errs = [f"{name}: {_side_error(doc)}"
+                    for name, doc, r in (("source", s, sr), ("destination", d, dr))
+                    if r in ("failed", "cancelled")]
+            if errs:
+                out[key] = "; ".join(errs)
+        elif kind == "max" and isinstance(sv, (int, float)) and isinstance(dv, (int, float)):
+            out[key] = max(sv, dv)
+        elif kind in ("tl_src", "tl_dst"):
+            tl = (s if kind == "tl_src" else d).get("timeline")
+            out[key] = tl if isinstance(tl, list) else []
+        elif key == "pages" and (isinstance(sv, dict) or isinstance(dv, dict)):
+            out[key] = _merge_obj(sv if isinstance(sv, dict) else {},
+                                  dv if isinstance(dv, dict) else {}, _PAGES_RULES)
+        else:
+            v = _pick(dv, sv) if kind == "dst" else _pick(sv, dv)
+            if v is not _ABSENT:
+                out[key] = v
+    _copy_unknown(out, s, d, _TOP_RULES)
+    return out
+
+
+def _get(doc, path, default=None):
+    for part in path.split("."):
+        if not isinstance(doc, dict) or part not in doc:
+            return default
+        doc = doc[part]
+    return doc
+
+
+def _event_t(timeline, name):
+    for row in timeline or []:
+        if row.get("event") == name:
+            return row["t_ms"]
+    return None
+
+
+def migration_ms(src, dst):
+    """From the source's first timeline row (SETUP) to the later of the two
+    sides' last rows, on the source's clock.  The source's total_ms is not
+    the migration's length: hmig_source_wait_verdict() writes the report
+    again once the destination's oracle has answered, so it also counts
+    'hmig recv --run-after' and the oracle's check."""
+    ends = []
+    s_tl, d_tl = (src or {}).get("timeline") or [], (dst or {}).get("timeline") or []
+    if s_tl:
+        ends.append(s_tl[-1]["t_ms"])
+    if d_tl and src and dst and src.get("start_unix_ms") and dst.get("start_unix_ms"):
+        ends.append(d_tl[-1]["t_ms"] + dst["start_unix_ms"] - src["start_unix_ms"])
+    return max(ends) - s_tl[0]["t_ms"] if ends and s_tl else None
+
+
+def pass0_arrival_MBps(timeline):
+    """Pass 0's MB/s as the destination received it: bulk bytes from its
+    "receiving" row to its "pass 0" row (PASS_END arrived).  The source's own
+    pass time ends when the last page is queued, megabytes of socket buffer
+    before it arrives: at 1 Gbit/s that overstated a 64 MiB pass 0 by 8%."""
+    start = end = None
+    for r in timeline or []:
+        if r.get("event") == "receiving" and start is None:
+            start = r
+        elif r.get("event") == "pass 0" and start is not None:
+            end = r
+            break
+    if end is None or end["t_ms"] <= start["t_ms"]:
+        return None
+    return (end["bytes_bulk"] - start["bytes_bulk"]) / ((end["t_ms"] - start["t_ms"]) / 1e3) / MB
+
+
+# The CSV's columns after the cell's own axes, in order.  Units are in the
+# names; ratios are against the raw-TCP baseline measured through the same
+# link in the same run (tcp_MBps, into fresh memory as a destination
+# installs pages: tcp_fresh_MBps) and against the link's shaped rate.
+COLUMNS = [
+    "cell", "run", "link", "link_path", "link_rate_MBps", "tcp_MBps", "tcp_fresh_MBps",
+    "mode", "workload", "mem", "vcpus", "knobs",
+    "send_exit", "recv_exit", "result", "integrity", "error",
+    "migration_ms", "total_ms", "downtime_ms", "guest_blackout_ms",
+    "downtime_pause_ms", "downtime_collect_ms", "downtime_send_ms", "downtime_load_ms",
+    "downtime_commit_ms",
+    "passes", "switchover", "stale_pages",
+    "bytes_total", "bytes_per_guest", "bytes_precopy", "bytes_stopcopy", "bytes_push",
+    "bytes_pull",
+    "pass0_ms", "pass0_MBps", "pass0_vs_tcp", "pass0_vs_tcp_fresh", "pass0_vs_link",
+    "faults", "fault_p50_us", "fault_p99_us", "fault_share_ge_1ms", "blocktime_ms",
+    "pages_pulled", "pages_pushed", "resume_to_complete_ms", "postcopy_MBps",
+    "postcopy_vs_link", "guest_ops_per_s_after",
+]
+
+
+def _ratio(a, b):
+    return a / b if a is not None and b else None
+
+
+def row(cell, run, link, src, dst, send_exit, recv_exit, error=None):
+    """One CSV row for a run.  `link` is the runner's record of the path
+    (name, path, rate_MBps, tcp_MBps, tcp_fresh_MBps).  A side that wrote
+    no report is None: the row then says failed, with the error."""
+    m = merge(src, dst) if (src or dst) else {"result": "failed", "integrity": None}
+    p = cell["params"]
+    page = _get(m, "guest.page_size", 4096)
+    pages = _get(m, "guest.pages")
+    passes = m.get("passes") or []
+    p0 = passes[0] if passes else {}
+    tl_dst = (dst or {}).get("timeline")
+    pass0_mbs = pass0_arrival_MBps(tl_dst)
+    t_res, t_done = _event_t(tl_dst, "resumed"), _event_t(tl_dst, "complete")
+    r2c = t_done - t_res if t_res is not None and t_done is not None else None
+    post_bytes = (_get(m, "bytes.push") or 0) + (_get(m, "bytes.pull") or 0)
+    post_mbs = (post_bytes / (r2c / 1e3) / MB
+                if r2c and post_bytes and m.get("mode") != "precopy" else None)
+    total = _get(m, "bytes.total")
+    # A run is ok only if both reports say so and both processes agree.
+    result, errors = m.get("result"), [e for e in (m.get("error"), error) if e]
+    if send_exit != 0 or recv_exit != 0:
+        errors.append(f"exit status send {send_exit}, recv {recv_exit}")
+    if result == "ok" and errors:
+        result = "failed"
+    return {
+        "cell": cell["name"], "run": run, "link": link["name"], "link_path": link["path"],
+        "link_rate_MBps": link.get("rate_MBps"), "tcp_MBps": link.get("tcp_MBps"),
+        "tcp_fresh_MBps": link.get("tcp_fresh_MBps"),
+        "mode": p["mode"], "workload": p["workload"], "mem": p["mem"], "vcpus": p["vcpus"],
+        "knobs": " ".join(f"{k}={v}" for k, v in sorted(knobs(p).items())),
+        "send_exit": send_exit, "recv_exit": recv_exit,
+        "result": result,
+        "integrity": m.get("integrity"), "error": "; ".join(errors) or None,
+        "migration_ms": migration_ms(src, dst),
+        "total_ms": m.get("total_ms"), "downtime_ms": m.get("downtime_ms"),
+        "guest_blackout_ms": (dst or {}).get("guest_blackout_ms"),
+        **{k: (src or {}).get(k) for k in ("downtime_pause_ms", "downtime_collect_ms",
+                                           "downtime_send_ms", "downtime_load_ms",
+                                           "downtime_commit_ms")},
+        "passes": len(passes), "switchover": _get(m, "switchover.reason"),
+        "stale_pages": _get(m, "switchover.stale_pages"),
+        "bytes_total": total,
+        "bytes_per_guest": _ratio(total, pages * page if pages else None),
+        "bytes_precopy": _get(m, "bytes.precopy"), "bytes_stopcopy": _get(m, "bytes.stopcopy"),
+        "bytes_push": _get(m, "bytes.push"), "bytes_pull": _get(m, "bytes.pull"),
+        "pass0_ms": p0.get("ms"), "pass0_MBps": pass0_mbs,
+        "pass0_vs_tcp": _ratio(pass0_mbs, link.get("tcp_MBps")),
+        "pass0_vs_tcp_fresh": _ratio(pass0_mbs, link.get("tcp_fresh_MBps")),
+        "pass0_vs_link": _ratio(pass0_mbs, link.get("rate_MBps")),
+        "faults": _get(m, "faults.count"), "fault_p50_us": _get(m, "faults.latency_us.p50"),
+        "fault_p99_us": _get(m, "faults.latency_us.p99"),
+        "fault_share_ge_1ms": _get(m, "faults.share_ge_1ms"),
+        "blocktime_ms": _get(m, "faults.blocktime_ms"),
+        "pages_pulled": _get(m, "pages.pulled"), "pages_pushed": _get(m, "pages.pushed"),
+        "resume_to_complete_ms": r2c if m.get("mode") != "precopy" else None,
+        "postcopy_MBps": post_mbs, "postcopy_vs_link": _ratio(post_mbs, link.get("rate_MBps")),
+        "guest_ops_per_s_after": m.get("guest_ops_per_s_after"),
+    }
+
+
+def write_csv(path, rows, axes):
+    cols = list(axes) + COLUMNS
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: _fmt(r.get(k)) for k in cols})
+
+
+def _fmt(v):
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return v
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+# The figures the summary gives per cell, with the format of one value.
+SUMMARY_METRICS = [
+    ("migration_ms", "{:.0f}"), ("downtime_ms", "{:.1f}"), ("guest_blackout_ms", "{:.1f}"),
+    ("bytes_per_guest", "{:.2f}"), ("pass0_MBps", "{:.0f}"), ("pass0_vs_tcp", "{:.2f}"),
+    ("pass0_vs_tcp_fresh", "{:.2f}"), ("pass0_vs_link", "{:.2f}"), ("faults", "{:.0f}"), ("fault_p50_us", "{:.0f}"),
+    ("fault_p99_us", "{:.0f}"), ("resume_to_complete_ms", "{:.0f}"),
+    ("postcopy_MBps", "{:.0f}"), ("guest_ops_per_s_after", "{:.0f}"),
+]
+
+
+def _num(v):
+    if v is None or v == "":
+        return None
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def summarize(rows, axes):
+    """One entry per cell, in first-seen order: its axis values, runs, runs
+    ok, and for each metric (median, min, max) over the runs that ended ok
+    with integrity ok (None when no such run has the figure).  A failed run
+    counts in `runs` and not in the figures."""
+    cells = {}
+    for r in rows:
+        cells.setdefault(r["cell"], []).append(r)
+    out = []
+    for name, rs in cells.items():
+        good = [r for r in rs if r.get("result") == "ok" and r.get("integrity") == "ok"]
+        entry = {"cell": name, "runs": len(rs), "ok": len(good),
+                 "link": rs[0].get("link"), "link_path": rs[0].get("link_path"),
+                 "tcp_MBps": _num(rs[0].get("tcp_MBps")),
+                 "link_rate_MBps": _num(rs[0].get("link_rate_MBps"))}
+        for a in axes:
+            entry[a] = rs[0].get(a)
+        for metric, _ in SUMMARY_METRICS:
+            vals = [v for v in (_num(r.get(metric)) for r in good) if v is not None]
+            entry[metric] = ((statistics.median(vals), min(vals), max(vals)) if vals else None)
+        out.append(entry)
+    return out
+
+
+def fmt_range(stat, fmt):
+    """'median (min–max)', or the one value when all runs agree, or '-'."""
+    if stat is None:
+        return "-"
+    med, lo, hi = stat
+    if fmt.format(lo) == fmt.format(hi):
+        return fmt.format(med)
+    return f"{fmt.format(med)} ({fmt.format(lo)}–{fmt.format(hi)})"
+
+
+def summary_markdown(summary, axes, metrics=None):
+    """A markdown table: one row per cell, 'median (min–max)' per metric."""
+    metrics = metrics or [m for m, _ in SUMMARY_METRICS
+                          if any(e.get(m) is not None for e in summary)]
+    fmts = dict(SUMMARY_METRICS)
+    head = list(axes) + ["ok/runs"] + metrics
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for e in summary:
+        cells = [str(e.get(a)) for a in axes] + [f"{e['ok']}/{e['runs']}"]
+        cells += [fmt_range(e.get(m), fmts[m]) for m in metrics]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_summary_csv(path, summary, axes):
+    cols = ["cell"] + list(axes) + ["link_path", "runs", "ok"]
+    for m, _ in SUMMARY_METRICS:
+        cols += [f"{m}_median", f"{m}_min", f"{m}_max"]
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(cols)
+        for e in summary:
+            vals = [e["cell"]] + [e.get(a) for a in axes] + [e["link_path"], e["runs"], e["ok"]]
+            for m, _ in SUMMARY_METRICS:
+                vals += [_fmt(x) for x in (e[m] or (None, None, None))]
+            w.writerow(vals)
