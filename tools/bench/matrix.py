@@ -126,14 +126,6 @@ def tcp_baseline(prefix_src, prefix_dst, host):
         _stop(sink, grace=2)
 
 
-def _load(path):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
 def run_one(hmig, cell, rep, link, ns, out):
     """One migration: 'hmig recv' in the destination's namespace, 'hmig send'
     in the source's.  Returns its CSV row; a failure is a row, not an
@@ -181,7 +173,7 @@ def run_one(hmig, cell, rep, link, ns, out):
             os.close(r_fd)
             if w_fd is not None:
                 os.close(w_fd)
-    src, dst = _load(src_json), _load(dst_json)
+    src, dst = results.load_report(src_json), results.load_report(dst_json)
     if src or dst:
         with open(os.path.join(d, "merged.json"), "w") as f:
             json.dump(results.merge(src, dst), f, indent=1)

@@ -28,14 +28,6 @@ DPI = 80
 MiB = 1 << 20
 
 
-def _load(path):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
 def _finish(fig, path):
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)
@@ -215,7 +207,8 @@ def _median_run(rows):
 
 def _run_docs(out, row):
     d = os.path.join(out, "runs", row["cell"], f"r{row['run']}")
-    return _load(os.path.join(d, "source.json")), _load(os.path.join(d, "destination.json"))
+    return (results.load_report(os.path.join(d, "source.json")),
+            results.load_report(os.path.join(d, "destination.json")))
 
 
 def _cell_title(row, axes):

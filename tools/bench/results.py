@@ -4,6 +4,7 @@ the summary of each cell (median, min and max over its runs).
 Pure functions of their inputs, unit-tested in test_bench.py.
 """
 import csv
+import json
 import statistics
 
 from config import knobs
@@ -103,6 +104,16 @@ def merge(src, dst):
                 out[key] = v
     _copy_unknown(out, s, d, _TOP_RULES)
     return out
+
+
+def load_report(path):
+    """A report file's document, or None when it is missing or not JSON (a
+    side that died before writing it)."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
 
 
 def _get(doc, path, default=None):
