@@ -15,6 +15,7 @@ netem.  The veth pair itself adds no delay beyond the kernel's own.
 """
 import os
 import re
+import shutil
 import subprocess
 
 from config import rate_bits
@@ -46,8 +47,9 @@ def sweep_stale():
 class Netns:
     """A source namespace and a destination namespace joined by a veth pair.
 
-    Use as a context manager: the namespaces go on any exit, exceptions and
-    KeyboardInterrupt included (the runner turns SIGTERM into one too)."""
+    open() makes them, close() removes them; or use it as a context manager.
+    The runner closes it in a finally, so the namespaces go on any exit,
+    KeyboardInterrupt included (it turns SIGTERM and SIGHUP into one)."""
 
     def __init__(self):
         tag = f"{PREFIX}{os.getpid()}"
@@ -56,15 +58,19 @@ class Netns:
         self.qdisc = None
 
     def __enter__(self):
+        self.open()
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def open(self):
+        """Makes the pair; on any failure removes what it made and raises."""
         try:
             self._create()
         except BaseException:
             self.close()
             raise
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def _create(self):
         for ns in (self.src, self.dst):
@@ -117,6 +123,6 @@ def netns_unavailable():
     if os.geteuid() != 0:
         return "not root"
     for tool in ("ip", "tc"):
-        if subprocess.run(["sh", "-c", f"command -v {tool}"], capture_output=True).returncode:
+        if shutil.which(tool) is None:
             return f"'{tool}' is not installed (iproute2)"
     return None

@@ -196,7 +196,7 @@ def _describe(row):
 
     def f(v, fmt):
         return "-" if v is None else fmt.format(v)
-    return (f"ok: total {f(row['migration_ms'], '{:.0f}')} ms, downtime "
+    return (f"ok: migration {f(row['migration_ms'], '{:.0f}')} ms, downtime "
             f"{f(row['downtime_ms'], '{:.1f}')} ms, pass 0 {f(row['pass0_MBps'], '{:.0f}')} MB/s"
             f" ({f(row['pass0_vs_tcp'], '{:.2f}')}x raw TCP), faults {row['faults']}")
 
@@ -231,7 +231,8 @@ def run(args):
     try:
         if need_ns and why_not is None:
             try:
-                ns = linkmod.Netns().__enter__()
+                ns = linkmod.Netns()
+                ns.open()
             except (subprocess.CalledProcessError, OSError) as e:
                 why_not = f"cannot make network namespaces: {getattr(e, 'stderr', '') or e}".strip()
         if why_not:
@@ -305,7 +306,6 @@ def write_summary(out, rows, axes):
     results.write_summary_csv(os.path.join(out, "summary.csv"), summary, axes)
     with open(os.path.join(out, "summary.md"), "w") as f:
         f.write(results.summary_markdown(summary, axes))
-    return summary
 
 
 def draw(out):
