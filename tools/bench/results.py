@@ -133,17 +133,19 @@ def _event_t(timeline, name):
 
 def migration_ms(src, dst):
     """From the source's first timeline row (SETUP) to the later of the two
-    sides' last rows, on the source's clock.  The source's total_ms is not
-    the migration's length: hmig_source_wait_verdict() writes the report
-    again once the destination's oracle has answered, so it also counts
-    'hmig recv --run-after' and the oracle's check."""
-    ends = []
-    s_tl, d_tl = (src or {}).get("timeline") or [], (dst or {}).get("timeline") or []
-    if s_tl:
-        ends.append(s_tl[-1]["t_ms"])
-    if d_tl and src and dst and src.get("start_unix_ms") and dst.get("start_unix_ms"):
+    sides' last event rows ("done", "complete"), on the source's clock.
+    Sample rows can trail the last event by up to a sample_ms.  The
+    source's total_ms is not the migration's length: hmig_source_wait_verdict()
+    writes the report again once the destination's oracle has answered, so
+    it also counts 'hmig recv --run-after' and the oracle's check."""
+    s_tl = [r for r in (src or {}).get("timeline") or [] if r.get("event") is not None]
+    d_tl = [r for r in (dst or {}).get("timeline") or [] if r.get("event") is not None]
+    if not s_tl:
+        return None
+    ends = [s_tl[-1]["t_ms"]]
+    if d_tl and dst.get("start_unix_ms") and src.get("start_unix_ms"):
         ends.append(d_tl[-1]["t_ms"] + dst["start_unix_ms"] - src["start_unix_ms"])
-    return max(ends) - s_tl[0]["t_ms"] if ends and s_tl else None
+    return max(ends) - s_tl[0]["t_ms"]
 
 
 def pass0_arrival_MBps(timeline):
