@@ -5,6 +5,8 @@ links x push orders x any knob, each cell run R times as real 'hmig recv' and
 
   matrix.py run CONFIG [--out DIR] [--hmig PATH] [--no-plots]
   matrix.py plot DIR        draw the plots of a finished (or stopped) matrix again
+  matrix.py reread DIR      derive runs.csv and the summary again from the stored
+                            reports (after a change to results.py), then plot
 
 Writes into DIR:
   matrix.json          the cells, the links as measured, the host, the command
@@ -308,6 +310,34 @@ def write_summary(out, rows, axes):
         f.write(results.summary_markdown(summary, axes))
 
 
+def _int(v):
+    return int(v) if v not in (None, "") else None
+
+
+def reread(out):
+    """Rows again from each run's stored reports.  What only the runner saw
+    (exit codes, a timeout) comes from the old runs.csv."""
+    with open(os.path.join(out, "matrix.json")) as f:
+        meta = json.load(f)
+    cells = {c["name"]: c for c in meta["cells"]}
+    rows = []
+    for old in results.read_csv(os.path.join(out, "runs.csv")):
+        cell = cells[old["cell"]]
+        d = os.path.join(out, "runs", old["cell"], f"r{old['run']}")
+        notes = [e for e in (old.get("error") or "").split("; ")
+                 if e.startswith(("killed", "hmig recv did not"))]
+        row = results.row(cell, int(old["run"]), meta["links"][cell["params"]["link"]],
+                          results.load_report(os.path.join(d, "source.json")),
+                          results.load_report(os.path.join(d, "destination.json")),
+                          _int(old["send_exit"]), _int(old["recv_exit"]),
+                          "; ".join(notes) or None)
+        row.update(cell["axes"])
+        rows.append(row)
+    results.write_csv(os.path.join(out, "runs.csv"), rows, meta["axes"])
+    write_summary(out, rows, meta["axes"])
+    return rows
+
+
 def draw(out):
     try:
         import plots
@@ -332,10 +362,16 @@ def main(argv=None):
     r.add_argument("--no-plots", action="store_true", help="skip the plots")
     p = sub.add_parser("plot", help="draw the plots of a matrix's output directory")
     p.add_argument("out")
+    p = sub.add_parser("reread", help="derive runs.csv and the summary again from the "
+                       "stored reports, then plot")
+    p.add_argument("out")
     args = ap.parse_args(argv)
     try:
         if args.verb == "run":
             return run(args)
+        if args.verb == "reread":
+            rows = reread(args.out)
+            print(f"matrix: {len(rows)} runs reread into {os.path.join(args.out, 'runs.csv')}")
         return 0 if draw(args.out) else 1
     except config.ConfigError as e:
         print(f"matrix: {e}", file=sys.stderr)
