@@ -212,7 +212,8 @@ def _run_docs(out, row):
 
 
 def _cell_title(row, axes):
-    return ", ".join(f"{a}={row.get(a)}" for a in axes) + f" (run {row['run']})"
+    return (", ".join(f"{a}={row.get(a)}" for a in axes if row.get(a) not in (None, ""))
+            + f" (run {row['run']})")
 
 
 def compare(out, axis, group, axes, summary, path):
@@ -245,7 +246,7 @@ def compare(out, axis, group, axes, summary, path):
     ax2.set_xlabel("s")
     ax2.set_ylim(bottom=0)
     _bars(ax3, labels, [("migration s", tot, 1e-3), ("downtime ms", down, 1)])
-    fixed = {a: group[0].get(a) for a in axes if a != axis}
+    fixed = {a: group[0].get(a) for a in axes if a != axis and group[0].get(a) not in (None, "")}
     fig.suptitle(f"{axis}: " + ", ".join(f"{k}={v}" for k, v in fixed.items()), fontsize=9)
     _finish(fig, path)
 
@@ -344,7 +345,9 @@ def plot_matrix(out):
             n += 1
     for axis in compare_axes:
         for key, group in comparison_groups(rows, axis, axes).items():
-            rest = "_".join(config.slug(v) for _, v in key) or "all"
+            # Axes a cell's part does not have are empty in runs.csv: no
+            # part of its name.
+            rest = "_".join(config.slug(v) for _, v in key if v not in (None, "")) or "all"
             compare(out, axis, group, axes, summary,
                     os.path.join(pdir, f"compare-{axis}-{rest}.png"))
             n += 1
