@@ -205,6 +205,22 @@ class Row(unittest.TestCase):
         self.assertEqual(r["error"], "exit status send 0, recv 1")
 
 
+class GuestSlow(unittest.TestCase):
+    def test_samples_under_half_speed_after_the_resume(self):
+        src = {"timeline": [{"t_ms": t, "event": None, "guest_ops_per_s": 100.0}
+                            for t in (100, 200, 300)]}
+        dst = {"timeline": [
+            {"t_ms": 350, "event": "resumed"},
+            {"t_ms": 400, "event": None, "guest_ops_per_s": 10.0},   # 50 ms slow
+            {"t_ms": 500, "event": None, "guest_ops_per_s": 40.0},   # 100 ms slow
+            {"t_ms": 600, "event": None, "guest_ops_per_s": 900.0},  # catching up
+            {"t_ms": 700, "event": None, "guest_ops_per_s": 60.0},
+            {"t_ms": 720, "event": "complete"},
+            {"t_ms": 800, "event": None, "guest_ops_per_s": 1.0}]}  # after: not counted
+        self.assertAlmostEqual(results.guest_slow_ms(src, dst), 150.0)
+        self.assertIsNone(results.guest_slow_ms({"timeline": []}, dst))
+
+
 class Summary(unittest.TestCase):
     def rows(self):
         out = []

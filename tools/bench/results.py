@@ -148,6 +148,31 @@ def migration_ms(src, dst):
     return max(ends) - s_tl[0]["t_ms"]
 
 
+def guest_slow_ms(src, dst):
+    """How long the guest ran at under half its speed before the migration,
+    after the destination resumed it: the destination's samples (one per
+    sample_ms) from "resumed" to "complete" whose guest ops/s is below half
+    the median of the source's samples.  Post-copy's cost to the guest,
+    which the downtime does not show: a guest whose every touch is a pull
+    can run at a few percent of its speed for seconds.  A paced workload
+    catches up afterwards, so a mean of ops/s would hide it."""
+    before = sorted(r["guest_ops_per_s"] for r in (src or {}).get("timeline") or []
+                    if r.get("event") is None and r.get("guest_ops_per_s") is not None)
+    d_tl = (dst or {}).get("timeline") or []
+    t_res, t_done = _event_t(d_tl, "resumed"), _event_t(d_tl, "complete")
+    if not before or t_res is None or t_done is None:
+        return None
+    half = before[len(before) // 2] / 2
+    slow, last = 0.0, t_res
+    for r in d_tl:
+        if r.get("event") is not None or not t_res < r["t_ms"] <= t_done:
+            continue
+        if r.get("guest_ops_per_s") is not None and r["guest_ops_per_s"] < half:
+            slow += r["t_ms"] - last
+        last = r["t_ms"]
+    return slow
+
+
 def pass0_arrival_MBps(timeline):
     """Pass 0's MB/s as the destination received it: bulk bytes from its
     "receiving" row to its "pass 0" row (PASS_END arrived).  The source's own
@@ -181,7 +206,7 @@ COLUMNS = [
     "bytes_pull",
     "pass0_ms", "pass0_MBps", "pass0_vs_tcp", "pass0_vs_tcp_fresh", "pass0_vs_link",
     "faults", "fault_p50_us", "fault_p99_us", "fault_share_ge_1ms", "blocktime_ms",
-    "pages_pulled", "pages_pushed", "resume_to_complete_ms", "postcopy_MBps",
+    "pages_pulled", "pages_pushed", "resume_to_complete_ms", "guest_slow_ms", "postcopy_MBps",
     "postcopy_vs_link", "guest_ops_per_s_after",
 ]
 
@@ -245,6 +270,7 @@ def row(cell, run, link, src, dst, send_exit, recv_exit, error=None):
         "blocktime_ms": _get(m, "faults.blocktime_ms"),
         "pages_pulled": _get(m, "pages.pulled"), "pages_pushed": _get(m, "pages.pushed"),
         "resume_to_complete_ms": r2c if m.get("mode") != "precopy" else None,
+        "guest_slow_ms": guest_slow_ms(src, dst),
         "postcopy_MBps": post_mbs, "postcopy_vs_link": _ratio(post_mbs, link.get("rate_MBps")),
         "guest_ops_per_s_after": m.get("guest_ops_per_s_after"),
     }
@@ -277,7 +303,7 @@ SUMMARY_METRICS = [
     ("migration_ms", "{:.0f}"), ("downtime_ms", "{:.1f}"), ("guest_blackout_ms", "{:.1f}"),
     ("bytes_per_guest", "{:.2f}"), ("pass0_MBps", "{:.0f}"), ("pass0_vs_tcp", "{:.2f}"),
     ("pass0_vs_tcp_fresh", "{:.2f}"), ("pass0_vs_link", "{:.2f}"), ("faults", "{:.0f}"), ("fault_p50_us", "{:.0f}"),
-    ("fault_p99_us", "{:.0f}"), ("resume_to_complete_ms", "{:.0f}"),
+    ("fault_p99_us", "{:.0f}"), ("resume_to_complete_ms", "{:.0f}"), ("guest_slow_ms", "{:.0f}"),
     ("postcopy_MBps", "{:.0f}"), ("guest_ops_per_s_after", "{:.0f}"),
 ]
 
