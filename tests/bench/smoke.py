@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """A tiny matrix, end to end: one post-copy cell of a 64 MiB guest on
 loopback, and the same cell on a 1 Gbit/s tbf-shaped veth pair between two
-network namespaces when this process may make them (root, iproute2).
+network namespaces when this process may make them (root, iproute2), both
+over TLS with the runner's pre-shared key; and the loopback cell once more
+in plaintext (tls = "insecure").
 
 Checks that each run wrote its three reports, that runs.csv has one row per
 run with integrity ok, that the summary and the plots were written, and that
@@ -44,9 +46,13 @@ rate = 20000
 warmup = 0.5
 run_after = 0.5
 timeout = 120
-[axes]
-mode = ["postcopy"]
-link = {json.dumps(links)}
+[[part]]
+axes.mode = ["postcopy"]
+axes.link = {json.dumps(links)}
+[[part]]
+axes.mode = ["postcopy"]
+axes.tls = ["insecure"]
+axes.link = ["lo"]
 """)
         out = os.path.join(d, "out")
         p = subprocess.run([sys.executable, os.path.join(bench, "matrix.py"), "run", cfg,
@@ -56,14 +62,18 @@ link = {json.dumps(links)}
             fail(f"matrix.py exited {p.returncode}")
         with open(os.path.join(out, "runs.csv"), newline="") as f:
             rows = list(csv.DictReader(f))
-        if len(rows) != len(links):
-            fail(f"runs.csv has {len(rows)} rows, expected {len(links)}")
+        if len(rows) != len(links) + 1:
+            fail(f"runs.csv has {len(rows)} rows, expected {len(links) + 1}")
         for r in rows:
             if (r["result"], r["integrity"]) != ("ok", "ok"):
                 fail(f"run {r['cell']}: result {r['result']}, integrity {r['integrity']}: "
                      f"{r['error']}")
             if not r["link_path"]:
                 fail(f"run {r['cell']} does not record its path")
+            # TLS with the runner's key by default; plaintext when asked.
+            want = "plaintext" if r["tls"] == "insecure" else "TLS1.3"
+            if not r["security"].startswith(want):
+                fail(f"run {r['cell']}: security {r['security']!r}, expected {want}")
             for rep in ("source.json", "destination.json", "merged.json"):
                 path = os.path.join(out, "runs", r["cell"], "r0", rep)
                 with open(path) as f:

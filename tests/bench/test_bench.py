@@ -1,6 +1,6 @@
 #!/usr/bin/python3
-"""Unit tests of tools/bench: the config, the merge, the CSV row and the
-summary.  Pure functions on made-up reports; nothing runs hmig.
+"""Unit tests of tools/bench: the config, a run's result, the CSV row and
+the summary.  Pure functions on made-up reports; nothing runs hmig.
 
   tests/bench/test_bench.py [TOOLS_BENCH_DIR]
 """
@@ -84,6 +84,7 @@ axes.push = ["seq", "hot"]
             "[base]\nmode = \"hybrid\"": "either one [axes]",
             "repeat = 0\n[axes]\nmode = [\"hybrid\"]": "repeat",
             "[[part]]\naxes.mode = [\"x\"]\n[[part]]\naxes.mode = [\"x\"]": "comes twice",
+            "[axes]\ntls = [\"psk\", \"ssl\"]": "expected one of psk, insecure",
         }
         for text, words in bad.items():
             with self.subTest(text=text):
@@ -94,13 +95,19 @@ axes.push = ["seq", "hot"]
     def test_knobs_go_to_send_only(self):
         m = parse("[base]\npush = \"near\"\nvcpus = 1\n[axes]\nmode = [\"postcopy\"]")
         p = m["cells"][0]["params"]
-        send = config.send_args(p, "1.2.3.4:5", "s.json")
+        send = config.send_args(p, "1.2.3.4:5", "s.json", "k.psk")
         self.assertIn("push=near", send)
         self.assertEqual(send[send.index("--mode") + 1], "postcopy")
         self.assertEqual(send[send.index("--vcpus") + 1], "1")
-        recv = config.recv_args(p, "1.2.3.4:0", "d.json", 7)
+        recv = config.recv_args(p, "1.2.3.4:0", "d.json", 7, "k.psk")
         self.assertNotIn("-o", recv)
         self.assertEqual(recv[recv.index("--ready-fd") + 1], "7")
+        # TLS with the runner's key by default, the same on both sides.
+        self.assertEqual(send[send.index("--tls-psk") + 1], "k.psk")
+        self.assertEqual(recv[recv.index("--tls-psk") + 1], "k.psk")
+        plain = dict(p, tls="insecure")
+        self.assertIn("--insecure", config.send_args(plain, "a:1", "s", "k"))
+        self.assertIn("--insecure", config.recv_args(plain, "a:0", "d", 3, "k"))
 
     def test_shipped_configs_parse(self):
         for name in ("quick.toml", "full.toml"):
@@ -123,7 +130,8 @@ def report(side, **kw):
            "faults": {"count": 0 if side == "source" else 99,
                       "latency_us": {"p50": 80.0, "p99": 900.0}, "latency_hist_us": [0, 0, 5]},
            "start_unix_ms": 1000.0 if side == "source" else 1002.0,
-           "timeline": [], "peak_rss_mib": 1.0 if side == "source" else 2.0}
+           "timeline": [], "peak_rss_mib": 1.0 if side == "source" else 2.0,
+           "security": {"encrypted": True, "cipher": "TLS1.3 AES-128-GCM"}}
     doc.update(kw)
     return doc
 
@@ -139,39 +147,21 @@ LINK = {"name": "1gbit", "path": "veth", "rate_MBps": 125.0, "tcp_MBps": 1000.0,
         "tcp_fresh_MBps": 500.0}
 CELL = {"name": "post_1gbit", "axes": {"scenario": "post"},
         "params": {"mode": "postcopy", "workload": "uniform:rate=1", "mem": "4M", "vcpus": 2,
-                   "push": "hot", "link": "1gbit", "warmup": 1}}
+                   "push": "hot", "link": "1gbit", "warmup": 1, "tls": "psk"}}
 
 
-class Merge(unittest.TestCase):
-    def test_the_doc_merge_rule(self):
-        m = results.merge(report("source"), report("destination"))
-        self.assertEqual(m["side"], "merged")
-        self.assertEqual(m["result"], "ok")
-        self.assertNotIn("error", m)
-        self.assertEqual(m["downtime_ms"], 1.0)              # the source's
-        self.assertEqual(m["faults"]["count"], 99)            # the destination's
-        self.assertEqual(m["pages"], {"sent": 1000, "zero": 0, "duplicate": 3, "pulled": 99,
-                                      "pushed": 120})
-        self.assertEqual(m["switchover"]["reason"], "max_passes")
-        self.assertEqual(m["peak_rss_mib"], 1.0)              # both: the source's ...
-        self.assertEqual(m["peak_rss_mib_destination"], 2.0)  # ... and the other renamed
-        self.assertEqual(m["start_unix_ms_destination"], 1002.0)
-        self.assertEqual(list(m)[:4], ["side", "mode", "result", "integrity"])
-
-    def test_a_failed_side_fails_the_merge_with_its_error(self):
-        m = results.merge(report("source"),
-                          report("destination", result="failed", error="lost", integrity=None))
-        self.assertEqual(m["result"], "failed")
-        self.assertEqual(m["error"], "destination: lost")
-        self.assertEqual(m["integrity"], "ok")  # null on one side: the other's
-        m = results.merge(None, report("destination", result="cancelled"))
-        self.assertEqual(m["result"], "cancelled")
-        self.assertEqual(m["error"], "destination: no error message")
-        self.assertEqual(m["timeline"], [])
-
-    def test_total_is_the_larger(self):
-        m = results.merge(report("source", total_ms=3.0), report("destination", total_ms=8.0))
-        self.assertEqual(m["total_ms"], 8.0)
+class Result(unittest.TestCase):
+    def test_ok_only_when_both_sides_say_so(self):
+        self.assertEqual(results.run_result(report("source"), report("destination")), ("ok", []))
+        self.assertEqual(
+            results.run_result(report("source"),
+                               report("destination", result="failed", error="lost")),
+            ("failed", ["destination: lost"]))
+        self.assertEqual(results.run_result(None, report("destination", result="cancelled")),
+                         ("failed", ["source: no report", "destination: no error message"]))
+        self.assertEqual(results.run_result(report("source", result="cancelled", error="SIGINT"),
+                                            report("destination")),
+                         ("cancelled", ["source: SIGINT"]))
 
 
 class Row(unittest.TestCase):
@@ -191,6 +181,14 @@ class Row(unittest.TestCase):
         self.assertAlmostEqual(r["migration_ms"], 61.0)
         self.assertAlmostEqual(r["bytes_per_guest"], 5000000 / 4096000)
         self.assertEqual(r["knobs"], "push=hot")
+        self.assertEqual(r["faults"], 99)             # the destination's
+        self.assertEqual(r["switchover"], "max_passes")  # the source's
+        self.assertEqual(r["security"], "TLS1.3 AES-128-GCM")
+        self.assertEqual(r["tls"], "psk")
+        plain = report("source", security={"encrypted": False, "integrity": "crc32c-table"})
+        r = results.row(dict(CELL, params=dict(CELL["params"], tls="insecure")), 0, LINK,
+                        plain, dst, 0, 0)
+        self.assertEqual((r["tls"], r["security"]), ("insecure", "plaintext, crc32c-table"))
 
     def test_a_run_without_reports_is_a_failed_row(self):
         r = results.row(CELL, 1, LINK, None, None, 1, None, "killed after the 300 s timeout")
@@ -198,6 +196,7 @@ class Row(unittest.TestCase):
         self.assertIsNone(r["integrity"])
         self.assertIn("killed", r["error"])
         self.assertIn("exit status send 1", r["error"])
+        self.assertIn("source: no report", r["error"])
 
     def test_an_exit_status_fails_an_ok_report(self):
         r = results.row(CELL, 0, LINK, report("source"), report("destination"), 0, 1)
@@ -252,6 +251,12 @@ class Summary(unittest.TestCase):
             results.write_csv(path, self.rows(), ["scenario"])
             back = results.read_csv(path)
             self.assertEqual(len(back), 5)
+            # An axis that is also a column is one column, not two.
+            results.write_csv(path, self.rows(), ["scenario", "link", "mem"])
+            with open(path) as f:
+                header = f.readline().strip().split(",")
+            self.assertEqual(len(header), len(set(header)))
+            self.assertEqual(header[0], "scenario")
             self.assertEqual(back[3]["result"], "failed")
             self.assertEqual(results.summarize(back, ["scenario"])[0]["migration_ms"],
                              (20, 10, 30))

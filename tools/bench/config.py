@@ -27,7 +27,11 @@ import tomllib
 # Synth's own options of 'hmig send' (--mem, --vcpus, ...).
 GUEST_KEYS = ("mem", "vcpus", "workload", "fill", "seed")
 # Options of this runner and of 'hmig send'/'hmig recv' that are not knobs.
-RUN_KEYS = ("warmup", "run_after", "timeout", "link", "scenario")
+RUN_KEYS = ("warmup", "run_after", "timeout", "link", "scenario", "tls")
+# How the channels are protected: "psk", TLS 1.3 with a pre-shared key the
+# runner makes ('hmig keygen --psk'), as a user would run it; "insecure",
+# plaintext with a CRC32C per page ('--insecure').
+TLS_MODES = ("psk", "insecure")
 
 DEFAULTS = {
     "mem": "256M",
@@ -38,11 +42,13 @@ DEFAULTS = {
     "run_after": 1,    # seconds the destination runs it before the oracle
     "timeout": 300,    # seconds before a run is killed and recorded as failed
     "link": "veth",
+    "tls": "psk",
 }
 
 # The built-in links.  "lo": loopback in this network namespace.  "veth": a
 # veth pair between two network namespaces, unshaped.  The others add a tbf
-# qdisc at `rate` on both ends.  Latency is not shaped: this kernel has no
+# qdisc at `rate` on both ends, or with qdisc = "prio" an htb whose leaf
+# honours SO_PRIORITY (link.py).  Latency is not shaped: this kernel has no
 # netem.  mtu 1500 is Ethernet's: at it, TCP/IP and Ethernet headers take
 # 66 of every 1514 bytes, so the best TCP goodput is 95.6% of the rate.
 LINKS = {
@@ -50,6 +56,7 @@ LINKS = {
     "veth": {"kind": "veth", "mtu": 1500},
     "10gbit": {"kind": "veth", "rate": "10gbit", "mtu": 1500},
     "1gbit": {"kind": "veth", "rate": "1gbit", "mtu": 1500},
+    "1gbit-prio": {"kind": "veth", "rate": "1gbit", "mtu": 1500, "qdisc": "prio"},
 }
 
 _UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
@@ -124,6 +131,8 @@ def parse(doc):
             raise ConfigError(f"link {name!r}: kind must be lo or veth")
         if "rate" in link:
             rate_bits(link["rate"])
+        if link.get("qdisc", "tbf") not in ("tbf", "prio"):
+            raise ConfigError(f"link {name!r}: qdisc must be tbf or prio")
     parts = doc.get("part") or [{"axes": doc["axes"]}]
     names, cells = [], []
     for part in parts:
@@ -169,6 +178,8 @@ def _cells(axes, base, scenarios, links):
         if params["link"] not in links:
             raise ConfigError(f"link {params['link']!r} is not defined; known: {sorted(links)}")
         mem_bytes(params["mem"])
+        if params["tls"] not in TLS_MODES:
+            raise ConfigError(f"tls = {params['tls']!r}: expected one of {', '.join(TLS_MODES)}")
         name = "_".join(slug(v) for v in values) or "cell"
         cells.append({"name": name, "axes": chosen, "params": params})
     return cells
@@ -180,10 +191,16 @@ def knobs(params):
     return {k: v for k, v in params.items() if k not in skip}
 
 
-def send_args(params, to, json_path):
+def tls_args(params, psk_path):
+    """The TLS options both sides take, the same on each."""
+    return ["--insecure"] if params["tls"] == "insecure" else ["--tls-psk", psk_path]
+
+
+def send_args(params, to, json_path, psk_path):
     """'hmig send' arguments for a cell's parameters."""
     args = ["send", "--to", to, "--json", json_path, "--quiet",
             "--mode", str(params["mode"]), "--warmup", str(params["warmup"])]
+    args += tls_args(params, psk_path)
     for k in GUEST_KEYS:
         if k in params:
             args += [f"--{k}", str(params[k])]
@@ -192,7 +209,8 @@ def send_args(params, to, json_path):
     return args
 
 
-def recv_args(params, listen, json_path, ready_fd):
+def recv_args(params, listen, json_path, ready_fd, psk_path):
     """'hmig recv' arguments: it writes its bound address to ready_fd."""
-    return ["recv", "--listen", listen, "--json", json_path, "--quiet",
-            "--ready-fd", str(ready_fd), "--run-after", str(params["run_after"])]
+    return (["recv", "--listen", listen, "--json", json_path, "--quiet",
+             "--ready-fd", str(ready_fd), "--run-after", str(params["run_after"])]
+            + tls_args(params, psk_path))

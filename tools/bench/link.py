@@ -95,27 +95,44 @@ class Netns:
         return ["ip", "netns", "exec", self.src if side == "src" else self.dst]
 
     def shape(self, link):
-        """Sets both ends to `link` (a LINKS entry): its MTU, and a tbf at
-        its rate, or no qdisc at all.  Returns a one-line description."""
+        """Sets both ends to `link` (a LINKS entry): its MTU, and at its rate
+        either a tbf (qdisc "tbf", the default: one FIFO, as most paths
+        are) or an htb class with a pfifo_fast leaf (qdisc "prio": its
+        bands follow SO_PRIORITY, so hmig's urgent channel, priority 6,
+        goes ahead of the bulk channel's queue; this kernel has no prio,
+        fq or fq_codel qdisc); or no qdisc at all.  Returns a one-line
+        description."""
         mtu = str(link.get("mtu", 1500))
         rate = link.get("rate")
+        qdisc = link.get("qdisc", "tbf")
         for ns in (self.src, self.dst):
             _ip("-n", ns, "link", "set", ns, "mtu", mtu)
-            if rate:
-                # burst: 8 ms at the rate.  tbf needs at least one 64 KiB GSO
-                # packet; much less than a few ms of traffic makes TCP stall
-                # on the bucket (at 10gbit, a 1.25 MB burst reached 91% of
-                # the rate, 10 MB 92-95%).  latency bounds the queue.
-                burst = max(int(rate_bits(rate) / 8 * 0.008), 256 * 1024)
-                subprocess.run(["ip", "netns", "exec", ns, "tc", "qdisc", "replace", "dev", ns,
-                                "root", "tbf", "rate", rate, "burst", str(burst),
-                                "latency", "20ms"], check=True, capture_output=True, text=True)
+            _tc(ns, "qdisc", "del", "dev", ns, "root", check=False)
+            if not rate:
+                continue
+            # burst: 8 ms at the rate.  The bucket needs at least one 64 KiB
+            # GSO packet; much less than a few ms of traffic makes TCP stall
+            # on it (at 10gbit, a 1.25 MB tbf burst reached 91% of the rate,
+            # 10 MB 92-95%).  tbf's latency bounds its queue.
+            burst = str(max(int(rate_bits(rate) / 8 * 0.008), 256 * 1024))
+            if qdisc == "prio":
+                _tc(ns, "qdisc", "add", "dev", ns, "root", "handle", "1:", "htb", "default", "1")
+                _tc(ns, "class", "add", "dev", ns, "parent", "1:", "classid", "1:1", "htb",
+                    "rate", rate, "ceil", rate, "burst", burst, "cburst", burst)
+                _tc(ns, "qdisc", "add", "dev", ns, "parent", "1:1", "handle", "10:", "pfifo_fast")
             else:
-                subprocess.run(["ip", "netns", "exec", ns, "tc", "qdisc", "del", "dev", ns,
-                                "root"], check=False, capture_output=True)
+                _tc(ns, "qdisc", "add", "dev", ns, "root", "tbf", "rate", rate, "burst", burst,
+                    "latency", "20ms")
         self.qdisc = rate
-        shaped = f"tbf {rate} both ways" if rate else "unshaped"
+        shaped = ("unshaped" if not rate else
+                  f"htb {rate} + pfifo_fast (priority bands) both ways" if qdisc == "prio" else
+                  f"tbf {rate} both ways")
         return f"veth {self.src}<->{self.dst}, mtu {mtu}, {shaped}, latency not shaped (no netem)"
+
+
+def _tc(ns, *args, check=True):
+    return subprocess.run(["ip", "netns", "exec", ns, "tc", *args], check=check,
+                          capture_output=True, text=True)
 
 
 def netns_unavailable():

@@ -31,9 +31,11 @@ import mmap
 import os
 import platform
 import select
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -128,7 +130,7 @@ def tcp_baseline(prefix_src, prefix_dst, host):
         _stop(sink, grace=2)
 
 
-def run_one(hmig, cell, rep, link, ns, out):
+def run_one(hmig, cell, rep, link, ns, out, psk):
     """One migration: 'hmig recv' in the destination's namespace, 'hmig send'
     in the source's.  Returns its CSV row; a failure is a row, not an
     exception."""
@@ -148,7 +150,7 @@ def run_one(hmig, cell, rep, link, ns, out):
             open(os.path.join(d, "send.log"), "w") as slog:
         r_fd, w_fd = os.pipe()
         try:
-            recv = _spawn(pre_d, [hmig] + config.recv_args(p, f"{host}:0", dst_json, w_fd),
+            recv = _spawn(pre_d, [hmig] + config.recv_args(p, f"{host}:0", dst_json, w_fd, psk),
                           rlog, pass_fds=(w_fd,))
             os.close(w_fd)
             w_fd = None
@@ -156,7 +158,7 @@ def run_one(hmig, cell, rep, link, ns, out):
             if not addr:
                 note = "hmig recv did not report its address (recv.log)"
             else:
-                send = _spawn(pre_s, [hmig] + config.send_args(p, addr, src_json), slog)
+                send = _spawn(pre_s, [hmig] + config.send_args(p, addr, src_json, psk), slog)
                 try:
                     send_rc = send.wait(p["timeout"])
                 except subprocess.TimeoutExpired:
@@ -176,9 +178,15 @@ def run_one(hmig, cell, rep, link, ns, out):
             if w_fd is not None:
                 os.close(w_fd)
     src, dst = results.load_report(src_json), results.load_report(dst_json)
-    if src or dst:
-        with open(os.path.join(d, "merged.json"), "w") as f:
-            json.dump(results.merge(src, dst), f, indent=1)
+    if src and dst:
+        # The merge is hmig's own (docs/report.md): one rule, one place.
+        m = subprocess.run([hmig, "report", "--json", src_json, dst_json],
+                           capture_output=True, text=True)
+        if m.returncode == 0:
+            with open(os.path.join(d, "merged.json"), "w") as f:
+                f.write(m.stdout)
+        else:
+            note = "; ".join(filter(None, [note, f"hmig report: {m.stderr.strip()}"]))
     row = results.row(cell, rep, link, src, dst, send_rc, recv_rc, note)
     row.update(cell["axes"])
     return row
@@ -215,6 +223,24 @@ def run(args):
         return 2
     signal.signal(signal.SIGTERM, _on_term)
     signal.signal(signal.SIGHUP, _on_term)
+    # TLS with a pre-shared key is what a user runs: one key for this
+    # matrix, made as a user makes one, in a directory only we can read
+    # (mkdtemp: mode 0700) and removed when the matrix ends.
+    keydir = tempfile.mkdtemp(prefix="hmig-bench-key-")
+    try:
+        psk = os.path.join(keydir, "mig.psk")
+        if any(c["params"]["tls"] == "psk" for c in matrix["cells"]):
+            k = subprocess.run([hmig, "keygen", "--psk", psk], capture_output=True, text=True)
+            if k.returncode:
+                print(f"matrix: 'hmig keygen --psk' failed: {k.stderr.strip()}",
+                      file=sys.stderr)
+                return 2
+        return _run_matrix(args, matrix, out, hmig, psk)
+    finally:
+        shutil.rmtree(keydir, ignore_errors=True)
+
+
+def _run_matrix(args, matrix, out, hmig, psk):
     stale = linkmod.sweep_stale()
     if stale:
         print(f"matrix: removed namespaces a stopped run left: {' '.join(stale)}")
@@ -228,7 +254,8 @@ def run(args):
     meta = {"name": matrix["name"], "config": os.path.abspath(args.config),
             "command": " ".join(sys.argv), "hmig": hmig, "host": _host(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "axes": matrix["axes"],
-            "repeat": matrix["repeat"], "cells": matrix["cells"], "links": links}
+            "repeat": matrix["repeat"], "cells": matrix["cells"], "links": links,
+            "tls": sorted({c["params"]["tls"] for c in matrix["cells"]})}
     interrupted = False
     try:
         if need_ns and why_not is None:
@@ -271,7 +298,7 @@ def run(args):
             for rep in range(matrix["repeat"]):
                 for cell in cells:
                     n += 1
-                    row = run_one(hmig, cell, rep, rec, ns, out)
+                    row = run_one(hmig, cell, rep, rec, ns, out, psk)
                     rows.append(row)
                     print(f"[{n}/{total}] {cell['name']} r{rep}: {_describe(row)}", flush=True)
                     results.write_csv(os.path.join(out, "runs.csv"), rows, matrix["axes"])

@@ -339,11 +339,11 @@ def plot_matrix(out):
         title = _cell_title(row, axes)
         timeline(src, dst, title, os.path.join(pdir, f"{cell}-timeline.png"))
         n += 1
-        merged = results.merge(src, dst)
-        if fault_cdf([(cell, (merged.get("faults") or {}).get("latency_hist_us"))], title,
+        # Faults are the destination's to measure, passes and bytes the source's.
+        if fault_cdf([(cell, ((dst or {}).get("faults") or {}).get("latency_hist_us"))], title,
                      os.path.join(pdir, f"{cell}-faults.png")):
             n += 1
-        if bytes_phases(merged, title, os.path.join(pdir, f"{cell}-bytes.png")):
+        if src and bytes_phases(src, title, os.path.join(pdir, f"{cell}-bytes.png")):
             n += 1
     for axis in compare_axes:
         for key, group in comparison_groups(rows, axis, axes).items():

@@ -1,5 +1,9 @@
-"""From reports to figures: merging the two sides, one CSV row per run, and
-the summary of each cell (median, min and max over its runs).
+"""From reports to figures: one CSV row per run, from the source's and the
+destination's reports, and the summary of each cell (median, min and max
+over its runs).  Each figure comes from the side that measures it
+(docs/report.md): passes, bytes, downtime and the switchover from the
+source; integrity, faults, pulled and pushed pages from the destination.
+The merged report each run also keeps is 'hmig report --json''s.
 
 Pure functions of their inputs, unit-tested in test_bench.py.
 """
@@ -12,98 +16,21 @@ from config import knobs
 MB = 1e6
 
 
-# The merge rule of tools/hmig/doc.h (doc_merge), key by key: `hmig demo
-# --json` writes such a merged report, and there is no CLI verb to merge two
-# files, so the matrix applies the same rule here.  M_SRC: the source's value,
-# else the destination's; M_DST: the other way round.
-_PAGES_RULES = {"sent": "src", "zero": "src", "duplicate": "dst", "pulled": "dst",
-                "pushed": "dst"}
-_TOP_RULES = {
-    "side": "side", "mode": "src", "result": "result", "error": "error",
-    "integrity": "dst", "dirty_logging": "src", "guest": "src", "total_ms": "max",
-    "downtime_ms": "src", "bytes": "src", "pages": "src", "passes": "src",
-    "switchover": "src", "faults": "dst", "guest_ops_per_s_before": "src",
-    "guest_ops_per_s_after": "dst", "timeline": "tl_src", "timeline_destination": "tl_dst",
-}
-_ABSENT = object()
-
-
-def _pick(pref, other):
-    if pref is not _ABSENT and pref is not None:
-        return pref
-    if other is not _ABSENT and other is not None:
-        return other
-    return pref if pref is not _ABSENT else other
-
-
-def _merge_obj(s, d, rules):
-    out = {}
-    for key, kind in rules.items():
-        sv, dv = s.get(key, _ABSENT), d.get(key, _ABSENT)
-        v = _pick(dv, sv) if kind == "dst" else _pick(sv, dv)
-        if v is not _ABSENT:
-            out[key] = v
-    _copy_unknown(out, s, d, rules)
-    return out
-
-
-def _copy_unknown(out, s, d, rules):
-    for k, v in s.items():
-        if k not in rules:
-            out[k] = v
-    for k, v in d.items():
-        if k not in rules:
-            out[k + "_destination" if k in s else k] = v
-
-
-def _side_result(doc):
-    if doc is None:
-        return "absent"
-    r = doc.get("result")
-    return r if r in ("ok", "cancelled") else "failed"
-
-
-def _side_error(doc):
-    e = doc.get("error")
-    if e:
-        return e
-    return "report has no result" if "result" not in doc else "no error message"
-
-
-def merge(src, dst):
-    """One report from a source's and a destination's (either may be None)."""
-    if src is None and dst is None:
-        raise ValueError("merging reports: neither side has one")
-    sr, dr = _side_result(src), _side_result(dst)
-    s, d = src or {}, dst or {}
-    out = {}
-    for key, kind in _TOP_RULES.items():
-        sv, dv = s.get(key, _ABSENT), d.get(key, _ABSENT)
-        if kind == "side":
-            out[key] = "merged"
-        elif kind == "result":
-            out[key] = ("failed" if "failed" in (sr, dr) else
-                        "cancelled" if "cancelled" in (sr, dr) else "ok")
-        elif kind == "error":
-            errs = [f"{name}: {_side_error(doc)}"
-                    for name, doc, r in (("source", s, sr), ("destination", d, dr))
-                    if r in ("failed", "cancelled")]
-            if errs:
-                out[key] = "; ".join(errs)
-        elif kind == "max" and isinstance(sv, (int, float)) and isinstance(dv, (int, float)):
-            out[key] = max(sv, dv)
-        elif kind in ("tl_src", "tl_dst"):
-            tl = (s if kind == "tl_src" else d).get("timeline")
-            out[key] = tl if isinstance(tl, list) else []
-        elif key == "pages" and (isinstance(sv, dict) or isinstance(dv, dict)):
-            out[key] = _merge_obj(sv if isinstance(sv, dict) else {},
-                                  dv if isinstance(dv, dict) else {}, _PAGES_RULES)
-        else:
-            v = _pick(dv, sv) if kind == "dst" else _pick(sv, dv)
-            if v is not _ABSENT:
-                out[key] = v
-    _copy_unknown(out, s, d, _TOP_RULES)
-    return out
+def run_result(src, dst):
+    """(result, errors) of a migration from its two reports: ok only if both
+    say ok; failed if either failed or is missing; else cancelled.  The
+    errors are each not-ok side's, prefixed as 'hmig report' prefixes them."""
+    errors, results = [], []
+    for name, doc in (("source", src), ("destination", dst)):
+        r = (doc or {}).get("result")
+        results.append(r if r in ("ok", "cancelled") else "failed")
+        if doc is None:
+            errors.append(f"{name}: no report")
+        elif r != "ok":
+            errors.append(f"{name}: {doc.get('error') or 'no error message'}")
+    result = ("failed" if "failed" in results else
+              "cancelled" if "cancelled" in results else "ok")
+    return result, errors
 
 
 def load_report(path):
@@ -196,7 +123,7 @@ def pass0_arrival_MBps(timeline):
 # installs pages: tcp_fresh_MBps) and against the link's shaped rate.
 COLUMNS = [
     "cell", "run", "link", "link_path", "link_rate_MBps", "tcp_MBps", "tcp_fresh_MBps",
-    "mode", "workload", "mem", "vcpus", "knobs",
+    "mode", "workload", "mem", "vcpus", "knobs", "tls", "security",
     "send_exit", "recv_exit", "result", "integrity", "error",
     "migration_ms", "total_ms", "downtime_ms", "guest_blackout_ms",
     "downtime_pause_ms", "downtime_collect_ms", "downtime_send_ms", "downtime_load_ms",
@@ -219,22 +146,23 @@ def row(cell, run, link, src, dst, send_exit, recv_exit, error=None):
     """One CSV row for a run.  `link` is the runner's record of the path
     (name, path, rate_MBps, tcp_MBps, tcp_fresh_MBps).  A side that wrote
     no report is None: the row then says failed, with the error."""
-    m = merge(src, dst) if (src or dst) else {"result": "failed", "integrity": None}
+    s, d = src or {}, dst or {}
     p = cell["params"]
-    page = _get(m, "guest.page_size", 4096)
-    pages = _get(m, "guest.pages")
-    passes = m.get("passes") or []
+    page = _get(s, "guest.page_size") or _get(d, "guest.page_size") or 4096
+    pages = _get(s, "guest.pages") or _get(d, "guest.pages")
+    passes = s.get("passes") or []
     p0 = passes[0] if passes else {}
-    tl_dst = (dst or {}).get("timeline")
-    pass0_mbs = pass0_arrival_MBps(tl_dst)
-    t_res, t_done = _event_t(tl_dst, "resumed"), _event_t(tl_dst, "complete")
+    pass0_mbs = pass0_arrival_MBps(d.get("timeline"))
+    t_res, t_done = _event_t(d.get("timeline"), "resumed"), _event_t(d.get("timeline"), "complete")
     r2c = t_done - t_res if t_res is not None and t_done is not None else None
-    post_bytes = (_get(m, "bytes.push") or 0) + (_get(m, "bytes.pull") or 0)
+    post_bytes = (_get(s, "bytes.push") or 0) + (_get(s, "bytes.pull") or 0)
     post_mbs = (post_bytes / (r2c / 1e3) / MB
-                if r2c and post_bytes and m.get("mode") != "precopy" else None)
-    total = _get(m, "bytes.total")
+                if r2c and post_bytes and p["mode"] != "precopy" else None)
+    total = _get(s, "bytes.total")
     # A run is ok only if both reports say so and both processes agree.
-    result, errors = m.get("result"), [e for e in (m.get("error"), error) if e]
+    result, errors = run_result(src, dst)
+    if error:
+        errors.append(error)
     if send_exit != 0 or recv_exit != 0:
         errors.append(f"exit status send {send_exit}, recv {recv_exit}")
     if result == "ok" and errors:
@@ -245,39 +173,43 @@ def row(cell, run, link, src, dst, send_exit, recv_exit, error=None):
         "tcp_fresh_MBps": link.get("tcp_fresh_MBps"),
         "mode": p["mode"], "workload": p["workload"], "mem": p["mem"], "vcpus": p["vcpus"],
         "knobs": " ".join(f"{k}={v}" for k, v in sorted(knobs(p).items())),
+        # What the config asked for, and what the source's report says ran.
+        "tls": p["tls"],
+        "security": _get(s, "security.cipher") or (
+            "plaintext, " + str(_get(s, "security.integrity"))
+            if _get(s, "security.encrypted") is False else None),
         "send_exit": send_exit, "recv_exit": recv_exit,
-        "result": result,
-        "integrity": m.get("integrity"), "error": "; ".join(errors) or None,
+        "result": result, "integrity": d.get("integrity"), "error": "; ".join(errors) or None,
         "migration_ms": migration_ms(src, dst),
-        "total_ms": m.get("total_ms"), "downtime_ms": m.get("downtime_ms"),
-        "guest_blackout_ms": (dst or {}).get("guest_blackout_ms"),
-        **{k: (src or {}).get(k) for k in ("downtime_pause_ms", "downtime_collect_ms",
-                                           "downtime_send_ms", "downtime_load_ms",
-                                           "downtime_commit_ms")},
-        "passes": len(passes), "switchover": _get(m, "switchover.reason"),
-        "stale_pages": _get(m, "switchover.stale_pages"),
+        "total_ms": s.get("total_ms"), "downtime_ms": s.get("downtime_ms"),
+        "guest_blackout_ms": d.get("guest_blackout_ms"),
+        **{k: s.get(k) for k in ("downtime_pause_ms", "downtime_collect_ms", "downtime_send_ms",
+                                 "downtime_load_ms", "downtime_commit_ms")},
+        "passes": len(passes), "switchover": _get(s, "switchover.reason"),
+        "stale_pages": _get(s, "switchover.stale_pages"),
         "bytes_total": total,
         "bytes_per_guest": _ratio(total, pages * page if pages else None),
-        "bytes_precopy": _get(m, "bytes.precopy"), "bytes_stopcopy": _get(m, "bytes.stopcopy"),
-        "bytes_push": _get(m, "bytes.push"), "bytes_pull": _get(m, "bytes.pull"),
+        "bytes_precopy": _get(s, "bytes.precopy"), "bytes_stopcopy": _get(s, "bytes.stopcopy"),
+        "bytes_push": _get(s, "bytes.push"), "bytes_pull": _get(s, "bytes.pull"),
         "pass0_ms": p0.get("ms"), "pass0_MBps": pass0_mbs,
         "pass0_vs_tcp": _ratio(pass0_mbs, link.get("tcp_MBps")),
         "pass0_vs_tcp_fresh": _ratio(pass0_mbs, link.get("tcp_fresh_MBps")),
         "pass0_vs_link": _ratio(pass0_mbs, link.get("rate_MBps")),
-        "faults": _get(m, "faults.count"), "fault_p50_us": _get(m, "faults.latency_us.p50"),
-        "fault_p99_us": _get(m, "faults.latency_us.p99"),
-        "fault_share_ge_1ms": _get(m, "faults.share_ge_1ms"),
-        "blocktime_ms": _get(m, "faults.blocktime_ms"),
-        "pages_pulled": _get(m, "pages.pulled"), "pages_pushed": _get(m, "pages.pushed"),
-        "resume_to_complete_ms": r2c if m.get("mode") != "precopy" else None,
+        "faults": _get(d, "faults.count"), "fault_p50_us": _get(d, "faults.latency_us.p50"),
+        "fault_p99_us": _get(d, "faults.latency_us.p99"),
+        "fault_share_ge_1ms": _get(d, "faults.share_ge_1ms"),
+        "blocktime_ms": _get(d, "faults.blocktime_ms"),
+        "pages_pulled": _get(d, "pages.pulled"), "pages_pushed": _get(d, "pages.pushed"),
+        "resume_to_complete_ms": r2c if p["mode"] != "precopy" else None,
         "guest_slow_ms": guest_slow_ms(src, dst),
         "postcopy_MBps": post_mbs, "postcopy_vs_link": _ratio(post_mbs, link.get("rate_MBps")),
-        "guest_ops_per_s_after": m.get("guest_ops_per_s_after"),
+        "guest_ops_per_s_after": d.get("guest_ops_per_s_after"),
     }
 
 
 def write_csv(path, rows, axes):
-    cols = list(axes) + COLUMNS
+    # An axis that is also a column (link, mem, mode) is written once.
+    cols = [a for a in axes if a not in COLUMNS] + COLUMNS
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
         w.writeheader()
