@@ -110,7 +110,7 @@ axes.push = ["seq", "hot"]
         self.assertIn("--insecure", config.recv_args(plain, "a:0", "d", 3, "k"))
 
     def test_shipped_configs_parse(self):
-        for name in ("quick.toml", "full.toml"):
+        for name in ("quick.toml", "full.toml", "hybrid.toml"):
             with self.subTest(name=name):
                 m = config.load(os.path.join(BENCH, name))
                 self.assertGreater(len(m["cells"]), 1)

@@ -327,7 +327,20 @@ def _mbs(v):
 
 def _host():
     return {"kernel": platform.release(), "cpus": os.cpu_count(),
-            "python": platform.python_version()}
+            "python": platform.python_version(), "commit": _commit()}
+
+
+def _commit():
+    """The source tree's commit, "+dirty" when it has changes; None outside git."""
+    try:
+        git = ["git", "-C", HERE]
+        head = subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(git + ["status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return head + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None
 
 
 def write_summary(out, rows, axes):
