@@ -1,6 +1,7 @@
 #!/usr/bin/python3
-"""Unit tests of tools/bench: the config, a run's result, the CSV row and
-the summary.  Pure functions on made-up reports; nothing runs hmig.
+"""Unit tests of tools/bench: the config, a run's result, the CSV row, the
+summary and issue 11's targets.  Pure functions on made-up reports;
+nothing runs hmig.
 
   tests/bench/test_bench.py [TOOLS_BENCH_DIR]
 """
@@ -16,6 +17,7 @@ sys.path.insert(0, BENCH)
 
 import config  # noqa: E402
 import results  # noqa: E402
+import targets  # noqa: E402
 
 
 def parse(text):
@@ -262,6 +264,44 @@ class Summary(unittest.TestCase):
                              (20, 10, 30))
             results.write_summary_csv(os.path.join(d, "summary.csv"), s, ["scenario"])
             self.assertTrue(os.path.getsize(os.path.join(d, "summary.csv")) > 0)
+
+
+class Targets(unittest.TestCase):
+    @staticmethod
+    def run_row(mode, workload, push, ms, downtime, per_guest, pushed=0, result="ok"):
+        return {"mode": mode, "workload": workload, "push": push, "link": "veth", "mem": "1G",
+                "knobs": f"push={push}", "result": result, "integrity": "ok",
+                "migration_ms": str(ms), "downtime_ms": str(downtime),
+                "bytes_per_guest": str(per_guest), "bytes_push": str(pushed), "bytes_pull": ""}
+
+    def test_low_rate(self):
+        self.assertTrue(targets.low_rate("idle"))
+        self.assertTrue(targets.low_rate("uniform:rate=20000"))
+        self.assertFalse(targets.low_rate("zipf:s=0.99,rate=200000"))
+        self.assertFalse(targets.low_rate("uniform:rate=0"))  # unthrottled
+        self.assertFalse(targets.low_rate("uniform"))
+
+    def test_each_target_met_or_missed(self):
+        r = self.run_row
+        rows = [r("precopy", "idle", "hot", 500, 9.0, 1.01),
+                r("postcopy", "idle", "hot", 500, 1.0, 1.0, pushed=5),
+                r("hybrid", "idle", "hot", 520, 1.5, 1.02),
+                r("hybrid", "idle", "hot", 530, 1.6, 1.02),
+                r("hybrid", "idle", "hot", 9, 0, 0, result="failed"),  # not counted
+                r("precopy", "uniform:rate=0", "hot", 900, 300.0, 2.0),
+                r("postcopy", "uniform:rate=0", "hot", 1000, 2.5, 1.2, pushed=9),
+                r("hybrid", "uniform:rate=0", "hot", 1200, 1.0, 1.4, pushed=9)]
+        self.assertEqual(targets.finished_as(rows[2:4]), "pre-copy 2/2")
+        text = targets.tables(rows)
+        bytes_t, down_t, low_t, time_t = text.split("\n\n")
+        self.assertIn("| idle | hot | 1.01 | 1.00 | 1.02 | pre-copy 2/2 | met |", bytes_t)
+        self.assertIn("| uniform:rate=0 | hot | 2.00 | 1.20 | 1.40 | post-copy 1/1 | **missed** |",
+                      bytes_t)
+        self.assertIn("| uniform:rate=0 | hot | 300.0 | 2.5 | **missed** | 1.0 | met |", down_t)
+        self.assertIn("| idle | hot | pre-copy 2/2 | 1.02 | 1.6 (1.5–1.6) | met |", low_t)
+        self.assertNotIn("uniform:rate=0", low_t)
+        self.assertIn("| idle | hot | 500 | 500 | 525 (520–530) | 1.05 | met |", time_t)
+        self.assertIn("| 1.20 | **missed** |", time_t)
 
 
 class Plots(unittest.TestCase):

@@ -267,10 +267,15 @@ def summarize(rows, axes):
         for a in axes:
             entry[a] = rs[0].get(a)
         for metric, _ in SUMMARY_METRICS:
-            vals = [v for v in (_num(r.get(metric)) for r in good) if v is not None]
-            entry[metric] = ((statistics.median(vals), min(vals), max(vals)) if vals else None)
+            entry[metric] = median_range(r.get(metric) for r in good)
         out.append(entry)
     return out
+
+
+def median_range(values):
+    """(median, min, max) of the values that are numbers, or None."""
+    vals = [v for v in map(_num, values) if v is not None]
+    return (statistics.median(vals), min(vals), max(vals)) if vals else None
 
 
 def fmt_range(stat, fmt):
