@@ -20,16 +20,16 @@ def run_result(src, dst):
     """(result, errors) of a migration from its two reports: ok only if both
     say ok; failed if either failed or is missing; else cancelled.  The
     errors are each not-ok side's, prefixed as 'hmig report' prefixes them."""
-    errors, results = [], []
+    errors, sides = [], []
     for name, doc in (("source", src), ("destination", dst)):
         r = (doc or {}).get("result")
-        results.append(r if r in ("ok", "cancelled") else "failed")
+        sides.append(r if r in ("ok", "cancelled") else "failed")
         if doc is None:
             errors.append(f"{name}: no report")
         elif r != "ok":
             errors.append(f"{name}: {doc.get('error') or 'no error message'}")
-    result = ("failed" if "failed" in results else
-              "cancelled" if "cancelled" in results else "ok")
+    result = ("failed" if "failed" in sides else
+              "cancelled" if "cancelled" in sides else "ok")
     return result, errors
 
 
