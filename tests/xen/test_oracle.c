@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "guest/xen/oracle.h"
 #include "guest/xen/state.h"
 
@@ -315,3 +316,17 @@ Test(state, round_trip_and_every_length_checked)
 	st.ctx_len = (uint32_t)XEN_STATE_CTX_MAX(2) + 1;
 	cr_assert(eq(int, xen_state_encode(&st, &blob, &len, err), -EINVAL), "oversized context");
 }
+
+#if HAVE_XEN
+#include <hmig/guest.h>
+extern const struct hmig_guest_ops xen_ops;
+
+/* guest.h: no member is ever NULL, whatever the backend cannot do. */
+Test(state, xen_ops_table_has_no_null_member)
+{
+	const void *const *m = (const void *const *)&xen_ops;
+
+	for (size_t i = 0; i < sizeof(xen_ops) / sizeof(void *); i++)
+		cr_assert(ne(ptr, (void *)m[i], NULL), "xen ops member %zu is NULL", i);
+}
+#endif
