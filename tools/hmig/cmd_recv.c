@@ -27,9 +27,21 @@ static void on_stop(int sig)
 		return;
 }
 
-static int write_dest_report(void *ctx, FILE *f)
+struct dest_ctx {
+	struct hmig_dest *d;
+	struct hmig_guest *g;
+};
+
+static int library_report(void *ctx, FILE *f)
 {
 	return hmig_dest_report(ctx, f);
+}
+
+static int write_dest_report(void *ctx, FILE *f)
+{
+	struct dest_ctx *c = ctx;
+
+	return report_with_guest(library_report, c->d, c->g, f);
 }
 
 /* Lets the migrated guest run, then pauses it and asks the oracle. */
@@ -110,7 +122,7 @@ int cmd_recv(int argc, char **argv)
 		return EXIT_USAGE;
 	if ((rc = guest_open_dest(&o.guest, &g, err))) {
 		die_msg("%s", err);
-		return 1;
+		return rc == -EINVAL || rc == -EOPNOTSUPP ? EXIT_USAGE : 1;
 	}
 	if ((rc = hmig_dest_new(&o.cfg, g, o.listen, &d, err))) {
 		die_msg("%s", err);
@@ -136,7 +148,8 @@ int cmd_recv(int argc, char **argv)
 		die_msg("%s", hmig_dest_error(d));
 	else if (run_and_verify(d, g, o.run_after) == 0)
 		status = 0;
-	if (summary_finish(write_dest_report, d, o.quiet, o.json))
+	struct dest_ctx rctx = { d, g };
+	if (summary_finish(write_dest_report, &rctx, o.quiet, o.json))
 		status = 1;
 	receiving = NULL;
 	hmig_dest_free(d);

@@ -45,9 +45,21 @@ static void catch_signals(void)
 	sigaction(SIGUSR1, &sa, NULL);
 }
 
-static int write_source_report(void *ctx, FILE *f)
+struct source_ctx {
+	struct hmig_source *src;
+	struct hmig_guest *g;
+};
+
+static int library_report(void *ctx, FILE *f)
 {
 	return hmig_source_report(ctx, f);
+}
+
+static int write_source_report(void *ctx, FILE *f)
+{
+	struct source_ctx *c = ctx;
+
+	return report_with_guest(library_report, c->src, c->g, f);
 }
 
 int write_text_file(const char *path, const char *text, size_t len)
@@ -73,7 +85,8 @@ int run_source(const struct mig_opts *o, const char *to)
 	rc = guest_open_source(&o->guest, &g, err);
 	if (rc) {
 		die_msg("%s", err);
-		return rc == -EINVAL ? EXIT_USAGE : 1;
+		/* A bad parameter, or a guest this hmig or host cannot move. */
+		return rc == -EINVAL || rc == -EOPNOTSUPP ? EXIT_USAGE : 1;
 	}
 	if ((rc = hmig_source_new(&o->cfg, g, &src, err))) {
 		die_msg("%s", err);
@@ -101,7 +114,8 @@ int run_source(const struct mig_opts *o, const char *to)
 		die_msg("%s", hmig_source_error(src));
 	else
 		status = 0;
-	if (summary_finish(write_source_report, src, o->quiet, o->json))
+	struct source_ctx rctx = { src, g };
+	if (summary_finish(write_source_report, &rctx, o->quiet, o->json))
 		status = 1;
 out:
 	running = NULL;

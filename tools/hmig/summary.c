@@ -87,6 +87,18 @@ void summary_print(const json_t *r, FILE *f)
 	else if (sec)
 		fprintf(f, "   security: none (--insecure), pages checked by %s; %llu connection(s) rejected\n",
 			str(r, "security.integrity"), u64(r, "security.rejected_connections"));
+	const json_t *xen = json_object_get(r, "xen");
+	if (xen) {
+		fprintf(f, "   xen: domain %llu, %llu frames (%llu host-owned)", u64(xen, "domid"),
+			u64(xen, "frames"), u64(xen, "never_sent"));
+		if (json_is_true(json_object_get(xen, "digest")) && u64(xen, "digest_frames"))
+			fprintf(f, "; digest of %llu frames in %.0f ms", u64(xen, "digest_frames"),
+				num(xen, "digest_ms"));
+		if (u64(xen, "replay_pages"))
+			fprintf(f, "; hmigt replay of %llu ops over %llu pages in %.0f ms",
+				u64(xen, "replay_ops"), u64(xen, "replay_pages"), num(xen, "replay_ms"));
+		fprintf(f, "\n");
+	}
 	if (side && !strcmp(side, "source"))
 		fprintf(f, "   integrity: checked by the destination's oracle\n");
 	else
@@ -108,6 +120,25 @@ int summary_capture(int (*write)(void *ctx, FILE *f), void *ctx, json_t **out,
 	if (rc)
 		return rc;
 	return doc_parse(*text, *len, out, err);
+}
+
+int report_with_guest(int (*write)(void *ctx, FILE *f), void *ctx, struct hmig_guest *g,
+		      FILE *f)
+{
+	json_t *doc;
+	char *text = NULL;
+	size_t len = 0;
+	int rc = summary_capture(write, ctx, &doc, &text, &len);
+
+	if (rc == 0) {
+		if (guest_report_extras(g, doc))
+			rc = doc_write(doc, f);
+		else
+			rc = fwrite(text, 1, len, f) == len && fflush(f) == 0 ? 0 : -EIO;
+		json_decref(doc);
+	}
+	free(text);
+	return rc;
 }
 
 int summary_finish(int (*write)(void *ctx, FILE *f), void *ctx, bool quiet,

@@ -7,12 +7,19 @@
 #include <stdio.h>
 
 #include "doc.h"
+#include "guestspec.h"
 
 void summary_print(const json_t *report, FILE *f);
 
 /* Writes a report through `write` into memory and parses it back. */
 int summary_capture(int (*write)(void *ctx, FILE *f), void *ctx, json_t **out,
 		    char **text, size_t *len);
+
+/* Writes the library's report (through `write`) to f, with the guest
+ * backend's own figures added (guest_report_extras): the report of send and
+ * recv.  A guest with none gets the library's text unchanged.  0 or -errno. */
+int report_with_guest(int (*write)(void *ctx, FILE *f), void *ctx, struct hmig_guest *g,
+		      FILE *f);
 
 /* The tail of send and recv: captures the report written by `write`, prints
  * its summary unless quiet, writes it to json_path if given.  0, or -1 when
