@@ -201,7 +201,11 @@ struct hmig_guest_ops {
 	int64_t (*pages_drop)(struct hmig_guest *g, const uint64_t *bitmap);
 
 	/* A file descriptor that polls readable when a vCPU is blocked on a
-	 * missing page.  Valid from dest_prepare to destroy; the guest owns it. */
+	 * missing page.  Valid from dest_prepare to destroy; the guest owns it.
+	 * -EOPNOTSUPP from a backend that cannot leave pages missing after
+	 * start: the engine asks once, after dest_prepare, and offers
+	 * post-copy to the source (HELLO's PROTO_CAP_POSTCOPY) only when it
+	 * gets an fd; faults_read and pages_drop are then never called. */
 	int (*fault_fd)(struct hmig_guest *g);
 
 	/* Reads pending faults without blocking: writes up to `max` pfns that vCPUs

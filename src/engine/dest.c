@@ -314,7 +314,10 @@ static int accept_and_hello(struct hmig_dest *d)
 		return err_setf(d->err, -ENOMEM, "out of memory for the never-sent pfns");
 	memset(d->stale, 0, BITMAP_WORDS(d->geo.npages) * sizeof(uint64_t));
 	ours = peer; /* echo: the source checks we agreed to its geometry */
-	ours.caps = 0;
+	/* Post-copy needs a backend that can leave pages missing after start:
+	 * one that cannot has no fault fd (include/hmig/guest.h). */
+	ours.caps = d->g->ops->fault_fd(d->g) >= 0 ? PROTO_CAP_POSTCOPY : 0;
+	stats_report_set_extra_bool(&d->rep, "postcopy_available", ours.caps != 0);
 	n = proto_hello_encode(buf, sizeof(buf), &ours, d->err);
 	if (n < 0)
 		return n;

@@ -88,6 +88,7 @@ struct hmig_source {
 	uint32_t recoveries;
 	double paused_link_ms; /* time spent with the link down after the commit */
 	uint64_t resent_after_recovery; /* pages sent before that a recovery found still missing */
+	bool postcopy_ok;      /* the destination's HELLO offered PROTO_CAP_POSTCOPY */
 	uint64_t t0, t_end, t_pause;
 	/* Where the downtime goes: paused, collected, state sent, LOADED
 	 * received, RESUMED received (ns, 0 until reached). */
@@ -285,7 +286,7 @@ static int connect_and_hello(struct hmig_source *s, const char *addr)
 {
 	struct proto_hello ours = {
 		.mode = s->cfg.mode,
-		.caps = 0,
+		.caps = PROTO_CAP_POSTCOPY, /* this side can always serve pulls */
 		.geo = s->geo,
 	};
 	uint8_t buf[PROTO_HDR_LEN + PROTO_HELLO_LEN];
@@ -311,9 +312,18 @@ static int connect_and_hello(struct hmig_source *s, const char *addr)
 	if (h.type != PROTO_HELLO)
 		return err_setf(s->err, -EPROTO, "the destination answered HELLO with %s",
 				proto_type_name(h.type));
-	if ((rc = proto_hello_decode(&h, s->rx.p, &peer, s->err)))
+	if ((rc = proto_hello_decode(&h, s->rx.p, &peer, s->err)) ||
+	    (rc = proto_hello_match(&ours, &peer, s->err)))
 		return rc;
-	return proto_hello_match(&ours, &peer, s->err);
+	/* A destination that cannot leave pages missing after resume: no
+	 * post-copy, asked for or switched to (ask_rule then stops and copies). */
+	s->postcopy_ok = peer.caps & PROTO_CAP_POSTCOPY;
+	stats_report_set_extra_bool(&s->rep, "postcopy_available", s->postcopy_ok);
+	if (s->cfg.mode == HMIG_MODE_POSTCOPY && !s->postcopy_ok)
+		return err_setf(s->err, -EOPNOTSUPP,
+				"post-copy refused: the destination's HELLO lacks PROTO_CAP_POSTCOPY (its '%s' guests cannot run with pages missing): use --mode precopy or hybrid",
+				peer.backend);
+	return 0;
 }
 
 /* ------------------------------------------------------------ sending pages */
@@ -363,7 +373,8 @@ static int collect(struct hmig_source *s, unsigned flags)
 #define SAMPLE_PAGES (64u << 8) /* 64 MiB of 4 KiB pages */
 
 /* Asks the stop rule; the mode has the last word (precopy mode never leaves
- * pages missing on a running guest, whatever a custom rule says). */
+ * pages missing on a running guest, whatever a custom rule says), and so
+ * does a destination that cannot post-copy. */
 static enum hmig_decision ask_rule(struct hmig_source *s, struct hmig_pass_stats *pp,
 				   enum hmig_reason *why)
 {
@@ -371,7 +382,7 @@ static enum hmig_decision ask_rule(struct hmig_source *s, struct hmig_pass_stats
 	pp->elapsed_ms = clock_ms(clock_now_ns() - s->t0);
 	*why = HMIG_REASON_NONE;
 	enum hmig_decision d = s->stop_rule(&s->cfg, pp, why, s->stop_data);
-	if (d == HMIG_DECIDE_POSTCOPY && s->cfg.mode == HMIG_MODE_PRECOPY)
+	if (d == HMIG_DECIDE_POSTCOPY && (s->cfg.mode == HMIG_MODE_PRECOPY || !s->postcopy_ok))
 		d = HMIG_DECIDE_STOPCOPY;
 	return d;
 }
@@ -419,7 +430,8 @@ static int run_pass(struct hmig_source *s, uint32_t pass, uint64_t *todo,
 	uint64_t planned = bitmap_count(todo, s->geo.npages), since = 0;
 	uint8_t pe[PROTO_HDR_LEN + 24];
 	enum hmig_reason why = HMIG_REASON_NONE;
-	bool looks = s->cfg.mode == HMIG_MODE_HYBRID;
+	/* Mid-pass looks only ever switch to post-copy: none without it. */
+	bool looks = s->cfg.mode == HMIG_MODE_HYBRID && s->postcopy_ok;
 	int rc;
 
 	*d = HMIG_DECIDE_PASS;

@@ -195,30 +195,34 @@ static int extra_slot(struct stats_report *r, const char *key,
 	return 0;
 }
 
-int stats_report_set_extra_u64(struct stats_report *r, const char *key, uint64_t v)
+static int set_extra(struct stats_report *r, const char *key, bool is_u64, bool is_bool,
+		     uint64_t u, double d)
 {
 	struct stats_extra *e;
 	int rc = extra_slot(r, key, &e);
 
 	if (rc)
 		return rc;
-	e->is_u64 = true;
-	e->u = v;
-	e->d = (double)v;
+	e->is_u64 = is_u64;
+	e->is_bool = is_bool;
+	e->u = u;
+	e->d = d;
 	return 0;
+}
+
+int stats_report_set_extra_u64(struct stats_report *r, const char *key, uint64_t v)
+{
+	return set_extra(r, key, true, false, v, (double)v);
+}
+
+int stats_report_set_extra_bool(struct stats_report *r, const char *key, bool v)
+{
+	return set_extra(r, key, false, true, v, v);
 }
 
 int stats_report_set_extra_double(struct stats_report *r, const char *key, double v)
 {
-	struct stats_extra *e;
-	int rc = extra_slot(r, key, &e);
-
-	if (rc)
-		return rc;
-	e->is_u64 = false;
-	e->u = 0;
-	e->d = v;
-	return 0;
+	return set_extra(r, key, false, false, 0, v);
 }
 
 void stats_report_set_fault_latency(struct stats_report *r,
@@ -385,7 +389,9 @@ static json_t *report_doc(const struct stats_report *r)
 	for (size_t i = 0; doc && i < r->nextras; i++) {
 		const struct stats_extra *e = &r->extras[i];
 
-		if (json_object_set_new(doc, e->key, e->is_u64 ? count(e->u) : num(e->d))) {
+		json_t *v = e->is_bool ? json_boolean(e->u) : e->is_u64 ? count(e->u) : num(e->d);
+
+		if (json_object_set_new(doc, e->key, v)) {
 			json_decref(doc);
 			doc = NULL;
 		}

@@ -88,10 +88,11 @@ struct stats_timeline_row {
 /* faults.latency_hist_us: 1 us to 2^39 us (6 days). */
 #define STATS_LAT_BUCKETS 40
 
-/* A numeric key the engine adds at the top level of the report. */
+/* A numeric (or boolean) key the engine adds at the top level of the report. */
 struct stats_extra {
 	char key[STATS_EXTRA_KEY_LEN];
 	bool is_u64;
+	bool is_bool; /* written as true/false, from u */
 	uint64_t u;
 	double d;
 };
@@ -185,10 +186,11 @@ int stats_report_add_pass(struct stats_report *r, const struct stats_pass_row *r
 int stats_report_add_timeline(struct stats_report *r,
 			      const struct stats_timeline_row *row);
 
-/* Adds or replaces a top-level numeric key.  -EINVAL if key is empty, longer
+/* Adds or replaces a top-level numeric or boolean key.  -EINVAL if key is empty, longer
  * than STATS_EXTRA_KEY_LEN-1, or one of the report's own keys; -ENOMEM. */
 int stats_report_set_extra_u64(struct stats_report *r, const char *key, uint64_t v);
 int stats_report_set_extra_double(struct stats_report *r, const char *key, double v);
+int stats_report_set_extra_bool(struct stats_report *r, const char *key, bool v);
 
 /* Fills faults.latency_us.{p50,p90,p99,max} and the power-of-two buckets
  * (faults.latency_hist_us) from a histogram recorded in nanoseconds (NAN,

@@ -61,6 +61,16 @@ static bool parse_file(const char *path, json_t **out)
 	return doc_load(path, out, err) == 0;
 }
 
+/* A fake, for mig_case.dest_no_postcopy only: synth's ops with the fault fd
+ * taken away, which is how a backend says it cannot post-copy. */
+static int fake_no_fault_fd(struct hmig_guest *g)
+{
+	snprintf(g->err, sizeof(g->err), "fake: this destination cannot post-copy");
+	return -EOPNOTSUPP;
+}
+
+static struct hmig_guest_ops fake_no_postcopy_ops;
+
 /* The child: a destination that reports to `json` and exits 0 (ok), 1
  * (migration failed), 3 (integrity mismatch). */
 static void dest_main(const struct mig_case *c, int ready_fd, const char *json)
@@ -73,6 +83,11 @@ static void dest_main(const struct mig_case *c, int ready_fd, const char *json)
 	    hmig_dest_new(&c->cfg, g, "127.0.0.1:0", &d, err)) {
 		fprintf(stderr, "dest setup: %s\n", err);
 		_exit(1);
+	}
+	if (c->dest_no_postcopy) {
+		fake_no_postcopy_ops = *g->ops;
+		fake_no_postcopy_ops.fault_fd = fake_no_fault_fd;
+		g->ops = &fake_no_postcopy_ops;
 	}
 	dprintf(ready_fd, "%s\n", hmig_dest_address(d));
 	close(ready_fd);

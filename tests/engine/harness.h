@@ -28,6 +28,9 @@ struct mig_case {
 				   * flips one bit of the bulk stream (relay.h) */
 	const char *stranger_psk; /* set: before the source, a stranger source with
 				   * this key tries the destination (and must fail) */
+	bool dest_no_postcopy;    /* the destination's guest is a fake: synth whose
+				   * fault_fd says -EOPNOTSUPP, as a backend that cannot
+				   * leave pages missing (Xen before mem_paging) */
 };
 
 struct mig_result {

@@ -281,6 +281,45 @@ Test(engine, hybrid_switches_to_postcopy_when_the_link_is_too_slow, .timeout = 1
 	mig_result_free(&r);
 }
 
+/* A destination whose backend cannot leave pages missing (Xen before
+ * mem_paging) offers no PROTO_CAP_POSTCOPY: post-copy is refused after
+ * HELLO with one line naming the capability, before any page moves, and
+ * hybrid finishes by stop-and-copy where it would have switched. */
+Test(engine, no_postcopy_capability_refuses_postcopy_and_hybrid_stops_and_copies,
+     .timeout = 180)
+{
+	struct mig_case c;
+	struct mig_result r;
+
+	need_uffd();
+	mig_case_init(&c, "uniform:rate=2000", 32 * MIB);
+	c.dest_no_postcopy = true;
+	c.cfg.mode = HMIG_MODE_POSTCOPY;
+	mig_run(&c, &r);
+	cr_assert_eq(r.src_rc, -EOPNOTSUPP, "source: %s", r.src_err);
+	cr_assert(strstr(r.src_err, "PROTO_CAP_POSTCOPY") && !strchr(r.src_err, '\n'),
+		  "not one line naming the capability: %s", r.src_err);
+	cr_assert_eq(rep_u64(r.src, "pages.sent") + rep_u64(r.src, "pages.zero"), 0,
+		      "pages moved before the refusal");
+	cr_assert_gt(r.src_ops_after, 0, "the source guest stopped");
+	cr_assert_eq(r.dst_status, 1, "destination exited %d", r.dst_status);
+	mig_result_free(&r);
+
+	/* The slow link that makes hybrid switch to post-copy (above). */
+	mig_case_init(&c, "uniform", 32 * MIB);
+	c.dest_no_postcopy = true;
+	c.cfg.mode = HMIG_MODE_HYBRID;
+	c.cfg.rate_limit_bps = 24 * MIB;
+	c.cfg.downtime_target_ms = 50;
+	mig_run(&c, &r);
+	assert_migrated(&r, "hybrid without post-copy");
+	cr_assert_gt(rep_u64(r.src, "bytes.stopcopy"), 0, "hybrid did not stop and copy");
+	cr_assert_eq(rep_u64(r.dst, "pages.pulled") + rep_u64(r.dst, "pages.pushed"), 0);
+	json_t *pa = json_object_get(r.src, "postcopy_available");
+	cr_assert(pa && json_is_false(pa), "the source report does not say post-copy was unavailable");
+	mig_result_free(&r);
+}
+
 /* The source dies in post-copy: the destination must fail loudly, never
  * report success with pages missing. */
 Test(engine, source_lost_in_postcopy_fails_the_destination, .timeout = 120)

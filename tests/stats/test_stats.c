@@ -271,6 +271,7 @@ static void fill_source(struct stats_report *r)
 	cr_assert(eq(int, stats_report_add_timeline(r, &t1), 0));
 	cr_assert(eq(int, stats_report_set_extra_u64(r, "link_mbps", 10000), 0));
 	cr_assert(eq(int, stats_report_set_extra_double(r, "cpu_pct", 37.5), 0));
+	cr_assert(eq(int, stats_report_set_extra_bool(r, "postcopy_available", false), 0));
 }
 
 static void fill_destination(struct stats_report *r)
@@ -368,6 +369,9 @@ Test(report, every_design_key_is_written_with_its_value)
 	cr_assert(eq(ptr, (void *)json_object_get(v, "guest_ops_per_s_after"), NULL));
 	cr_assert(eq(u64, path_u64(v, "link_mbps"), 10000));
 	cr_assert(eq(dbl, path_dbl(v, "cpu_pct"), 37.5));
+	json_t *pa = json_object_get(v, "postcopy_available");
+
+	cr_assert(pa && json_is_false(pa), "a boolean extra is written as false");
 	/* A table row is one line. */
 	cr_assert(not(eq(ptr, strstr(text, "{\"pass\": 1, \"pages_sent\": 30000"), NULL)), "%s", text);
 

@@ -28,9 +28,21 @@ static void on_stop(int sig)
 		return;
 }
 
-static int write_dest_report(void *ctx, FILE *f)
+struct dest_ctx {
+	struct hmig_dest *d;
+	struct hmig_guest *g;
+};
+
+static int library_report(void *ctx, FILE *f)
 {
 	return hmig_dest_report(ctx, f);
+}
+
+static int write_dest_report(void *ctx, FILE *f)
+{
+	struct dest_ctx *c = ctx;
+
+	return report_with_guest(library_report, c->d, c->g, f);
 }
 
 /* Lets the migrated guest run, then pauses it and asks the oracle. */
@@ -111,7 +123,7 @@ static int receive(struct mig_opts *o, struct control *ctl)
 	if ((rc = guest_open_dest(&o->guest, &g, err))) {
 		die_msg("%s", err);
 		outfile_drop(&o->json_out);
-		return 1;
+		return rc == -EINVAL || rc == -EOPNOTSUPP ? EXIT_USAGE : 1;
 	}
 	if ((rc = hmig_dest_new(&o->cfg, g, o->listen, &d, err))) {
 		die_msg("%s", err);
@@ -141,7 +153,8 @@ static int receive(struct mig_opts *o, struct control *ctl)
 		die_msg("%s", hmig_dest_error(d));
 	else if (run_and_verify(d, g, o->run_after) == 0)
 		status = 0;
-	if (summary_finish(write_dest_report, d, o->quiet, &o->json_out))
+	struct dest_ctx rctx = { d, g };
+	if (summary_finish(write_dest_report, &rctx, o->quiet, &o->json_out))
 		status = 1;
 	receiving = NULL;
 	hmig_dest_free(d);

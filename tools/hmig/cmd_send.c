@@ -46,9 +46,21 @@ static void catch_signals(void)
 	sigaction(SIGUSR1, &sa, NULL);
 }
 
-static int write_source_report(void *ctx, FILE *f)
+struct source_ctx {
+	struct hmig_source *src;
+	struct hmig_guest *g;
+};
+
+static int library_report(void *ctx, FILE *f)
 {
 	return hmig_source_report(ctx, f);
+}
+
+static int write_source_report(void *ctx, FILE *f)
+{
+	struct source_ctx *c = ctx;
+
+	return report_with_guest(library_report, c->src, c->g, f);
 }
 
 /* The source's migration proper, once its control socket is open. */
@@ -64,7 +76,8 @@ static int migrate(struct mig_opts *o, const char *to, struct control *ctl)
 	if (rc) {
 		die_msg("%s", err);
 		outfile_drop(&o->json_out);
-		return rc == -EINVAL ? EXIT_USAGE : 1;
+		/* A bad parameter, or a guest this hmig or host cannot move. */
+		return rc == -EINVAL || rc == -EOPNOTSUPP ? EXIT_USAGE : 1;
 	}
 	if ((rc = hmig_source_new(&o->cfg, g, &src, err))) {
 		die_msg("%s", err);
@@ -106,7 +119,8 @@ static int migrate(struct mig_opts *o, const char *to, struct control *ctl)
 		die_msg("%s", hmig_source_error(src));
 	else
 		status = 0;
-	if (summary_finish(write_source_report, src, o->quiet || o->no_summary, &o->json_out))
+	struct source_ctx rctx = { src, g };
+	if (summary_finish(write_source_report, &rctx, o->quiet || o->no_summary, &o->json_out))
 		status = 1;
 out:
 	running = NULL;

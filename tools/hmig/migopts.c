@@ -24,7 +24,7 @@ struct mig_opt {
 static const struct mig_opt table[] = {
 	{ "to", 1, ROLE_SEND, GROUP_MIG, "ADDR", "destination address: HOST:PORT, [V6]:PORT or unix:PATH" },
 	{ "listen", 1, ROLE_RECV, GROUP_MIG, "ADDR", "address to listen on (HOST:PORT, :PORT, unix:PATH)" },
-	{ "guest", 1, ROLE_SEND | ROLE_RECV | ROLE_DEMO, GROUP_MIG, "BACKEND", "guest backend: synth (the default, built in)" },
+	{ "guest", 1, ROLE_SEND | ROLE_RECV | ROLE_DEMO, GROUP_MIG, "SPEC", "guest backend: synth (the default, built in), or xen:domid=N[,digest=on] (send and recv: a Xen domain, docs/xen.md)" },
 	{ "warmup", 1, ROLE_SEND | ROLE_DEMO, GROUP_MIG, "S", "seconds the guest runs before the migration (default 1)" },
 	{ "mode", 1, ROLE_SEND | ROLE_DEMO, GROUP_MIG, "MODE", "hybrid (default), precopy or postcopy" },
 	{ "run-after", 1, ROLE_RECV | ROLE_DEMO, GROUP_MIG, "S", "seconds the migrated guest runs before the oracle (default 1)" },
@@ -339,6 +339,10 @@ int mig_parse(int argc, char **argv, enum mig_role role, struct mig_opts *o)
 	}
 	if (optind < argc) {
 		die_msg("unexpected argument '%s': run 'hmig %s --help'", argv[optind], argv[0]);
+		return -1;
+	}
+	if (role == ROLE_DEMO && o->guest.backend != GUEST_SYNTH) {
+		die_msg("demo moves the built-in guest only: move a Xen domain with 'hmig send' and 'hmig recv' (docs/xen.md)");
 		return -1;
 	}
 	if (role == ROLE_SEND && !o->to) {

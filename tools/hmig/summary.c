@@ -236,6 +236,23 @@ static void print_security(const json_t *r, FILE *f, struct bufs *bs)
 		    str(r, "security.integrity"), fnum(bs, r, "security.rejected_connections", "%.0f", 1));
 }
 
+/* A Xen guest's own figures (the "xen" object send and recv add). */
+static void print_xen(const json_t *r, FILE *f, struct bufs *bs)
+{
+	const json_t *xen = json_object_get(r, "xen");
+	double n;
+
+	if (!json_is_object(xen))
+		return;
+	row(f, "xen:", "domain %s, %s frames (%s host-owned)", fnum(bs, xen, "domid", "%.0f", 1),
+	    fnum(bs, xen, "frames", "%.0f", 1), fnum(bs, xen, "never_sent", "%.0f", 1));
+	if (json_is_true(json_object_get(xen, "digest")) && num(xen, "digest_frames", &n) && n > 0)
+		row(f, "", "digest of %.0f frames in %s", n, fnum(bs, xen, "digest_ms", "%.0f ms", 1));
+	if (num(xen, "replay_pages", &n) && n > 0)
+		row(f, "", "hmigt replay of %s ops over %.0f pages in %s",
+		    fnum(bs, xen, "replay_ops", "%.0f", 1), n, fnum(bs, xen, "replay_ms", "%.0f ms", 1));
+}
+
 void summary_print(const json_t *r, FILE *f)
 {
 	static const char *const titles[] = {
@@ -265,6 +282,7 @@ void summary_print(const json_t *r, FILE *f)
 	    fnum(&bs, r, "switchover.stale_pages", "%.0f", 1));
 	print_faults(r, f, &bs);
 	print_security(r, f, &bs);
+	print_xen(r, f, &bs);
 	row(f, "guest ops/s:", "%s", fnum(&bs, r, "guest_ops_per_s_after", "%.0f after the migration", 1));
 	const char *integrity = str(r, "integrity");
 	row(f, "integrity:", "%s%s", integrity,
@@ -287,6 +305,25 @@ int summary_capture(int (*write)(void *ctx, FILE *f), void *ctx, json_t **out,
 	if (rc)
 		return rc;
 	return doc_parse(*text, *len, out, err);
+}
+
+int report_with_guest(int (*write)(void *ctx, FILE *f), void *ctx, struct hmig_guest *g,
+		      FILE *f)
+{
+	json_t *doc;
+	char *text = NULL;
+	size_t len = 0;
+	int rc = summary_capture(write, ctx, &doc, &text, &len);
+
+	if (rc == 0) {
+		if (guest_report_extras(g, doc))
+			rc = doc_write(doc, f);
+		else
+			rc = fwrite(text, 1, len, f) == len && fflush(f) == 0 ? 0 : -EIO;
+		json_decref(doc);
+	}
+	free(text);
+	return rc;
 }
 
 int summary_finish(int (*write)(void *ctx, FILE *f), void *ctx, bool quiet,

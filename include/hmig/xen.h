@@ -1,0 +1,84 @@
+/* xen: a Xen PVH domain as an hmig guest, driven from dom0.
+ *
+ * The source is a running domain; the destination is a domain the operator
+ * created paused from the same configuration (`xl create -p`), which hmig
+ * fills and unpauses.  hmig never creates, renames or destroys domains.
+ * What the two domains must share, and what is not supported yet (PV and HVM
+ * guests, guests that use event channels or PV devices, post-copy), is in
+ * docs/xen.md; the backend's design is in docs/architecture.md.  Once opened,
+ * a Xen guest is driven through the neutral ops table of <hmig/guest.h>.
+ *
+ * Needs dom0 and root (the privcmd device).  When hmig was built without Xen
+ * (no libxen-dev), every function here returns -EOPNOTSUPP with the remedy.
+ *
+ * Errors: each function returns 0 or -errno with one line naming the problem
+ * and its remedy in errbuf (256 bytes); an opener that fails sets *out to
+ * NULL.
+ */
+#ifndef HMIG_XEN_H
+#define HMIG_XEN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <hmig/guest.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* What a Xen source guest does beyond moving memory. */
+struct hmig_xen_options {
+	/* The level-1 oracle: at the pause, a digest of every frame goes with
+	 * the vCPU state (4 bytes a frame) and the destination checks its
+	 * domain against it before unpausing.  Both passes over memory fall
+	 * inside the downtime, so it is for tests, not for production or
+	 * benchmarks.  Off by default. */
+	bool digest;
+};
+
+/* Opens running domain `domid` as a source guest for hmig_source_new.
+ * opts NULL: the defaults.  Reads the domain's frame list (a pass over its
+ * physical address space, before any pause).  -ESRCH no such domain;
+ * -EOPNOTSUPP this host has no Xen (or hmig was built without it), or the
+ * domain is not a PVH guest on HAP; -EACCES not root; -EINVAL domid 0. */
+int hmig_xen_open(uint32_t domid, const struct hmig_xen_options *opts,
+		  struct hmig_guest **out, char *errbuf);
+
+/* Opens domain `domid` as the destination for hmig_dest_new: created with
+ * `xl create -p` from the source's configuration, paused and never run.  The
+ * checks that need the source (memory, vCPUs, frame list, CPU policy) come
+ * at dest_prepare and vcpu_restore; these are done here: -ESRCH, -EOPNOTSUPP
+ * as for a source; -EBUSY the domain has run or is not paused; -EINVAL it
+ * uses populate-on-demand (maxmem above memory). */
+int hmig_xen_open_dest(uint32_t domid, struct hmig_guest **out, char *errbuf);
+
+/* The Xen backend's own figures, beside the neutral hmig_guest_stats. */
+struct hmig_xen_stats {
+	uint32_t domid;
+	uint64_t frames;          /* the frame list: guest pfns hmig numbers 0 .. frames-1 */
+	uint64_t never_sent;      /* of them, pages the host owns (console, xenstore, ...) */
+	bool hmigt;               /* the domain runs hmigt (tests/xen/hmigt), so the
+				   * level-2 oracle applies */
+	double open_ms;           /* opening it: the frame list, the host-owned pages,
+				   * the CPU policy, and a destination's mapping */
+	/* Level 1, the per-frame digest. */
+	bool digest;              /* source: taken at the pause; destination: received */
+	uint64_t digest_frames;   /* frames hashed (source) or checked (destination) */
+	double digest_ms;         /* what that cost, inside the downtime */
+	/* Level 2, hmigt's replay (the last verify that found hmigt). */
+	uint64_t ops_at_pause;    /* hmigt's ops_done at the source's pause (the blob's) */
+	uint64_t replay_ops;      /* ops_done the last verify replayed */
+	uint64_t replay_pages;    /* data pages it compared byte for byte */
+	double replay_ms;
+};
+
+/* Copies them into *st: 0, or -EINVAL for a guest of another backend (its
+ * error line says so).  Any time, any thread. */
+int hmig_xen_stats(struct hmig_guest *g, struct hmig_xen_stats *st);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

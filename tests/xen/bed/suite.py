@@ -1,0 +1,402 @@
+#!/usr/bin/env python3
+"""The Xen suite: hmig moving hmigt between two domains of one dom0, on a real
+Xen 4.17 nested in QEMU (tests/xen/testbed).  Prints TAP for meson.
+
+  suite.py --xen stock|rebuilt --source DIR --build DIR --have-xen 0|1
+
+Builds the test bed (cached), boots it with the source and build trees shared
+at their own paths, runs the cases in dom0 through tests/xen/bed/dom0.sh,
+checks what they left in BUILD/xenbed/XEN/ (reports, exit statuses, stderr),
+and stops the bed.  Skips, saying why, when this machine cannot run a bed
+(not root, not Debian, too little memory, hmig without Xen, no hmigt) or when
+HMIG_XENBED=skip.  Every migration is checked by both oracle levels; no
+assertion is on a time.  tests/xen/README.md lists the cases.
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+XENBED = os.path.join(HERE, "..", "testbed", "xenbed")
+MEM = 64          # MiB: functional tests (DESIGN §6.1)
+IDLE = "seed=5 rate=20 write=75 report=500 stall=100"
+BUSY = "seed=9 rate=20000 write=75 report=500 stall=100"
+# hmigt's data pages at 64 MiB: from gfn 0x400 to the end of the low RAM.
+DATA_PAGES = 15360
+
+
+class Bed:
+    def __init__(self, a):
+        self.a = a
+        self.results = os.path.join(a.build, "xenbed", a.xen)
+        self.env = dict(os.environ, XENBED_INSTANCE="hmig-suite-" + a.xen)
+        hmig = os.path.join(a.build, "tools", "hmig", "hmig")
+        self.auth = "--insecure"
+        self.dom0 = ["env", "HMIG=" + hmig,
+                     "HMIGT_CFG=" + os.path.join(a.build, "tests", "xen", "hmigt", "hmigt.cfg"),
+                     "HMIGT_CHECK=" + os.path.join(a.build, "tests", "xen", "hmigt-check"),
+                     "bash", os.path.join(HERE, "dom0.sh")]
+        self.hmig = hmig
+
+    def xenbed(self, *args, timeout=None, check=True):
+        r = subprocess.run([XENBED] + list(args), env=self.env, capture_output=True,
+                           text=True, timeout=timeout)
+        if check and r.returncode:
+            raise RuntimeError("xenbed %s: exit %d: %s" % (args[0], r.returncode,
+                                                         (r.stderr or r.stdout).strip()[-600:]))
+        return r
+
+    def use_psk(self):
+        """Migrations as an operator runs them: TLS with a pre-shared key,
+        made for this run in a private directory of the results (inside
+        the share, so both hmig commands in dom0 read it) and deleted by
+        drop_psk."""
+        self.psk_dir = tempfile.mkdtemp(prefix="psk-", dir=self.results)
+        psk = os.path.join(self.psk_dir, "mig.psk")
+        subprocess.run([self.hmig, "keygen", "--psk", psk], check=True, capture_output=True)
+        self.auth = "--tls-psk " + psk
+
+    def drop_psk(self):
+        if getattr(self, "psk_dir", None):
+            shutil.rmtree(self.psk_dir, ignore_errors=True)
+            self.psk_dir = None
+
+    def sh(self, *args, timeout=900, check=True):
+        """One dom0.sh verb in dom0: its stdout, stripped."""
+        r = self.xenbed("sh", "--timeout", str(timeout), "--", *self.dom0[:1],
+                        "HMIG_AUTH=" + self.auth, *self.dom0[1:], *args,
+                        timeout=timeout + 60, check=False)
+        if check and r.returncode:
+            raise RuntimeError("dom0.sh %s: exit %d: %s" % (" ".join(args), r.returncode,
+                                                          r.stderr.strip()[-600:]))
+        return r.stdout.strip()
+
+
+def skip(why):
+    print("1..0 # SKIP " + why)
+    sys.exit(0)
+
+
+def can_run(a):
+    if os.environ.get("HMIG_XENBED") == "skip":
+        skip("HMIG_XENBED=skip")
+    if a.have_xen != "1":
+        skip("hmig was built without Xen (install libxen-dev and reconfigure)")
+    if os.geteuid() != 0:
+        skip("the test bed needs root (debootstrap, apt-get, QEMU)")
+    if not shutil.which("apt-get") or not os.path.exists("/etc/debian_version"):
+        skip("the test bed builds from Debian's archive: not a Debian host")
+    with open("/proc/meminfo") as f:
+        avail = next(int(l.split()[1]) for l in f if l.startswith("MemAvailable:"))
+    if avail < 3 * 1024 * 1024:
+        skip("the test bed needs 3 GiB of free memory, %d MiB are available" % (avail // 1024))
+    if not os.path.exists(os.path.join(a.build, "tests", "xen", "hmigt", "hmigt.elf")):
+        skip("hmigt was not built (gcc cannot link freestanding -m32 code)")
+
+
+# ---------------------------------------------------------------- reading results
+
+def read(path, default=None):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return default
+
+
+def load(path):
+    text = read(path)
+    return json.loads(text) if text else None
+
+
+class Case:
+    """Assertions of one case: each failed check adds a diagnostic line."""
+
+    def __init__(self):
+        self.fails = []
+
+    def check(self, cond, what):
+        if not cond:
+            self.fails.append(what)
+        return cond
+
+
+def one_line(text):
+    lines = [l for l in (text or "").splitlines() if l.strip()]
+    return len(lines) == 1, (lines[0] if lines else "")
+
+
+def migration(bed, name, src, dst, *send_args, kill_recv=None):
+    out = os.path.join(bed.results, name)
+    args = ["migrate", out, src, dst]
+    if kill_recv:
+        args.append("kill-recv=%s" % kill_recv)
+    bed.sh(*args, *send_args, timeout=1200)
+    m = {"dir": out}
+    for side in ("send", "recv"):
+        rc = read(os.path.join(out, side + ".rc"))
+        m[side + "_rc"] = int(rc) if rc and rc.strip().lstrip("-").isdigit() else None
+        m[side + "_err"] = read(os.path.join(out, side + ".err"), "")
+        m[side] = load(os.path.join(out, side + ".json"))
+    return m
+
+
+def check_migrated(c, bed, m, src, dst, min_passes=1):
+    """A migration that worked: both sides ok, both oracle levels ran and
+    said ok, the guest runs on at the destination and the source stays
+    paused."""
+    if not c.check(m["send_rc"] == 0 and m["recv_rc"] == 0,
+                   "send exit %s (%s), recv exit %s (%s)" % (
+                       m["send_rc"], m["send_err"].strip(), m["recv_rc"], m["recv_err"].strip())):
+        return
+    s, d = m["send"], m["recv"]
+    c.check(s["result"] == "ok" and d["result"] == "ok", "a report says failed")
+    c.check(d["integrity"] == "ok", "integrity %s" % d["integrity"])
+    x = d.get("xen", {})
+    frames = x.get("frames", 0) - x.get("never_sent", 0)
+    c.check(x.get("digest") and x.get("digest_frames") == frames and frames > 16000,
+            "level 1: the destination checked %s of %s frames" % (x.get("digest_frames"), frames))
+    c.check(x.get("replay_pages") == DATA_PAGES,
+            "level 2: hmigt's replay compared %s pages, not %d" % (x.get("replay_pages"), DATA_PAGES))
+    c.check(x.get("replay_ops", 0) > x.get("ops_at_pause", 1 << 62),
+            "no progress on the destination before the oracle: %s ops at the pause, %s at verify"
+            % (x.get("ops_at_pause"), x.get("replay_ops")))
+    c.check(len(s["passes"]) >= min_passes,
+            "%d passes, wanted at least %d" % (len(s["passes"]), min_passes))
+    st = bed.sh("state", src)
+    c.check(st == "paused", "the source domain is not left paused: %s" % st)
+    st = bed.sh("state", dst)
+    c.check(st == "running", "the destination domain does not run: %s" % st)
+    # It runs on after hmig is gone: its counter passes the oracle's, and a
+    # last independent replay (hmigt-check) agrees.
+    c.check(bed.sh("wait-ops", dst, str(x.get("replay_ops", 0)), "120", check=False) != "",
+            "the guest made no progress after the oracle")
+    r = bed.xenbed("sh", "--", *bed.dom0, "check", dst, check=False)
+    c.check(r.returncode == 0, "hmigt-check after the migration: %s" % (r.stderr or r.stdout).strip())
+
+
+def check_refused(c, bed, m, src, wants, who="send"):
+    """A migration refused in one line naming the problem; the source guest
+    runs on, untouched."""
+    rc, err = m[who + "_rc"], m[who + "_err"]
+    single, line = one_line(err)
+    c.check(rc not in (0, None), "%s succeeded" % who)
+    c.check(single, "%s's stderr is not one line: %r" % (who, err))
+    c.check(all(w in line for w in wants), "%r does not name %s" % (line, wants))
+    st = bed.sh("state", src)
+    c.check(st == "running", "the source domain does not run: %s" % st)
+    before = bed.sh("ops", src) or "0"
+    c.check(bed.sh("wait-ops", src, before, "60", check=False) != "",
+            "the source guest made no progress afterwards")
+
+
+# ---------------------------------------------------------------- the cases
+
+def case_no_such_source(bed, g):
+    c = Case()
+    r = bed.xenbed("sh", "--", bed.hmig, "send", "--guest", "xen:domid=999", *bed.auth.split(),
+                   "--to", "127.0.0.1:9", check=False)
+    single, line = one_line(r.stderr)
+    c.check(r.returncode == 1, "exit %d" % r.returncode)
+    c.check(single and "no Xen domain 999" in line, "stderr %r" % r.stderr)
+    return c
+
+
+def new_dest(bed, g, how="paused", mem=MEM, cmdline=None, vcpus=None):
+    bed.sh("destroy", "hmigt--incoming")
+    args = ["create", "hmigt--incoming", str(mem), cmdline or g["cmdline"], how]
+    if vcpus:
+        args.append("vcpus=%d" % vcpus)
+    return bed.sh(*args)
+
+
+def case_postcopy_refused(bed, g):
+    c = Case()
+    dst = new_dest(bed, g)
+    m = migration(bed, "postcopy-refused", g["id"], dst, "--mode", "postcopy")
+    check_refused(c, bed, m, g["id"], ["PROTO_CAP_POSTCOPY", "post-copy"])
+    c.check(m["send"] and m["send"]["pages"]["sent"] == 0 and m["send"]["pages"]["zero"] == 0,
+            "pages moved before the refusal")
+    st = bed.sh("state", dst)
+    c.check(st == "paused", "the destination domain is not left paused: %s" % st)
+    bed.sh("destroy", dst)
+    return c
+
+
+def case_contract(what, how, mem, wants, side):
+    def run(bed, g):
+        c = Case()
+        dst = new_dest(bed, g, how=how, mem=mem, vcpus=2 if what == "vcpus" else None)
+        m = migration(bed, "contract-" + what, g["id"], dst, "--mode", "precopy")
+        check_refused(c, bed, m, g["id"], wants, who=side)
+        bed.sh("destroy", dst)
+        return c
+    return run
+
+
+def case_kill_recv(bed, g):
+    c = Case()
+    dst = new_dest(bed, g)
+    # 8 MiB/s: pass 0 of 64 MiB lasts about 8 s, and dom0.sh kills recv 2 s
+    # after the connection is up, inside it.
+    m = migration(bed, "kill-recv", g["id"], dst, "--mode", "precopy",
+                  "-o", "rate_limit_bps=8388608", kill_recv="2")
+    check_refused(c, bed, m, g["id"], ["destination"])
+    phases = [r["phase"] for r in (m["send"] or {}).get("timeline", [])]
+    c.check("precopy" in phases, "the kill came before pre-copy began: %s" % phases)
+    r = bed.xenbed("sh", "--", *bed.dom0, "check", g["id"], check=False)
+    c.check(r.returncode == 0, "hmigt-check of the source: %s" % (r.stderr or r.stdout).strip())
+    bed.sh("destroy", dst)
+    return c
+
+
+def migrate_case(name, mode, min_passes, *send_args, reason=None, stopcopy=False,
+                 progress=False):
+    def run(bed, g):
+        c = Case()
+        dst = new_dest(bed, g)
+        m = migration(bed, name, g["id"], dst, *(["progress=on"] if progress else []),
+                      "--mode", mode, *send_args)
+        check_migrated(c, bed, m, g["id"], dst, min_passes)
+        if progress:
+            # The progress line reads the library's status beside the
+            # migration (tools/hmig/monitor.c): into a file, a plain line
+            # at the end, and nothing else on stderr.
+            for side, last in (("send", "done: "), ("recv", "complete: ")):
+                lines = [l for l in m[side + "_err"].splitlines() if l.strip()]
+                c.check(lines and all(l.startswith("hmig %s:" % side) for l in lines) and
+                        last in lines[-1],
+                        "%s's progress lines: %r" % (side, m[side + "_err"]))
+        s = m["send"] or {}
+        c.check(s.get("postcopy_available") is False, "postcopy_available is not false")
+        if reason:
+            c.check(s.get("switchover", {}).get("reason") == reason,
+                    "switchover %s, wanted %s" % (s.get("switchover"), reason))
+        if stopcopy:
+            c.check(s.get("bytes", {}).get("stopcopy", 0) > 0, "no stop-and-copy")
+            c.check(s.get("pages", {}).get("pushed", 1) == 0 and
+                    s.get("pages", {}).get("pulled", 1) == 0, "post-copy moved pages")
+        if m["send_rc"] == 0:
+            bed.sh("finish", g["id"], dst, "hmigt")
+            g["id"] = dst
+        return c
+    return run
+
+
+def cases(xen):
+    """(description, function, guest cmdline).  The guest is created once
+    per cmdline and moves from case to case: each migration's destination is
+    the next case's source."""
+    idle = [
+        ("a source domid that does not exist is one clear line", case_no_such_source),
+        ("post-copy asked of a Xen guest is refused in one line naming the capability",
+         case_postcopy_refused),
+    ]
+    if xen == "stock":
+        idle += [
+            ("a destination with more memory breaks the contract: one line at dest_prepare",
+             case_contract("memory", "paused", 96, ["frames", "memory"], "recv")),
+            ("a destination with two vCPUs breaks the contract: one line at dest_prepare",
+             case_contract("vcpus", "paused", MEM, ["vCPUs"], "recv")),
+            ("a destination that was not created paused: one line at open",
+             case_contract("running", "nopause", MEM, ["xl create -p"], "recv")),
+            ("a destination with populate-on-demand (maxmem > memory): one line at open",
+             case_contract("pod", "pod", MEM, ["populate-on-demand"], "recv")),
+            ("killing hmig recv in pre-copy leaves the source domain running",
+             case_kill_recv),
+        ]
+    idle.append(("pre-copy of an idle hmigt: one pass, both oracles ok, it runs on, progress shown",
+                 migrate_case("precopy-idle", "precopy", 1, progress=True)))
+    busy = [
+        # Three passes whatever the host's speed: nothing converges, nothing
+        # gives up, until max_passes (a faster host would otherwise stop
+        # after pass 0, its rest fitting the downtime target).
+        ("pre-copy of hmigt at 20000 ops/s: three passes, both oracles ok, it runs on",
+         migrate_case("precopy-busy", "precopy", 3, "-o", "max_passes=3", "-o",
+                      "downtime_target_ms=0", "-o", "dirty_threshold_pages=0", "-o",
+                      "min_progress=0", reason="max_passes")),
+        ("hybrid without post-copy finishes by stop-and-copy where it would switch",
+         migrate_case("hybrid-stopcopy", "hybrid", 1, "-o", "max_passes=1", "-o",
+                      "downtime_target_ms=0", "-o", "dirty_threshold_pages=0",
+                      reason="max_passes", stopcopy=True)),
+    ]
+    return [(d, f, IDLE) for d, f in idle] + [(d, f, BUSY) for d, f in busy]
+
+
+# ---------------------------------------------------------------- main
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--xen", required=True, choices=["stock", "rebuilt"])
+    ap.add_argument("--source", required=True)
+    ap.add_argument("--build", required=True)
+    ap.add_argument("--have-xen", default="1")
+    a = ap.parse_args()
+    a.source, a.build = os.path.realpath(a.source), os.path.realpath(a.build)
+    can_run(a)
+    bed = Bed(a)
+    todo = cases(a.xen)
+    print("1..%d" % len(todo), flush=True)
+    shutil.rmtree(bed.results, ignore_errors=True)
+    os.makedirs(bed.results)
+    bed.use_psk()
+    t0 = time.monotonic()
+    r = subprocess.run([XENBED, "build"], env=bed.env, capture_output=True, text=True)
+    if r.returncode:
+        print("Bail out! xenbed build failed: %s" % (r.stderr or r.stdout).strip()[-800:])
+        bed.drop_psk()
+        sys.exit(1)
+    print("# bed built (or found cached) in %.0f s" % (time.monotonic() - t0), flush=True)
+    shares = [a.source] + ([] if a.build.startswith(a.source + "/") else [a.build])
+    boot = ["boot", "--xen", a.xen, "--serial-log", os.path.join(bed.results, "serial.log")]
+    for s in shares:
+        boot += ["--share", s]
+    t1 = time.monotonic()
+    try:
+        bed.xenbed(*boot, timeout=900)
+    except (RuntimeError, subprocess.TimeoutExpired) as e:
+        print("Bail out! the test bed did not boot: %s" % e)
+        bed.xenbed("stop", check=False)
+        bed.drop_psk()
+        sys.exit(1)
+    print("# %s Xen booted in %.0f s" % (a.xen, time.monotonic() - t1), flush=True)
+    failed = 0
+    guest = {"cmdline": None, "id": None}
+    try:
+        for n, (desc, fn, cmdline) in enumerate(todo, 1):
+            t = time.monotonic()
+            try:
+                if (guest["cmdline"] != cmdline or guest["id"] is None or
+                        bed.sh("state", guest["id"]) != "running"):
+                    bed.sh("destroy", "hmigt", "hmigt--incoming")
+                    guest = {"cmdline": cmdline,
+                             "id": bed.sh("create", "hmigt", str(MEM), cmdline)}
+                c = fn(bed, guest)
+                if c.fails and guest["id"] and bed.sh("state", guest["id"]) != "running":
+                    c.fails.append("post-mortem of the guest, domain %s:\n%s" % (
+                        guest["id"], bed.sh("post-mortem", guest["id"], check=False)))
+            except (RuntimeError, subprocess.TimeoutExpired) as e:
+                c = Case()
+                c.fails.append(str(e))
+                guest = {"cmdline": None, "id": None}
+            ok = not c.fails
+            failed += not ok
+            print("%s %d - %s: %s (%.0f s)" % ("ok" if ok else "not ok", n, a.xen, desc,
+                                              time.monotonic() - t), flush=True)
+            for f in c.fails:
+                print("#   " + f.replace("\n", "\n#   "), flush=True)
+    finally:
+        bed.xenbed("stop", check=False)
+        bed.drop_psk()
+    print("# %s: %d of %d cases failed, %.0f s in all (results in %s)"
+          % (a.xen, failed, len(todo), time.monotonic() - t0, bed.results), flush=True)
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
