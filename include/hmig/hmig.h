@@ -56,7 +56,8 @@ struct hmig_config {
 	uint32_t max_passes;            /* passes including pass 0 (5, as Xen) */
 	uint64_t dirty_threshold_pages; /* stop when at most this many are dirty (50, as Xen) */
 	double downtime_target_ms;      /* stop when the rest fits this (300, as QEMU) */
-	double byte_budget;             /* give up after sending this many guest sizes; 0 = none */
+	double byte_budget;             /* give up after sending this many guest sizes; 0 = none
+					 * (hybrid: 1.3, see docs/architecture.md) */
 	double min_progress;            /* give up when a pass shrinks the dirty set by less; 0 = off */
 	uint32_t precopy_passes;        /* postcopy mode: passes before the switch (1:
 					 * pass 0; 0 sends nothing first) */
@@ -129,6 +130,14 @@ const struct hmig_knob *hmig_config_knob(unsigned i);
  * "0.1").  0, -ENOENT for an unknown key, -ENOSPC when len is too short. */
 int hmig_config_get(const struct hmig_config *cfg, const char *key, char *buf, size_t len);
 
+/* Checks an address as hmig_source_run (connect: true) or hmig_dest_new
+ * (connect: false) will take it, resolving a host name: 0; -EINVAL for one
+ * that cannot be right (a bad form, a port above 65535, port 0 to connect
+ * to); -EADDRNOTAVAIL for a host name that does not resolve; one line in
+ * errbuf (256 bytes).  Call it to learn of a bad address before opening a
+ * guest. */
+int hmig_addr_check(const char *addr, bool connect, char *errbuf);
+
 const char *hmig_mode_name(enum hmig_mode m);
 int hmig_mode_parse(const char *s, enum hmig_mode *m);
 const char *hmig_reason_name(enum hmig_reason r);
@@ -200,7 +209,8 @@ struct hmig_status {
 				  * destination is in "setup" until a source
 				  * has connected */
 	bool finished;           /* the run has returned */
-	uint32_t pass;           /* pre-copy: the pass running, or the last */
+	uint32_t pass;           /* source, pre-copy: the pass running, or the
+				  * last (0 on the destination) */
 	double elapsed_ms;       /* since the migration started (0 before) */
 	uint64_t guest_pages;    /* pages that move */
 	uint32_t page_size;
@@ -273,6 +283,10 @@ void hmig_source_force_switch(struct hmig_source *src);
  * from the next 64 KiB sent, and to the channels of a recovered link too.
  * Safe from any thread. */
 void hmig_source_set_rate(struct hmig_source *src, uint64_t bytes_per_s);
+
+/* Records the guest's ops/s before the migration, measured by the caller
+ * (the report's guest_ops_per_s_before). */
+void hmig_source_set_ops_before(struct hmig_source *src, double ops_per_s);
 
 /* Writes the report (docs/report.md) as JSON. */
 int hmig_source_report(struct hmig_source *src, FILE *f);

@@ -58,6 +58,11 @@ struct hmig_synth_stats {
  * error line says so).  Any time, any thread. */
 int hmig_synth_stats(struct hmig_guest *g, struct hmig_synth_stats *st);
 
+/* Checks what hmig_synth_open checks of its parameters (vCPUs, memory,
+ * fill, workload) without creating a guest: 0, or -EINVAL naming the bad
+ * parameter and the remedy. */
+int hmig_synth_params_check(const struct hmig_synth_params *params, char *errbuf);
+
 /* Checks a workload spec without creating a guest: 0, or -EINVAL naming the
  * bad part. */
 int hmig_synth_workload_check(const char *spec, char *errbuf);

@@ -77,7 +77,7 @@ static const struct knob knobs[] = {
 	KNOB(max_passes, SRC, K_U32, 1, 1000, "pre-copy passes including pass 0"),
 	KNOB(dirty_threshold_pages, SRC, K_U64, 0, 1e15, "converged at or below this many dirty pages"),
 	KNOB(downtime_target_ms, SRC, K_DOUBLE, 0, 1e7, "converged when the rest fits this downtime"),
-	KNOB(byte_budget, SRC, K_DOUBLE, 0, 1e6, "give up after this many guest sizes sent (0 = none)"),
+	KNOB(byte_budget, SRC, K_DOUBLE, 0, 1e6, "give up after this many guest sizes sent (0: none, hybrid 1.3)"),
 	KNOB(min_progress, SRC, K_DOUBLE, 0, 1, "give up when a pass shrinks the dirty set by less"),
 	KNOB(precopy_passes, SRC, K_U32, 0, 1000, "postcopy mode: passes before the switch"),
 	KNOB(switch_after_ms, SRC, K_DOUBLE, 0, 1e9, "force the switch after this long (0 = never)"),

@@ -63,6 +63,5 @@ uint64_t eng_session_id(void);
  * and the process's peak resident memory (peak_rss_mib). */
 void eng_report_guest(struct stats_report *rep, enum hmig_mode mode, struct hmig_guest *g,
 		      const struct hmig_guest_geometry *geo);
-enum stats_reason eng_stats_reason(enum hmig_reason r);
 
 #endif

@@ -131,6 +131,7 @@ int progress_start(struct progress *p, int interval_ms)
 
 	pthread_mutex_lock(&p->lock);
 	p->t0 = clock_now_ns();
+	p->t_end = 0;
 	p->rep->start_unix_ms = (double)clock_wall_ns() / 1e6;
 	p->read(p->ctx, &raw);
 	p->prev = raw;
@@ -148,12 +149,14 @@ int progress_start(struct progress *p, int interval_ms)
 
 void progress_stop(struct progress *p)
 {
-	if (!p->running)
-		return;
 	pthread_mutex_lock(&p->lock);
+	if (p->t0 && !p->t_end)
+		p->t_end = clock_now_ns();
 	p->quit = true;
 	pthread_cond_signal(&p->wake);
 	pthread_mutex_unlock(&p->lock);
+	if (!p->running)
+		return;
 	pthread_join(p->thread, NULL);
 	p->running = false;
 }
@@ -186,7 +189,7 @@ void progress_status(struct progress *p, struct hmig_status *out, size_t size)
 	snprintf(st.phase, sizeof(st.phase), "%s", raw.phase);
 	st.finished = raw.finished;
 	st.pass = raw.pass;
-	st.elapsed_ms = p->t0 ? clock_ms(clock_now_ns() - p->t0) : 0;
+	st.elapsed_ms = p->t0 ? clock_ms((p->t_end ? p->t_end : clock_now_ns()) - p->t0) : 0;
 	st.guest_pages = raw.guest_pages;
 	st.page_size = raw.page_size;
 	st.pass_pages = raw.pass_pages;

@@ -57,6 +57,7 @@ struct progress {
 	void *ctx;
 	struct stats_report *rep;
 	uint64_t t0;               /* 0 until progress_start */
+	uint64_t t_end;            /* progress_stop: the status's clock stops */
 	/* the latest sample: its counters, and the rates that ended at it */
 	struct progress_raw prev;
 	uint64_t prev_ns;
@@ -73,7 +74,8 @@ void progress_free(struct progress *p);
 /* The migration starts now (t_ms 0, and the report's start_unix_ms); a
  * sampler thread runs when interval_ms > 0.  0 or -errno. */
 int progress_start(struct progress *p, int interval_ms);
-/* Stops the sampler (if it runs); events may still be added. */
+/* The run is over: stops the sampler (if it runs) and the status's clock;
+ * events may still be added. */
 void progress_stop(struct progress *p);
 
 /* A timeline row for a named moment, now. */

@@ -144,19 +144,6 @@ uint64_t eng_session_id(void)
 	return id;
 }
 
-enum stats_reason eng_stats_reason(enum hmig_reason r)
-{
-	switch (r) {
-	case HMIG_REASON_NONE: return STATS_REASON_NONE;
-	case HMIG_REASON_CONVERGED: return STATS_REASON_CONVERGED;
-	case HMIG_REASON_MAX_PASSES: return STATS_REASON_MAX_PASSES;
-	case HMIG_REASON_NO_PROGRESS: return STATS_REASON_NO_PROGRESS;
-	case HMIG_REASON_BYTE_BUDGET: return STATS_REASON_BYTE_BUDGET;
-	case HMIG_REASON_FORCED: return STATS_REASON_FORCED;
-	}
-	return STATS_REASON_NONE;
-}
-
 void eng_report_guest(struct stats_report *rep, enum hmig_mode mode, struct hmig_guest *g,
 		      const struct hmig_guest_geometry *geo)
 {

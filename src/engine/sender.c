@@ -26,6 +26,7 @@ struct send_slot {
 int sent_log_init(struct sent_log *log, uint64_t npages)
 {
 	memset(log, 0, sizeof(*log));
+	pthread_mutex_init(&log->lock, NULL);
 	log->ever = bitmap_new(npages);
 	log->held = bitmap_new(npages);
 	return log->ever && log->held ? 0 : -ENOMEM;
@@ -36,6 +37,7 @@ void sent_log_free(struct sent_log *log)
 	free(log->ever);
 	free(log->held);
 	log->ever = log->held = NULL;
+	pthread_mutex_destroy(&log->lock);
 }
 
 int sender_init(struct sender *sd, struct hmig_guest *g, const struct hmig_guest_geometry *geo,
@@ -200,6 +202,7 @@ static int send_slot(struct sender *sd, struct send_slot *sl, uint32_t n)
 			return rc;
 	}
 	struct sent_log *log = sd->log;
+	pthread_mutex_lock(&log->lock);
 	for (uint32_t i = 0; i < n; i++) {
 		if (bitmap_test(log->ever, sl->pfns[i]))
 			log->resent++;
@@ -208,6 +211,7 @@ static int send_slot(struct sender *sd, struct send_slot *sl, uint32_t n)
 	}
 	log->data += nd;
 	log->zero += nz;
+	pthread_mutex_unlock(&log->lock);
 	return 0;
 }
 

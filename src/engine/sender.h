@@ -13,11 +13,15 @@
  * and urgent) share: the source clears `held` bits when it tells the
  * destination to drop those pages.
  *
- * Threading: a sender and its log are used by the source's one thread.
+ * Threading: a sender is used by one thread at a time; the log is shared
+ * by both senders, which record into it under its lock (post-copy serves
+ * pulls on a thread of their own).  Outside post-copy the source's one
+ * thread reads and writes the log freely.
  */
 #ifndef HMIG_ENGINE_SENDER_H
 #define HMIG_ENGINE_SENDER_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -27,12 +31,14 @@
 #include "proto/proto.h"
 
 struct sent_log {
+	pthread_mutex_t lock; /* the senders record under it: post-copy's two
+			       * (pushes, and pulls on their own thread) */
 	uint64_t *ever;     /* sent at least once: a second time is a duplicate */
 	uint64_t *held;     /* the destination holds a copy, current or not */
 	uint64_t data, zero, resent; /* pages sent with data, as zero, again */
 };
 
-/* 0 or -ENOMEM; sent_log_free frees. */
+/* 0 or -ENOMEM; sent_log_free frees (also after a failed init). */
 int sent_log_init(struct sent_log *log, uint64_t npages);
 void sent_log_free(struct sent_log *log);
 

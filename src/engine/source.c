@@ -10,9 +10,12 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <hmig/hmig.h>
 
@@ -54,7 +57,19 @@ struct hmig_source {
 	uint64_t *dirty;       /* pages to send next: dirtied since their last send */
 	uint64_t *todo;        /* the pass being sent (a copy of dirty); scratch */
 	uint8_t *heat;         /* per page: passes that found it dirty (saturating) */
-	struct push push;      /* post-copy: what to push next */
+	struct push push;      /* post-copy: what to push next (under push_lock) */
+	pthread_mutex_t push_lock;
+	/* Post-copy: the thread that serves pulls, so that a reply never waits
+	 * for a pushed batch being built or encrypted.  It owns the urgent
+	 * channel and its sender while it runs. */
+	struct {
+		pthread_t thread;
+		bool running;
+		_Atomic bool quit;
+		_Atomic int rc;        /* why it stopped, 0 while it serves */
+		char err[ERR_LEN];
+		struct rec_buf rx;
+	} srv;
 	_Atomic bool force;
 	_Atomic bool paused;   /* we paused the guest: resume it on failure */
 	/* The commit (docs/protocol.md): from the moment the source decides to
@@ -74,7 +89,7 @@ struct hmig_source {
 	double paused_link_ms; /* time spent with the link down after the commit */
 	uint64_t resent_after_recovery; /* pages the destination said it still needed */
 	bool postcopy_ok;      /* the destination's HELLO offered PROTO_CAP_POSTCOPY */
-	uint64_t t0, t_pause;
+	uint64_t t0, t_end, t_pause;
 	/* Where the downtime goes: paused, collected, state sent, LOADED
 	 * received, RESUMED received (ns, 0 until reached). */
 	uint64_t t_paused, t_collected, t_sent, t_loaded, t_resumed;
@@ -188,6 +203,7 @@ int hmig_source_new(const struct hmig_config *cfg, struct hmig_guest *guest,
 	}
 	s->verdict = -1;
 	s->bytes.sent = true;
+	pthread_mutex_init(&s->push_lock, NULL);
 	atomic_store(&s->live.left, STATS_NONE);
 	atomic_store(&s->live.dirty_rate, NAN);
 	atomic_store(&s->live.downtime_ms, NAN);
@@ -253,8 +269,8 @@ static int open_channels(struct hmig_source *s, int timeout_ms)
 	if ((rc = sender_init(&s->bulk, s->g, &s->geo, &s->net.bulk, &s->sent,
 			      s->cfg.batch_pages, s->cfg.io_timeout_ms, s->err)) ||
 	    (rc = sender_init(&s->urgent, s->g, &s->geo, &s->net.urgent, &s->sent,
-			      PROTO_MAX_BATCH, s->cfg.io_timeout_ms, s->err)))
-		return rc;
+			      PROTO_MAX_BATCH, s->cfg.io_timeout_ms, s->srv.err)))
+		return rc == -ENOMEM ? err_setf(s->err, rc, "%s", s->srv.err) : rc;
 	return 0;
 }
 
@@ -490,7 +506,7 @@ static int run_pass(struct hmig_source *s, uint32_t pass, uint64_t *todo,
 		*d = ask_rule(s, pp, &why);
 	}
 	if (*d != HMIG_DECIDE_PASS)
-		s->rep.switchover.reason = eng_stats_reason(why);
+		s->rep.switchover.reason = why;
 	return 0;
 }
 
@@ -514,7 +530,7 @@ static int precopy(struct hmig_source *s, enum hmig_decision *decision)
 	/* postcopy with precopy_passes=0: nothing moves before the switch. */
 	if (s->cfg.mode == HMIG_MODE_POSTCOPY && !s->cfg.precopy_passes) {
 		memcpy(s->dirty, s->moving, words * 8);
-		s->rep.switchover.reason = STATS_REASON_MAX_PASSES;
+		s->rep.switchover.reason = HMIG_REASON_MAX_PASSES;
 		*decision = HMIG_DECIDE_POSTCOPY;
 		return 0;
 	}
@@ -742,101 +758,175 @@ static int commit(struct hmig_source *s)
 
 /* -------------------------------------------------------------- post-copy */
 
-/* A pull request: the pages go back on the urgent channel at once, whatever
- * the pusher has queued on bulk. */
+/* A pull request, on the urgent server's thread: the pages go back on the
+ * urgent channel at once, whatever the pusher is doing on bulk. */
 static int reply_request(struct hmig_source *s, const struct proto_hdr *h)
 {
 	uint64_t pfns[PROTO_MAX_BATCH];
 	struct proto_pages pg;
-	int rc = proto_pages_decode(h, s->rx.p, &s->geo, &pg, s->err);
+	int rc = proto_pages_decode(h, s->srv.rx.p, &s->geo, &pg, s->srv.err);
 
 	if (rc)
 		return rc;
 	for (uint32_t i = 0; i < pg.count; i++) {
 		pfns[i] = proto_pages_pfn(&pg, i);
 		if (!bitmap_test(s->moving, pfns[i]))
-			return err_setf(s->err, -EPROTO,
+			return err_setf(s->srv.err, -EPROTO,
 					"the destination asked for pfn %lu, which never moves (a hole or a host page)",
 					(unsigned long)pfns[i]);
-		/* Already pushed and on its way: send it again anyway, the
-		 * destination installs whichever arrives first (the sent log
-		 * counts it as a duplicate). */
-		push_taken(&s->push, pfns[i]);
 	}
+	/* Already pushed and on its way: sent again anyway, the destination
+	 * installs whichever arrives first (the sent log counts a duplicate). */
+	pthread_mutex_lock(&s->push_lock);
+	for (uint32_t i = 0; i < pg.count; i++)
+		push_taken(&s->push, pfns[i]);
+	pthread_mutex_unlock(&s->push_lock);
 	if ((rc = sender_send(&s->urgent, pfns, pg.count)) || (rc = sender_drain(&s->urgent)))
 		return rc;
 	s->pulled += pg.count;
+	pthread_mutex_lock(&s->push_lock);
 	for (uint32_t i = 0; i < pg.count; i++)
 		push_pulled(&s->push, pfns[i]);
 	atomic_store(&s->live.left, push_left(&s->push));
+	pthread_mutex_unlock(&s->push_lock);
 	return 0;
+}
+
+/* The urgent server runs at this nice value when allowed (root or
+ * CAP_SYS_NICE), as the destination's fault handler does: a vCPU is blocked
+ * until its reply is out, the pusher can wait. */
+#define URGENT_NICE -10
+
+static void *urgent_main(void *arg)
+{
+	struct hmig_source *s = arg;
+	struct net_chan *ch = &s->net.urgent;
+	struct proto_hdr h;
+	int rc = 0;
+
+	setpriority(PRIO_PROCESS, (id_t)gettid(), URGENT_NICE);
+	while (!rc && !atomic_load(&s->srv.quit)) {
+		rc = net_chan_wait_any(&ch, 1, -1);
+		if (rc == -EINTR) { /* urgent_stop, or a stray wake */
+			rc = 0;
+			continue;
+		}
+		if (rc < 0) {
+			rc = eng_io_error(s->srv.err, rc, "destination", "serving pulls", ch->err);
+			break;
+		}
+		while (!rc && (rc = net_chan_readable(ch)) == 1) {
+			rc = eng_rec_read(ch, &s->geo, s->cfg.io_timeout_ms, "destination", &h,
+					  &s->srv.rx, s->srv.err);
+			if (!rc && h.type != PROTO_REQUEST)
+				rc = err_setf(s->srv.err, -EPROTO, "unexpected %s on the urgent channel",
+					      proto_type_name(h.type));
+			if (!rc)
+				rc = reply_request(s, &h);
+		}
+		if (rc < 0 && !s->srv.err[0])
+			rc = eng_io_error(s->srv.err, rc, "destination", "serving pulls", ch->err);
+	}
+	if (rc < 0) {
+		atomic_store(&s->srv.rc, rc);
+		net_chan_wake(&s->net.bulk); /* the pusher's thread looks at srv.rc */
+	}
+	return NULL;
+}
+
+static int urgent_start(struct hmig_source *s)
+{
+	int rc;
+
+	s->srv.err[0] = '\0';
+	atomic_store(&s->srv.rc, 0);
+	atomic_store(&s->srv.quit, false);
+	if ((rc = pthread_create(&s->srv.thread, NULL, urgent_main, s)))
+		return err_setf(s->err, -rc, "cannot start the thread that serves pulls: %s",
+				strerror(rc));
+	s->srv.running = true;
+	return 0;
+}
+
+static void urgent_stop(struct hmig_source *s)
+{
+	if (!s->srv.running)
+		return;
+	atomic_store(&s->srv.quit, true);
+	net_chan_wake(&s->net.urgent);
+	pthread_join(s->srv.thread, NULL);
+	s->srv.running = false;
+}
+
+/* The urgent server's failure, as the source's: its line and its errno. */
+static int urgent_failed(struct hmig_source *s)
+{
+	int rc = atomic_load(&s->srv.rc);
+
+	return rc ? err_setf(s->err, rc, "%s", s->srv.err) : 0;
 }
 
 /* One batch of pushed pages on bulk; 0 when there was nothing to push. */
 static int push_batch(struct hmig_source *s)
 {
 	uint64_t pfns[PROTO_MAX_BATCH];
-	uint32_t n = push_next(&s->push, pfns, s->bulk.batch_max);
 	int rc;
 
+	pthread_mutex_lock(&s->push_lock);
+	uint32_t n = push_next(&s->push, pfns, s->bulk.batch_max);
+	atomic_store(&s->live.left, push_left(&s->push));
+	pthread_mutex_unlock(&s->push_lock);
 	if ((rc = sender_send(&s->bulk, pfns, n)))
 		return rc;
 	s->pushed += n;
-	atomic_store(&s->live.left, push_left(&s->push));
 	return (int)n;
 }
 
-/* Pushed batches in flight while pulls are served.  The sender thread
- * must never block on a full bulk queue (9 MiB deep) while a request waits:
- * with two batches in flight (2 MiB, ~2 ms at 1 GB/s) the link stays busy
- * and the pusher yields to the urgent channel between every batch. */
+static bool pushing(struct hmig_source *s)
+{
+	pthread_mutex_lock(&s->push_lock);
+	bool active = push_active(&s->push);
+	pthread_mutex_unlock(&s->push_lock);
+	return active;
+}
+
+/* Pushed batches in flight at once: the link stays busy (2 MiB, ~2 ms at
+ * 1 GB/s) without the pusher mapping more of the guest than that. */
 #define PUSH_INFLIGHT 2
 
-/* Waits up to this long for a pushed batch to leave before looking at the
- * urgent channel again; a request wakes the wait at once. */
-#define PUSH_POLL_MS 1
-
-/* Serves pulls first, always: the urgent channel is drained before every
- * bulk batch, and the pusher never waits on bulk without watching urgent,
- * so a reply never queues behind more than PUSH_INFLIGHT batches.  Returns
- * when the destination's DONE (every page present there), or its ERROR, is
- * next on bulk. */
+/* Post-copy on the source: pulls are served by their own thread (urgent_main)
+ * from the moment this starts, while this one pushes the rest of the stale
+ * set, then says DONE (nothing more will be pushed) and waits.  Returns when
+ * the destination's DONE (every page present there), or its ERROR, is next
+ * on bulk, or when the urgent server failed.  The pull server stops only
+ * with the destination's DONE, or before a recovery. */
 static int serve(struct hmig_source *s)
 {
-	struct net_chan *chs[2] = { &s->net.urgent, &s->net.bulk };
+	struct net_chan *bulk = &s->net.bulk;
 	uint8_t done[PROTO_HDR_LEN + 24];
 	int64_t inflight[PUSH_INFLIGHT] = { 0 };
 	unsigned oldest = 0;
 	bool done_sent = false;
-	struct proto_hdr h;
+	uint64_t pulled = s->pulled;
 	int rc;
 
+	if (!s->srv.running && (rc = urgent_start(s)))
+		return rc;
 	for (;;) {
-		while ((rc = net_chan_readable(&s->net.urgent)) == 1) {
-			rc = eng_rec_read(&s->net.urgent, &s->geo, s->cfg.io_timeout_ms, "destination",
-					  &h, &s->rx, s->err);
-			if (rc)
-				return rc;
-			if (h.type != PROTO_REQUEST)
-				return err_setf(s->err, -EPROTO, "unexpected %s on the urgent channel",
-						proto_type_name(h.type));
-			if ((rc = reply_request(s, &h)))
-				return rc;
-		}
-		if (rc < 0)
-			return eng_io_error(s->err, rc, "destination", "serving pulls", s->net.urgent.err);
-		if ((rc = net_chan_readable(&s->net.bulk)) == 1)
+		if ((rc = urgent_failed(s)))
+			return rc;
+		if ((rc = net_chan_readable(bulk)) == 1)
 			return 0; /* the destination's DONE, or its ERROR */
 		if (rc < 0)
-			return eng_io_error(s->err, rc, "destination", "post-copy", s->net.bulk.err);
-		if (push_active(&s->push)) {
-			if (inflight[oldest] &&
-			    net_chan_send_wait(&s->net.bulk, inflight[oldest], 0) == -ETIMEDOUT) {
-				rc = net_chan_wait_any(chs, 2, PUSH_POLL_MS);
-				if (rc < 0 && rc != -ETIMEDOUT)
-					return eng_io_error(s->err, rc, "destination", "post-copy",
-							    s->net.bulk.err);
-				continue;
+			return eng_io_error(s->err, rc, "destination", "post-copy", bulk->err);
+		if (pushing(s)) {
+			if (inflight[oldest]) {
+				rc = net_chan_send_wait(bulk, inflight[oldest], s->cfg.io_timeout_ms);
+				if (rc == -EINTR)
+					continue; /* the urgent server's failure */
+				if (rc)
+					return eng_io_error(s->err, rc, "destination", "pushing pages",
+							    bulk->err);
 			}
 			if ((rc = push_batch(s)) < 0)
 				return rc;
@@ -854,9 +944,15 @@ static int serve(struct hmig_source *s)
 			done_sent = true;
 			timeline(s, "pushed all");
 		}
-		rc = net_chan_wait_any(chs, 2, s->cfg.io_timeout_ms);
-		if (rc < 0)
-			return eng_io_error(s->err, rc, "destination", "post-copy", s->net.urgent.err);
+		/* The rest comes by pull, for as long as pulls come: silence on
+		 * both channels for io_timeout_ms is a dead destination. */
+		rc = net_chan_wait_any(&bulk, 1, s->cfg.io_timeout_ms);
+		if (rc == -ETIMEDOUT && s->pulled != pulled) {
+			pulled = s->pulled;
+			continue;
+		}
+		if (rc < 0 && rc != -EINTR)
+			return eng_io_error(s->err, rc, "destination", "post-copy", bulk->err);
 	}
 }
 
@@ -907,8 +1003,10 @@ static int reconnect(struct hmig_source *s, uint32_t *state)
 	} while (!(h.flags & PROTO_FLAG_LAST));
 	for (uint64_t w = 0; w < BITMAP_WORDS(s->geo.npages); w++)
 		missing[w] &= s->moving[w];
+	pthread_mutex_lock(&s->push_lock);
 	push_start(&s->push, missing);
 	atomic_store(&s->live.left, push_left(&s->push));
+	pthread_mutex_unlock(&s->push_lock);
 	*state = theirs.state;
 	return 0;
 }
@@ -930,6 +1028,7 @@ static int recover(struct hmig_source *s, int cause)
 	int rc;
 
 	memcpy(cause_text, s->err, ERR_LEN);
+	urgent_stop(s); /* it served the lost link; it starts again on the new one */
 	set_state(s, S_RECOVERING);
 	for (;;) {
 		close_channels(s);
@@ -986,6 +1085,7 @@ static int committed_steps(struct hmig_source *s, bool postcopy)
 			return rc;
 		if ((rc = wait_record(s, PROTO_DONE)))
 			return rc;
+		urgent_stop(s); /* every page is there: no more pulls */
 		s->dest_done = true;
 		atomic_store(&s->live.left, 0);
 	}
@@ -1012,8 +1112,10 @@ static int handover(struct hmig_source *s, bool postcopy)
 
 	set_state(s, postcopy ? S_POSTCOPY : S_STOPCOPY);
 	if (postcopy) {
+		pthread_mutex_lock(&s->push_lock);
 		push_start(&s->push, s->dirty);
 		atomic_store(&s->live.left, push_left(&s->push));
+		pthread_mutex_unlock(&s->push_lock);
 	} else {
 		atomic_store(&s->live.left, bitmap_count(s->dirty, s->geo.npages));
 	}
@@ -1037,7 +1139,7 @@ static int handover(struct hmig_source *s, bool postcopy)
 static void finish_report(struct hmig_source *s, int rc)
 {
 	eng_report_guest(&s->rep, s->cfg.mode, s->g, &s->geo);
-	s->rep.total_ms = clock_ms(clock_now_ns() - s->t0);
+	s->rep.total_ms = clock_ms((s->t_end ? s->t_end : clock_now_ns()) - s->t0);
 	s->rep.bytes.total = bulk_bytes(s) + urgent_bytes(s);
 	s->rep.bytes.precopy = s->rep.bytes.total - s->rep.bytes.stopcopy - s->rep.bytes.push -
 			       s->rep.bytes.pull;
@@ -1096,6 +1198,7 @@ int hmig_source_run(struct hmig_source *s, const char *addr)
 		rc = switchover(s);
 	if (!rc)
 		rc = handover(s, next == HMIG_DECIDE_POSTCOPY);
+	urgent_stop(s); /* on failure: it may still run */
 	if (rc && !s->committed && cancelled(s))
 		rc = -ECANCELED;
 	if (rc == -EPIPE || rc == -ECONNRESET) {
@@ -1130,6 +1233,7 @@ int hmig_source_run(struct hmig_source *s, const char *addr)
 		rc = err_setf(s->err, -EIO, "%s", hmig_guest_error(s->g));
 	progress_stop(&s->prog);
 	atomic_store(&s->live.finished, true);
+	s->t_end = clock_now_ns();
 	finish_report(s, rc);
 	/* On success the bulk channel stays open for the verdict. */
 	if (rc)
@@ -1206,6 +1310,11 @@ int hmig_source_status(struct hmig_source *s, struct hmig_status *st, size_t siz
 	return 0;
 }
 
+void hmig_source_set_ops_before(struct hmig_source *s, double ops_per_s)
+{
+	s->rep.guest_ops_per_s_before = ops_per_s;
+}
+
 int hmig_source_report(struct hmig_source *s, FILE *f)
 {
 	return stats_report_write_json(&s->rep, f);
@@ -1220,6 +1329,7 @@ void hmig_source_free(struct hmig_source *s)
 {
 	if (!s)
 		return;
+	urgent_stop(s);
 	progress_free(&s->prog);
 	net_pair_close(&s->net);
 	net_tls_free(s->tls);
@@ -1228,6 +1338,8 @@ void hmig_source_free(struct hmig_source *s)
 	sent_log_free(&s->sent);
 	push_free(&s->push);
 	rec_buf_free(&s->rx);
+	rec_buf_free(&s->srv.rx);
+	pthread_mutex_destroy(&s->push_lock);
 	stats_report_free(&s->rep);
 	free(s->moving);
 	free(s->dirty);

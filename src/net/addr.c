@@ -1,6 +1,8 @@
 /* Address parsing: the forms an operator types on the command line. */
 #include "net/net.h"
 
+#include <hmig/hmig.h>
+
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
@@ -207,4 +209,22 @@ int net_addr_parse(struct net_addr *a, const char *s, char *err)
 		return 0;
 	}
 	return resolve(a, host, AF_UNSPEC, port, s, err);
+}
+
+int hmig_addr_check(const char *addr, bool connect, char *errbuf)
+{
+	struct net_addr a;
+	int rc = net_addr_parse(&a, addr, errbuf);
+
+	if (rc)
+		return rc;
+	/* Port 0 asks the kernel for any port: right for a listener, never
+	 * where a destination listens. */
+	if (connect && a.ss.ss_family != AF_UNIX &&
+	    (a.ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&a.ss)->sin6_port
+					: ((struct sockaddr_in *)&a.ss)->sin_port) == 0)
+		return err_setf(errbuf, -EINVAL,
+				"bad address '%s': port 0 is not a port to connect to (name the port 'hmig recv --listen' uses)",
+				addr);
+	return 0;
 }

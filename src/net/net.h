@@ -1,6 +1,6 @@
 /* io_uring channels: the two byte streams between source and destination.
  *
- * A migration uses two connections (DESIGN.md, "The channels"):
+ * A migration uses two connections (docs/architecture.md, "The channels"):
  *   bulk    pre-copy passes and the post-copy pusher: big batches;
  *   urgent  pull requests and their replies: small and first in line, so a
  *           fault never waits behind megabytes of pushed pages.

@@ -36,14 +36,9 @@ const char *stats_integrity_name(enum stats_integrity i)
 	return NAME_OF(names, i);
 }
 
-const char *stats_reason_name(enum stats_reason r)
+const char *stats_reason_name(enum hmig_reason r)
 {
-	static const char *const names[] = {
-		NULL, "converged", "max_passes", "no_progress", "byte_budget",
-		"forced",
-	};
-
-	return NAME_OF(names, r);
+	return r == HMIG_REASON_NONE ? NULL : hmig_reason_name(r);
 }
 
 /* Every top-level key this file writes; an extra may not shadow one. */
@@ -75,6 +70,15 @@ void stats_report_init(struct stats_report *r, enum stats_side side)
 	r->start_unix_ms = NAN;
 	r->guest_ops_per_s_before = NAN;
 	r->guest_ops_per_s_after = NAN;
+	/* What a side cannot see is null, not 0: the destination does not know
+	 * which pages the source found zero or in which phase bytes were sent,
+	 * and the source never sees a fault. */
+	if (side == STATS_SIDE_DESTINATION) {
+		r->pages.sent = r->pages.zero = STATS_NONE;
+		r->bytes.precopy = r->bytes.stopcopy = STATS_NONE;
+	} else if (side == STATS_SIDE_SOURCE) {
+		r->faults.count = STATS_NONE;
+	}
 }
 
 void stats_report_free(struct stats_report *r)
@@ -263,9 +267,12 @@ static json_t *num(double v)
 	return isfinite(v) ? json_real(v) : json_null();
 }
 
-/* jansson's integers are signed 64-bit; no counter gets near 2^63. */
+/* jansson's integers are signed 64-bit; no counter gets near 2^63.
+ * STATS_NONE, a counter this side does not measure, is null. */
 static json_t *count(uint64_t v)
 {
+	if (v == STATS_NONE)
+		return json_null();
 	return v <= INT64_MAX ? json_integer((json_int_t)v) : json_real((double)v);
 }
 
@@ -288,7 +295,7 @@ static json_t *text(const char *s)
 	return v;
 }
 
-/* The document, keys in DESIGN.md's order; NULL when out of memory. */
+/* The document, keys in docs/report.md's order; NULL when out of memory. */
 static json_t *report_doc(const struct stats_report *r)
 {
 	const char *reason = stats_reason_name(r->switchover.reason);
@@ -312,8 +319,7 @@ static json_t *report_doc(const struct stats_report *r)
 			"event", t->event[0] ? text(t->event) : json_null(),
 			"bytes_bulk", count(t->bytes_bulk), "bytes_urgent", count(t->bytes_urgent),
 			"bulk_bps", num(t->bulk_bps), "urgent_bps", num(t->urgent_bps),
-			"pages_present", t->pages_present == STATS_NONE ? json_null()
-									: count(t->pages_present),
+			"pages_present", count(t->pages_present),
 			"pages_pulled", count(t->pages_pulled), "pulls_per_s", num(t->pulls_per_s),
 			"pull_latency_us", num(t->pull_latency_us),
 			"dirty_rate_pps", num(t->dirty_rate_pps),
@@ -336,7 +342,7 @@ static json_t *report_doc(const struct stats_report *r)
 		"error", r->result == STATS_RESULT_OK ? NULL :
 			 text(r->error[0] ? r->error : stats_result_name(r->result)),
 		"integrity", stats_integrity_name(r->integrity),
-		"dirty_logging", r->dirty_logging[0] ? text(r->dirty_logging) : NULL,
+		"dirty_logging", r->dirty_logging[0] ? text(r->dirty_logging) : json_null(),
 		"guest", "backend", text(r->guest.backend), "pages", count(r->guest.pages),
 		"page_size", count(r->guest.page_size), "vcpus", (json_int_t)r->guest.vcpus,
 		"workload", text(r->guest.workload),

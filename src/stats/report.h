@@ -1,15 +1,16 @@
-/* The migration report: one struct per side, written as the JSON document of
- * DESIGN.md "The report".  Reading reports back and merging a source's with a
+/* The migration report: one struct per side, written as the JSON document
+ * docs/report.md describes key by key.  Reading reports back and merging a source's with a
  * destination's is the CLI's business (tools/hmig/doc.c).
  *
  * Conventions of the struct:
  * - times are milliseconds, fault latencies microseconds, as in the JSON;
- * - a double set to NAN means "not measured on this side" and is written as
- *   null (stats_report_init sets every double to NAN); counters start at 0;
- * - every key DESIGN.md lists is always written (scripts may rely on the
- *   shape), except "error", which is written only when result is not ok;
- * - additional keys ("side", "dirty_logging", "guest_ops_per_s_before" /
- *   "_after", extras) are written only when set.
+ * - a double set to NAN, or a counter set to STATS_NONE, means "not
+ *   measured on this side" and is written as null (stats_report_init sets
+ *   every double to NAN, and the counters a side cannot see to STATS_NONE);
+ *   the other counters start at 0;
+ * - every key docs/report.md marks "always" is always written (scripts may
+ *   rely on the shape): "error" only when result is not ok, and
+ *   "guest_ops_per_s_before" / "_after" and the extras only when set.
  *
  * Nothing here locks: the engine's thread fills a report, and its timeline
  * sampler appends rows under the engine's own lock (engine/progress.c).
@@ -34,22 +35,15 @@ enum stats_integrity {
 	STATS_INTEGRITY_OK,
 	STATS_INTEGRITY_MISMATCH,
 };
-/* NONE: no switchover happened (yet); written as "reason": null. */
-enum stats_reason {
-	STATS_REASON_NONE,
-	STATS_REASON_CONVERGED,
-	STATS_REASON_MAX_PASSES,
-	STATS_REASON_NO_PROGRESS,
-	STATS_REASON_BYTE_BUDGET,
-	STATS_REASON_FORCED,
-};
 
-/* The JSON spellings ("hybrid", "cancelled", "max_passes", ...); "?" for an
- * out-of-range value, NULL for STATS_REASON_NONE. */
+/* The JSON spellings ("source", "cancelled", "ok", ...); "?" for an
+ * out-of-range value. */
 const char *stats_side_name(enum stats_side s);
 const char *stats_result_name(enum stats_result r);
 const char *stats_integrity_name(enum stats_integrity i);
-const char *stats_reason_name(enum stats_reason r);
+/* hmig_reason_name's, but NULL for HMIG_REASON_NONE (no switchover
+ * happened yet: written as "reason": null). */
+const char *stats_reason_name(enum hmig_reason r);
 
 /* One row of "passes". */
 struct stats_pass_row {
@@ -64,7 +58,8 @@ struct stats_pass_row {
 /* Phase names are short words ("precopy", "switchover", "postcopy", ...). */
 #define STATS_PHASE_LEN 24
 
-/* A counter this side does not measure (the source's pages_present): null. */
+/* A counter this side does not measure (the source's pages_present, the
+ * destination's pages.sent): null. */
 #define STATS_NONE UINT64_MAX
 
 /* One row of "timeline".  Two kinds: a sample, taken every sample_ms from
@@ -108,7 +103,7 @@ struct stats_report {
 	enum stats_result result;
 	char error[ERR_LEN];	/* one line; written only when result != ok */
 	enum stats_integrity integrity;
-	char dirty_logging[32];	/* e.g. "uffd-wp-async+pagemap-scan"; "" = omit */
+	char dirty_logging[32];	/* e.g. "uffd-wp-async+pagemap-scan"; "" = null */
 	struct {
 		char backend[32];
 		uint64_t pages;
@@ -125,7 +120,7 @@ struct stats_report {
 		uint64_t sent, zero, duplicate, pulled, pushed;
 	} pages;
 	struct {
-		enum stats_reason reason;
+		enum hmig_reason reason;
 		uint64_t stale_pages;
 	} switchover;
 	struct {
@@ -168,7 +163,8 @@ struct stats_report {
 	size_t nextras, extras_cap;
 };
 
-/* Empty report for one side: counters 0, doubles NAN, integrity skipped,
+/* Empty report for one side: counters 0 (STATS_NONE for those the side
+ * cannot see), doubles NAN, integrity skipped,
  * mode hybrid, and result FAILED with error "migration did not finish", so a
  * report written on an early exit never claims success.  The engine sets
  * result = STATS_RESULT_OK when it completes. */

@@ -192,6 +192,40 @@ Test(report_merge, follows_the_documented_rule)
 	json_decref(m);
 }
 
+static void starts(json_t *s, json_t *d, double src_ms, double dst_ms)
+{
+	json_object_set_new(s, "start_unix_ms", json_real(src_ms));
+	json_object_set_new(d, "start_unix_ms", json_real(dst_ms));
+}
+
+/* Both timelines on one clock: the destination's rows move by the gap
+ * between the two sides' wall clocks at their t_ms 0. */
+Test(report_merge, the_destination_timeline_goes_on_the_source_clock)
+{
+	json_t *s = report_doc(source_doc, NULL), *d = report_doc(destination_doc, NULL);
+	json_t *m;
+
+	starts(s, d, 1700000000000.0, 1700000000250.5); /* the destination started later */
+	m = merge_docs(s, d);
+	cr_assert(eq(dbl, path_dbl(m, "timeline_destination_shift_ms"), 250.5));
+	cr_assert(eq(dbl, path_dbl(m, "timeline_destination[0].t_ms"), 1510 + 250.5));
+	cr_assert(eq(dbl, path_dbl(m, "timeline[1].t_ms"), 10), "the source's rows stay");
+	cr_assert(eq(dbl, path_dbl(m, "start_unix_ms"), 1700000000000.0));
+	cr_assert(eq(dbl, path_dbl(m, "start_unix_ms_destination"), 1700000000250.5));
+	cr_assert(eq(dbl, path_dbl(d, "timeline[0].t_ms"), 1510), "the input is not changed");
+	json_decref(m);
+
+	/* Without one side's clock the rows stay on their own, and say so. */
+	json_object_set_new(s, "start_unix_ms", json_null());
+	m = merge_docs(s, d);
+	json_t *shift = json_object_get(m, "timeline_destination_shift_ms");
+	cr_assert(shift && json_is_null(shift), "no shift, yet not null");
+	cr_assert(eq(dbl, path_dbl(m, "timeline_destination[0].t_ms"), 1510));
+	json_decref(m);
+	json_decref(s);
+	json_decref(d);
+}
+
 static void set_result(json_t *r, const char *result, const char *error)
 {
 	json_object_set_new(r, "result", json_string(result));

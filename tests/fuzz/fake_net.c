@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <stdio.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "common/endian.h"
@@ -92,6 +93,11 @@ int net_accept_pair(struct net_listener *l, int timeout_ms, struct net_pair *pai
 void net_listener_close(struct net_listener *l)
 {
 	l->open = false;
+}
+
+void net_listener_stop(struct net_listener *l)
+{
+	atomic_store(&l->stop, true);
 }
 
 int net_connect_pair(const char *addr, uint64_t session_id, int timeout_ms,
@@ -183,6 +189,16 @@ int net_chan_wake(struct net_chan *ch)
 void net_chan_set_rate(struct net_chan *ch, uint64_t bytes_per_s)
 {
 	ch->rate = bytes_per_s;
+}
+
+void net_chan_request_rate(struct net_chan *ch, uint64_t bytes_per_s)
+{
+	ch->rate = bytes_per_s;
+}
+
+void net_chan_set_send_timeout(struct net_chan *ch, int timeout_ms)
+{
+	ch->send_timeout_ms = timeout_ms;
 }
 
 void net_chan_stats(const struct net_chan *ch, struct net_chan_stats *out)

@@ -26,12 +26,35 @@ int cmd_report(int argc, char **argv);
 int cmd_keygen(int argc, char **argv);
 void cmd_keygen_usage(void);
 void cmd_report_usage(void);
+int cmd_status(int argc, char **argv);
+void cmd_status_usage(void);
+int cmd_set_rate(int argc, char **argv);
+void cmd_set_rate_usage(void);
+int cmd_switch(int argc, char **argv);
+void cmd_switch_usage(void);
+int cmd_cancel(int argc, char **argv);
+void cmd_cancel_usage(void);
 
 struct mig_opts;
 /* Runs the source side of a migration to `to` (cmd_send.c); exit status. */
-int run_source(const struct mig_opts *o, const char *to);
-/* Writes len bytes to path, or prints why not and returns -1. */
-int write_text_file(const char *path, const char *text, size_t len);
+int run_source(struct mig_opts *o, const char *to);
+/* A file the command writes at its end (--json), opened at its start: a
+ * path that cannot be written is bad usage found before a migration, not
+ * after it. */
+struct outfile {
+	const char *path; /* NULL: none asked for */
+	int fd;
+	bool created;     /* this run made the file */
+};
+
+/* Opens path for writing without truncating it (NULL: nothing to do).  0,
+ * or prints one line naming the path and why, and returns -1. */
+int outfile_open(struct outfile *f, const char *path);
+/* Replaces the file's content with text and closes it.  0, or prints why
+ * not and returns -1.  Nothing to do when no path was asked for. */
+int outfile_write(struct outfile *f, const char *text, size_t len);
+/* Closes it unwritten, removing it if this run made it. */
+void outfile_drop(struct outfile *f);
 void cmd_bench_usage(void);
 void cmd_demo_usage(void);
 

@@ -12,12 +12,20 @@
 #include "local.h"
 #include "profile.h"
 #include "doc.h"
+#include "summary.h"
 
 struct bench_opts {
 	uint64_t mem;
 	double seconds;
 	uint32_t vcpus;
+	bool insecure;  /* plaintext (CRC32C per page) instead of TLS */
 };
+
+/* What the channels ran, for each table's heading. */
+static const char *channels(const struct bench_opts *o)
+{
+	return o->insecure ? "plaintext with CRC32C" : "TLS 1.3, throwaway PSK";
+}
 
 struct bench {
 	const char *name;
@@ -70,8 +78,11 @@ static int bench_guest(const struct bench_opts *o)
 			if (profile_or_die(&po, &pr))
 				return 1;
 			double gib = (double)mems[m] / (double)(1ull << 30);
-			printf("| %.0f GiB | %s | %s | %.3f | %.3f | %.0f | %.0f | %.0f | %.2fx | %s |\n",
-			       gib, cases[i].label, pr.mode, pr.collect_mean_ms,
+			char size[32];
+
+			summary_size(size, sizeof(size), (double)mems[m]);
+			printf("| %s | %s | %s | %.3f | %.3f | %.0f | %.0f | %.0f | %.2fx | %s |\n",
+			       size, cases[i].label, pr.mode, pr.collect_mean_ms,
 			       pr.collect_mean_ms / gib, pr.dirty_rate_pps / 10.0,
 			       pr.writes_logged, pr.ops_unlogged,
 			       pr.ops_unlogged / (pr.ops_logged > 0 ? pr.ops_logged : 1),
@@ -92,7 +103,7 @@ static int migrate_sec(const struct bench_opts *o, const char *workload, enum hm
 static int migrate_k(const struct bench_opts *o, const char *workload, enum hmig_mode mode,
 		     double warmup, const char *const *knobs, json_t **src, json_t **dst)
 {
-	return migrate_sec(o, workload, mode, warmup, knobs, false, src, dst);
+	return migrate_sec(o, workload, mode, warmup, knobs, o->insecure, src, dst);
 }
 
 /* One local migration, TLS with an ephemeral key (local.c) unless insecure. */
@@ -125,7 +136,7 @@ static int migrate_sec(const struct bench_opts *o, const char *workload, enum hm
 	m.warmup = warmup;
 	m.run_after = 0.5;
 	m.quiet = true;
-	int status = local_migrate(&m, 0, argv, &lr);
+	int status = local_migrate(&m, &lr);
 	int rc = -1;
 	if (lr.src_json && lr.dst_json && doc_parse(lr.src_json, lr.src_len, src, err) == 0) {
 		if (doc_parse(lr.dst_json, lr.dst_len, dst, err) == 0)
@@ -163,8 +174,8 @@ static int bench_precopy(const struct bench_opts *o)
 	json_t *src, *dst;
 	struct baseline_tcp tcp;
 
-	printf("## bench precopy (%lu MiB guest, %u vCPUs, loopback)\n\n",
-	       (unsigned long)(o->mem >> 20), o->vcpus);
+	printf("## bench precopy (%lu MiB guest, %u vCPUs, loopback, %s)\n\n",
+	       (unsigned long)(o->mem >> 20), o->vcpus, channels(o));
 	/* Source + destination + the fresh-memory baseline: warm 4 guest sizes. */
 	baseline_warm_memory(4 * o->mem);
 	if (baseline_tcp_blast(o->mem, &tcp)) {
@@ -217,8 +228,8 @@ static int bench_postcopy(const struct bench_opts *o)
 	json_t *src, *dst;
 	struct baseline_tcp tcp;
 	struct baseline_pull pull;
-	printf("## bench postcopy (%lu MiB guest, %u vCPUs, loopback)\n\n",
-	       (unsigned long)(o->mem >> 20), o->vcpus);
+	printf("## bench postcopy (%lu MiB guest, %u vCPUs, loopback, %s)\n\n",
+	       (unsigned long)(o->mem >> 20), o->vcpus, channels(o));
 	baseline_warm_memory(4 * o->mem);
 	if (baseline_tcp_blast(o->mem, &tcp) || baseline_pull(&pull)) {
 		die_msg("bench: a baseline failed");
@@ -341,8 +352,8 @@ static int bench_scale(const struct bench_opts *o)
 		  { "precopy_passes=1", NULL } },
 		{ "hybrid, unthrottled writer", "uniform", HMIG_MODE_HYBRID, { NULL } },
 	};
-	printf("## bench scale (%u vCPUs, loopback, %d runs a cell: median (min-max))\n\n",
-	       o->vcpus, RUNS);
+	printf("## bench scale (%u vCPUs, loopback, %s, %d runs a cell: median (min-max))\n\n",
+	       o->vcpus, channels(o), RUNS);
 	/* This VM backs memory lazily and takes freed memory back after a
 	 * while: whoever touches memory first pays several times what a warm
 	 * touch costs, and the order of runs would decide the figures.  So
@@ -491,13 +502,15 @@ static const struct bench benches[] = {
 
 void cmd_bench_usage(void)
 {
-	printf("usage: hmig bench <name> [--mem SIZE] [--vcpus N] [--seconds S]\n\n");
+	printf("usage: hmig bench <name> [--mem SIZE] [--vcpus N] [--seconds S] [--insecure]\n\n");
 	for (size_t i = 0; i < NBENCHES; i++)
 		printf("  %-8s %s\n", benches[i].name, benches[i].summary);
 	printf("\nPrints Markdown tables (the format of docs/benchmarks.md).\n"
 	       "  --mem SIZE     base guest size (default 1G)\n"
 	       "  --vcpus N      vCPUs (default 2)\n"
-	       "  --seconds S    measuring time per case (default 3)\n");
+	       "  --seconds S    measuring time per case (default 3)\n"
+	       "  --insecure     plaintext channels (CRC32C per page) instead of TLS\n"
+	       "                 (bench tls always measures both)\n");
 }
 
 int cmd_bench(int argc, char **argv)
@@ -506,14 +519,15 @@ int cmd_bench(int argc, char **argv)
 		{ "mem", required_argument, NULL, 'm' },
 		{ "vcpus", required_argument, NULL, 'v' },
 		{ "seconds", required_argument, NULL, 't' },
+		{ "insecure", no_argument, NULL, 'i' },
 		{ 0 }
 	};
 	struct bench_opts o = { .mem = 1ull << 30, .seconds = 3, .vcpus = 2 };
 	uint64_t u;
 	int c;
 
-	if (argc < 2) {
-		cmd_bench_usage();
+	if (argc < 2 || argv[1][0] == '-') {
+		die_msg("bench needs a benchmark's name first: run 'hmig bench --help' for the list");
 		return EXIT_USAGE;
 	}
 	const char *name = argv[1];
@@ -533,6 +547,9 @@ int cmd_bench(int argc, char **argv)
 		case 't':
 			if (opt_double("--seconds", optarg, 0.2, 3600, &o.seconds))
 				return EXIT_USAGE;
+			break;
+		case 'i':
+			o.insecure = true;
 			break;
 		default:
 			die_msg("unknown or incomplete option '%s': run 'hmig bench --help'",

@@ -17,7 +17,7 @@
 
 struct guest_opts {
 	struct profile_opts prof;
-	const char *json;
+	struct outfile json; /* --json, opened before the guest runs */
 };
 
 void cmd_guest_usage(void)
@@ -65,7 +65,7 @@ static int parse_guest_opts(int argc, char **argv, struct guest_opts *o)
 
 	*o = (struct guest_opts){ .prof = {
 		.seconds = 5, .interval_ms = 100, .baseline = true, .rows_out = stdout,
-	} };
+	}, .json.fd = -1 };
 	synth_opts_default(&o->prof.p);
 	optind = 1;
 	opterr = 0;
@@ -93,7 +93,7 @@ static int parse_guest_opts(int argc, char **argv, struct guest_opts *o)
 			o->prof.baseline = false;
 			break;
 		case 'j':
-			o->json = optarg;
+			o->json.path = optarg;
 			break;
 		default:
 			die_msg("unknown or incomplete option '%s': run 'hmig guest --help'",
@@ -105,10 +105,10 @@ static int parse_guest_opts(int argc, char **argv, struct guest_opts *o)
 		die_msg("unexpected argument '%s': run 'hmig guest --help'", argv[optind]);
 		return -1;
 	}
-	return 0;
+	return outfile_open(&o->json, o->json.path);
 }
 
-static int write_json(const char *path, const struct guest_opts *o, const struct profile *pr)
+static int write_json(struct guest_opts *o, const struct profile *pr)
 {
 	json_t *doc = json_pack("{s:{s:s,s:I,s:I,s:I,s:s},s:s,s:s,s:o,s:o}",
 		"guest", "backend", "synth", "pages", (json_int_t)pr->geo.npages,
@@ -144,20 +144,24 @@ static int write_json(const char *path, const struct guest_opts *o, const struct
 		rc = -ENOMEM;
 	json_decref(rows);
 
-	FILE *f = NULL;
-	if (!rc && !(f = fopen(path, "w")))
-		rc = -errno;
-	if (f) {
-		rc = doc_write(doc, f);
-		if (fclose(f) && !rc)
-			rc = -errno;
+	char *text = NULL;
+	size_t len = 0;
+	FILE *m = rc ? NULL : open_memstream(&text, &len);
+	if (m) {
+		rc = doc_write(doc, m);
+		if (fclose(m) && !rc)
+			rc = -ENOMEM;
 	}
 	json_decref(doc);
-	if (rc) {
-		die_msg("cannot write %s: %s", path, strerror(-rc));
-		return -1;
+	if (rc || !m) {
+		die_msg("cannot write %s: %s", o->json.path, strerror(rc ? -rc : ENOMEM));
+		outfile_drop(&o->json);
+		rc = -1;
+	} else {
+		rc = outfile_write(&o->json, text, len);
 	}
-	return 0;
+	free(text);
+	return rc;
 }
 
 int cmd_guest(int argc, char **argv)
@@ -175,6 +179,7 @@ int cmd_guest(int argc, char **argv)
 	if (rc) {
 		die_msg("%s", pr.err);
 		profile_free(&pr);
+		outfile_drop(&o.json);
 		return rc == -EINVAL ? EXIT_USAGE : 1;
 	}
 	double gib = (double)(pr.geo.npages * pr.geo.page_size) / (double)(1ull << 30);
@@ -192,7 +197,7 @@ int cmd_guest(int argc, char **argv)
 	printf("integrity: %s (oracle replayed %lu ops in %.0f ms)%s%s\n", pr.integrity,
 	       (unsigned long)pr.final.ops, pr.verify_ms, pr.err[0] ? ": " : "", pr.err);
 	int status = strcmp(pr.integrity, "mismatch") ? 0 : 1;
-	if (o.json && write_json(o.json, &o, &pr))
+	if (o.json.path && write_json(&o, &pr))
 		status = 1;
 	profile_free(&pr);
 	return status;

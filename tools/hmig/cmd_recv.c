@@ -9,6 +9,7 @@
 
 #include "cmd.h"
 #include "migopts.h"
+#include "monitor.h"
 #include "summary.h"
 
 /* The signal handler needs it. */
@@ -110,31 +111,32 @@ void cmd_recv_usage(void)
 	mig_usage(ROLE_RECV);
 }
 
-int cmd_recv(int argc, char **argv)
+/* The destination's migration proper, once its control socket is open. */
+static int receive(struct mig_opts *o, struct control *ctl)
 {
-	struct mig_opts o;
 	struct hmig_guest *g;
 	struct hmig_dest *d;
+	struct monitor mon;
 	char err[256];
 	int rc, status = 1;
 
-	if (mig_parse(argc, argv, ROLE_RECV, &o))
-		return EXIT_USAGE;
-	if ((rc = guest_open_dest(&o.guest, &g, err))) {
+	if ((rc = guest_open_dest(&o->guest, &g, err))) {
 		die_msg("%s", err);
+		outfile_drop(&o->json_out);
 		return rc == -EINVAL || rc == -EOPNOTSUPP ? EXIT_USAGE : 1;
 	}
-	if ((rc = hmig_dest_new(&o.cfg, g, o.listen, &d, err))) {
+	if ((rc = hmig_dest_new(&o->cfg, g, o->listen, &d, err))) {
 		die_msg("%s", err);
+		outfile_drop(&o->json_out);
 		g->ops->destroy(g);
 		return rc == -EINVAL ? EXIT_USAGE : 1;
 	}
 	struct reject_printer rp = { .tokens = RATE_BURST, .last_ns = mono_ns() };
 	hmig_dest_set_reject_hook(d, print_reject, &rp);
-	if (o.ready_fd >= 0) {
-		dprintf(o.ready_fd, "%s\n", hmig_dest_address(d));
-		close(o.ready_fd);
-	} else if (!o.quiet) {
+	if (o->ready_fd >= 0) {
+		dprintf(o->ready_fd, "%s\n", hmig_dest_address(d));
+		close(o->ready_fd);
+	} else if (!o->quiet) {
 		printf("hmig recv: listening on %s\n", hmig_dest_address(d));
 		fflush(stdout);
 	}
@@ -143,16 +145,36 @@ int cmd_recv(int argc, char **argv)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+	monitor_start(&mon, &(struct control_target){ .dst = d }, ctl, "hmig recv",
+		      !o->quiet && !o->no_progress);
 	rc = hmig_dest_run(d);
+	monitor_stop(&mon);
 	if (rc)
 		die_msg("%s", hmig_dest_error(d));
-	else if (run_and_verify(d, g, o.run_after) == 0)
+	else if (run_and_verify(d, g, o->run_after) == 0)
 		status = 0;
 	struct dest_ctx rctx = { d, g };
-	if (summary_finish(write_dest_report, &rctx, o.quiet, o.json))
+	if (summary_finish(write_dest_report, &rctx, o->quiet, &o->json_out))
 		status = 1;
 	receiving = NULL;
 	hmig_dest_free(d);
 	g->ops->destroy(g);
+	return status;
+}
+
+int cmd_recv(int argc, char **argv)
+{
+	struct mig_opts o;
+	struct control ctl;
+	int status;
+
+	if (mig_parse(argc, argv, ROLE_RECV, &o))
+		return EXIT_USAGE;
+	if (monitor_control_open(&ctl, o.control, o.quiet)) {
+		outfile_drop(&o.json_out);
+		return EXIT_USAGE;
+	}
+	status = receive(&o, &ctl);
+	control_close(&ctl);
 	return status;
 }

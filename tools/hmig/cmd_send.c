@@ -9,6 +9,7 @@
 
 #include "cmd.h"
 #include "migopts.h"
+#include "monitor.h"
 #include "summary.h"
 
 /* The CLI may keep this one global: the signal handlers need it. */
@@ -62,34 +63,25 @@ static int write_source_report(void *ctx, FILE *f)
 	return report_with_guest(library_report, c->src, c->g, f);
 }
 
-int write_text_file(const char *path, const char *text, size_t len)
-{
-	FILE *f = fopen(path, "w");
-
-	if (!f || fwrite(text, 1, len, f) != len || fclose(f)) {
-		die_msg("cannot write %s: %s", path, strerror(errno));
-		if (f)
-			fclose(f);
-		return -1;
-	}
-	return 0;
-}
-
-int run_source(const struct mig_opts *o, const char *to)
+/* The source's migration proper, once its control socket is open. */
+static int migrate(struct mig_opts *o, const char *to, struct control *ctl)
 {
 	struct hmig_guest *g;
 	struct hmig_source *src;
+	struct monitor mon;
 	char err[256];
 	int rc, status = 1;
 
 	rc = guest_open_source(&o->guest, &g, err);
 	if (rc) {
 		die_msg("%s", err);
+		outfile_drop(&o->json_out);
 		/* A bad parameter, or a guest this hmig or host cannot move. */
 		return rc == -EINVAL || rc == -EOPNOTSUPP ? EXIT_USAGE : 1;
 	}
 	if ((rc = hmig_source_new(&o->cfg, g, &src, err))) {
 		die_msg("%s", err);
+		outfile_drop(&o->json_out);
 		g->ops->destroy(g);
 		return rc == -EINVAL ? EXIT_USAGE : 1;
 	}
@@ -97,15 +89,28 @@ int run_source(const struct mig_opts *o, const char *to)
 	 * warm-up is a cancel or a forced switch, never a dead guest. */
 	running = src;
 	catch_signals();
+	monitor_start(&mon, &(struct control_target){ .src = src }, ctl, "hmig send",
+		      !o->quiet && !o->no_progress);
 	if ((rc = g->ops->run(g))) {
+		monitor_stop(&mon);
 		die_msg("%s", hmig_guest_error(g));
 		goto out;
 	}
 	struct timespec w = { .tv_sec = (time_t)o->warmup,
 			      .tv_nsec = (long)((o->warmup - (double)(time_t)o->warmup) * 1e9) };
+	struct hmig_guest_stats a, b;
+	int sa = g->ops->stats(g, &a);
+	uint64_t t0 = mono_ns();
 	while (nanosleep(&w, &w) && errno == EINTR)
 		;
+	/* The guest's own pace, for the report's guest_ops_per_s_before. */
+	if (o->warmup > 0 && !sa && !g->ops->stats(g, &b) && mono_ns() > t0)
+		hmig_source_set_ops_before(src, (double)(b.ops - a.ops) /
+						   ((double)(mono_ns() - t0) / 1e9));
 	rc = hmig_source_run(src, to);
+	/* The migration is over: its last line says so when it ended, not
+	 * after the destination's guest has run its --run-after. */
+	monitor_stop(&mon);
 	/* Exit 0 means the guest runs on the destination with every page and
 	 * its oracle, if it has one, said ok: wait for that word. */
 	if (!rc)
@@ -115,12 +120,28 @@ int run_source(const struct mig_opts *o, const char *to)
 	else
 		status = 0;
 	struct source_ctx rctx = { src, g };
-	if (summary_finish(write_source_report, &rctx, o->quiet, o->json))
+	if (summary_finish(write_source_report, &rctx, o->quiet || o->no_summary, &o->json_out))
 		status = 1;
 out:
 	running = NULL;
 	hmig_source_free(src);
 	g->ops->destroy(g);
+	return status;
+}
+
+int run_source(struct mig_opts *o, const char *to)
+{
+	struct control ctl;
+	int status;
+
+	/* Before the guest: a --control PATH in use is bad usage, found at
+	 * once. */
+	if (monitor_control_open(&ctl, o->control, o->quiet)) {
+		outfile_drop(&o->json_out);
+		return EXIT_USAGE;
+	}
+	status = migrate(o, to, &ctl);
+	control_close(&ctl);
 	return status;
 }
 

@@ -190,7 +190,8 @@ enum merge_kind {
 	M_ERROR,
 	M_MAX,		/* the larger number */
 	M_TL_SRC,	/* the source's timeline, or [] */
-	M_TL_DST,	/* the destination's timeline, or [] */
+	M_TL_DST,	/* the destination's timeline on the source's clock, or [] */
+	M_TL_SHIFT,	/* what M_TL_DST added to each t_ms, or null */
 };
 
 struct merge_rule {
@@ -230,6 +231,7 @@ static const struct merge_rule top_rules[] = {
 	{ "guest_ops_per_s_after", M_DST },
 	{ "timeline", M_TL_SRC },
 	{ "timeline_destination", M_TL_DST },
+	{ "timeline_destination_shift_ms", M_TL_SHIFT },
 };
 
 /* The merged document under construction; rc is the first failure. */
@@ -375,13 +377,55 @@ static json_t *error_text(const json_t *s, enum side_result sr, const json_t *d,
 	return json_sprintf("%s: %s", se ? "source" : "destination", se ? se : de);
 }
 
+/* How far the destination's clock started after the source's (ms), from
+ * both sides' wall clocks at their t_ms 0; false when a side lacks one. */
+static bool clock_shift(const json_t *src, const json_t *dst, double *shift)
+{
+	double s, d;
+
+	if (doc_double(src, "start_unix_ms", &s) || doc_double(dst, "start_unix_ms", &d))
+		return false;
+	*shift = d - s;
+	return true;
+}
+
+/* A copy of the destination's timeline with `shift` added to each t_ms. */
+static json_t *shifted_timeline(const json_t *tl, double shift)
+{
+	json_t *out = json_deep_copy(tl), *row;
+	size_t i;
+
+	json_array_foreach(out, i, row) {
+		json_t *t = json_object_get(row, "t_ms");
+
+		if (json_is_number(t))
+			json_object_set_new(row, "t_ms", json_real(json_number_value(t) + shift));
+	}
+	return out;
+}
+
 int doc_merge(json_t *src, json_t *dst, FILE *out, char *err)
+{
+	json_t *doc;
+	int rc = doc_merged(src, dst, &doc, err);
+
+	if (rc)
+		return rc;
+	rc = doc_write(doc, out);
+	json_decref(doc);
+	if (rc)
+		return doc_err(err, rc, "writing the merged report: %s", strerror(-rc));
+	return 0;
+}
+
+int doc_merged(json_t *src, json_t *dst, json_t **out, char *err)
 {
 	struct merge m = { 0 };
 	enum side_result sr, dr;
 	const char *result;
+	double shift = 0;
+	bool aligned;
 	json_t *doc;
-	int rc;
 
 	if (!src && !dst)
 		return doc_err(err, -EINVAL, "merging reports: neither side has one");
@@ -390,6 +434,7 @@ int doc_merge(json_t *src, json_t *dst, FILE *out, char *err)
 			       src && !json_is_object(src) ? "source" : "destination");
 	sr = side_result(src);
 	dr = side_result(dst);
+	aligned = clock_shift(src, dst, &shift);
 	if (sr == SR_FAILED || dr == SR_FAILED)
 		result = "failed";
 	else if (sr == SR_CANCELLED || dr == SR_CANCELLED)
@@ -431,15 +476,24 @@ int doc_merge(json_t *src, json_t *dst, FILE *out, char *err)
 		case M_TL_DST: {
 			json_t *tl = json_object_get(rule->kind == M_TL_SRC ? src : dst, "timeline");
 
-			put_new(&m, doc, rule->key, json_is_array(tl) ? json_incref(tl) : json_array());
+			if (!json_is_array(tl))
+				put_new(&m, doc, rule->key, json_array());
+			else if (rule->kind == M_TL_DST && aligned)
+				put_new(&m, doc, rule->key, shifted_timeline(tl, shift));
+			else
+				put_new(&m, doc, rule->key, json_incref(tl));
 			break;
 		}
+		case M_TL_SHIFT:
+			put_new(&m, doc, rule->key, aligned ? json_real(shift) : json_null());
+			break;
 		}
 	}
 	copy_unknown(&m, doc, src, dst, top_rules, NRULES(top_rules));
-	rc = m.rc ? m.rc : doc_write(doc, out);
-	json_decref(doc);
-	if (rc)
-		return doc_err(err, rc, "writing the merged report: %s", strerror(-rc));
+	if (m.rc) {
+		json_decref(doc);
+		return doc_err(err, m.rc, "merging reports: out of memory");
+	}
+	*out = doc;
 	return 0;
 }

@@ -69,13 +69,23 @@ int doc_write(const json_t *doc, FILE *f);
  *   guest_ops_per_s_before
  *                the source's, else the destination's
  *   timeline     the source's (or []); "timeline_destination" the
- *                destination's (or [])
+ *                destination's (or []), on the source's clock: each row's
+ *                t_ms plus the destination's start_unix_ms minus the
+ *                source's, which "timeline_destination_shift_ms" gives
+ *                (null, and the rows left on the destination's own clock,
+ *                when either side lacks start_unix_ms).  Across hosts the
+ *                alignment is as good as the two hosts' clock sync.
  *   other keys   copied; a key both sides have keeps the source's value and
  *                the destination's goes under "<key>_destination"
+ *                (start_unix_ms is the source's, start_unix_ms_destination
+ *                the destination's)
  *
  * "else" means: when the preferred side lacks the key or has null there.
  * Returns 0, -EINVAL (a document is not an object; both NULL), -ENOMEM, or
  * the write error; err says what went wrong. */
 int doc_merge(json_t *src, json_t *dst, FILE *out, char *err);
+
+/* The same merge as a new document (*out; json_decref it). */
+int doc_merged(json_t *src, json_t *dst, json_t **out, char *err);
 
 #endif

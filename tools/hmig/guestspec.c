@@ -97,6 +97,20 @@ int guest_spec_parse(const char *spec, struct guest_spec *gs, char *err)
 	return -EINVAL;
 }
 
+int guest_check_source(const struct guest_spec *gs, char *err)
+{
+	switch (gs->backend) {
+	case GUEST_SYNTH:
+		return hmig_synth_params_check(&gs->synth, err);
+	case GUEST_XEN:
+		/* guest_spec_parse checked the domid; the domain itself is the
+		 * opener's to find. */
+		return 0;
+	}
+	snprintf(err, 256, "no guest backend chosen (caller bug)");
+	return -EINVAL;
+}
+
 int guest_open_source(const struct guest_spec *gs, struct hmig_guest **out, char *err)
 {
 	switch (gs->backend) {

@@ -36,6 +36,10 @@ struct guest_spec {
  * this hmig was built without parses; its opener says so (-EOPNOTSUPP). */
 int guest_spec_parse(const char *spec, struct guest_spec *gs, char *err);
 
+/* Checks what guest_open_source would refuse of the chosen backend's
+ * options, without building a guest: 0, or -EINVAL with one line in err. */
+int guest_check_source(const struct guest_spec *gs, char *err);
+
 /* A source guest (not yet running) and an empty destination guest of the
  * chosen backend, through its typed opener: 0, or -errno with one line in
  * err and *out NULL. */

@@ -1,10 +1,10 @@
 /* A migration between two local processes: 'hmig recv' as a child on a
  * loopback port, the source in this process.  Used by demo and bench.
  *
- * Nothing outlives it: the reports and the child's output go to memory
- * files (memfd) that both processes reach by /proc/self/fd paths, not to a
- * temporary directory, and the child dies with this process
- * (PR_SET_PDEATHSIG) even when this one is killed outright. */
+ * Nothing outlives it: the reports go to memory files (memfd) that both
+ * processes reach by /proc/self/fd paths, not to a temporary directory,
+ * and the child dies with this process (PR_SET_PDEATHSIG) even when this
+ * one is killed outright. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -43,10 +43,10 @@ static char *slurp(int fd, size_t *len)
 	return buf;
 }
 
-/* Starts the destination: this binary's 'recv' on 127.0.0.1, any port, its
- * stdout into out_path; returns the address it bound (read from a pipe). */
-static pid_t start_dest(int argc, char **argv, const struct mig_opts *o, const char *json_path,
-			const char *out_path, char *addr, size_t addr_len)
+/* Starts the destination: this binary's 'recv --quiet' on 127.0.0.1, any
+ * port; returns the address it bound (read from a pipe). */
+static pid_t start_dest(const struct mig_opts *o, const char *json_path, char *addr,
+			size_t addr_len)
 {
 	int pfd[2];
 	char run_after[32];
@@ -75,6 +75,9 @@ static pid_t start_dest(int argc, char **argv, const struct mig_opts *o, const c
 		args[n++] = (char *)json_path;
 		args[n++] = "--run-after";
 		args[n++] = run_after;
+		/* The caller prints what it wants of the report; errors still
+		 * reach this process's stderr. */
+		args[n++] = "--quiet";
 		/* The pair's security, as the source has it (local_migrate made
 		 * an ephemeral key unless told otherwise). */
 		if (o->cfg.insecure) {
@@ -86,17 +89,24 @@ static pid_t start_dest(int argc, char **argv, const struct mig_opts *o, const c
 			args[n++] = "--tls-creds";
 			args[n++] = (char *)o->cfg.tls_creds;
 		}
-		/* Knobs apply to both sides. */
-		for (int i = 1; i < argc && n < 60; i++)
-			if (!strcmp(argv[i], "-o") && i + 1 < argc) {
-				args[n++] = "-o";
-				args[n++] = argv[++i];
-			} else if (!strncmp(argv[i], "-o", 2) && argv[i][2]) {
-				args[n++] = argv[i];
-			}
+		/* The destination's knobs, as this side parsed them: 'recv'
+		 * refuses the source's (the source sends what it needs). */
+		char knobs[24][96];
+		const struct hmig_knob *k;
+		unsigned nk = 0;
+
+		for (unsigned i = 0; (k = hmig_config_knob(i)) && nk < 24; i++) {
+			char val[64];
+
+			if (!(k->sides & HMIG_SIDE_DEST) ||
+			    hmig_config_get(&o->cfg, k->key, val, sizeof(val)))
+				continue;
+			snprintf(knobs[nk], sizeof(knobs[nk]), "%s=%s", k->key, val);
+			args[n++] = "-o";
+			args[n++] = knobs[nk++];
+		}
 		args[n] = NULL;
-		int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-		if (out < 0 || dup2(out, 1) < 0 || dup2(pfd[1], 3) < 0)
+		if (dup2(pfd[1], 3) < 0)
 			_exit(1);
 		execv("/proc/self/exe", args);
 		_exit(127);
@@ -129,17 +139,16 @@ static int memfile(const char *name, char *path, size_t len)
 	return fd;
 }
 
-int local_migrate(const struct mig_opts *o, int argc, char **argv, struct local_run *lr)
+int local_migrate(const struct mig_opts *o, struct local_run *lr)
 {
-	char dst_json[64], dst_out[64], src_json[64], addr[128], psk[64], err[256];
-	int fd_dj, fd_do, fd_sj, fd_psk = -1;
+	char dst_json[64], src_json[64], addr[128], psk[64], err[256];
+	int fd_dj, fd_sj, fd_psk = -1;
 	struct mig_opts lo = *o;
 
 	memset(lr, 0, sizeof(*lr));
 	fd_dj = memfile("hmig-dest.json", dst_json, sizeof(dst_json));
-	fd_do = memfile("hmig-dest.out", dst_out, sizeof(dst_out));
 	fd_sj = memfile("hmig-source.json", src_json, sizeof(src_json));
-	if (fd_dj < 0 || fd_do < 0 || fd_sj < 0) {
+	if (fd_dj < 0 || fd_sj < 0) {
 		die_msg("cannot make memory files for the reports: %s", strerror(errno));
 		return 1;
 	}
@@ -149,7 +158,7 @@ int local_migrate(const struct mig_opts *o, int argc, char **argv, struct local_
 		fd_psk = memfile("hmig-pair.psk", psk, sizeof(psk));
 		if (fd_psk < 0 || keygen_psk(psk, "hmig-local", err)) {
 			die_msg("%s", fd_psk < 0 ? strerror(errno) : err);
-			close(fd_dj), close(fd_do), close(fd_sj);
+			close(fd_dj), close(fd_sj);
 			if (fd_psk >= 0)
 				close(fd_psk);
 			return 1;
@@ -158,10 +167,10 @@ int local_migrate(const struct mig_opts *o, int argc, char **argv, struct local_
 	}
 	o = &lo;
 
-	pid_t pid = start_dest(argc, argv, o, dst_json, dst_out, addr, sizeof(addr));
+	pid_t pid = start_dest(o, dst_json, addr, sizeof(addr));
 	if (pid < 0) {
 		die_msg("cannot start the destination process: %s", strerror(errno));
-		close(fd_dj), close(fd_do), close(fd_sj);
+		close(fd_dj), close(fd_sj);
 		if (fd_psk >= 0)
 			close(fd_psk);
 		return 1;
@@ -171,7 +180,8 @@ int local_migrate(const struct mig_opts *o, int argc, char **argv, struct local_
 		struct mig_opts so = *o;
 
 		so.json = src_json;
-		src_status = run_source(&so, addr);
+		so.no_summary = true;
+		src_status = outfile_open(&so.json_out, src_json) ? 1 : run_source(&so, addr);
 	}
 	int wst = 0;
 	if (!addr[0] || src_status)
@@ -181,11 +191,9 @@ int local_migrate(const struct mig_opts *o, int argc, char **argv, struct local_
 	if (!addr[0])
 		die_msg("the destination process did not start listening (status %d)", dst_status);
 
-	lr->dst_out = slurp(fd_do, &lr->dst_out_len);
 	lr->src_json = slurp(fd_sj, &lr->src_len);
 	lr->dst_json = slurp(fd_dj, &lr->dst_len);
 	close(fd_dj);
-	close(fd_do);
 	close(fd_sj);
 	if (fd_psk >= 0)
 		close(fd_psk);
@@ -194,7 +202,6 @@ int local_migrate(const struct mig_opts *o, int argc, char **argv, struct local_
 
 void local_run_free(struct local_run *lr)
 {
-	free(lr->dst_out);
 	free(lr->src_json);
 	free(lr->dst_json);
 	memset(lr, 0, sizeof(*lr));

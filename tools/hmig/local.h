@@ -7,15 +7,14 @@
 #include "migopts.h"
 
 struct local_run {
-	char *dst_out;            /* what the destination printed */
-	size_t dst_out_len;
 	char *src_json, *dst_json; /* the two reports, NULL when a side wrote none */
 	size_t src_len, dst_len;
 };
 
-/* Runs it; -o knobs in argv go to the destination too.  Returns the exit
- * status (0 when both sides succeeded and the oracle said ok). */
-int local_migrate(const struct mig_opts *o, int argc, char **argv, struct local_run *lr);
+/* Runs it; the destination's knobs of o->cfg go to the destination too.
+ * Returns the exit status (0 when both sides succeeded and the oracle said
+ * ok). */
+int local_migrate(const struct mig_opts *o, struct local_run *lr);
 void local_run_free(struct local_run *lr);
 
 #endif

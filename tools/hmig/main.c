@@ -12,7 +12,14 @@ static const struct cmd commands[] = {
 	{ "recv", "receive a migration and run the guest", cmd_recv, cmd_recv_usage },
 	{ "demo", "migrate a guest between two local processes (the README's demo)",
 	  cmd_demo, cmd_demo_usage },
-	{ "report", "print the summary of a JSON report", cmd_report, cmd_report_usage },
+	{ "status", "print the figures of a running send or recv", cmd_status, cmd_status_usage },
+	{ "set-rate", "change the bandwidth cap of a running send", cmd_set_rate,
+	  cmd_set_rate_usage },
+	{ "switch", "make a running send switch after the current pass", cmd_switch,
+	  cmd_switch_usage },
+	{ "cancel", "cancel a running send or recv before the handover", cmd_cancel,
+	  cmd_cancel_usage },
+	{ "report", "print a JSON report as a summary, or merge two", cmd_report, cmd_report_usage },
 	{ "keygen", "make TLS credentials (X.509 set or pre-shared key) for send and recv",
 	  cmd_keygen, cmd_keygen_usage },
 	{ "bench", "run a benchmark and print its table (docs/benchmarks.md)",
@@ -26,7 +33,7 @@ static void usage(FILE *f)
 	fprintf(f, "usage: hmig <command> [options]\n\ncommands:\n");
 	for (size_t i = 0; i < NCOMMANDS; i++)
 		fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
-	fprintf(f, "\n'hmig <command> --help' shows a command's options.\n");
+	fprintf(f, "\n'hmig <command> --help' shows a command's options; 'hmig --version' the version.\n");
 }
 
 int main(int argc, char **argv)
@@ -39,6 +46,10 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
 		usage(stdout);
+		return 0;
+	}
+	if (!strcmp(argv[1], "-V") || !strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
+		printf("hmig %s\n", HMIG_VERSION);
 		return 0;
 	}
 	for (size_t i = 0; i < NCOMMANDS; i++) {

@@ -34,8 +34,10 @@ static const struct mig_opt table[] = {
 	{ "tls-psk", 1, ROLE_SEND | ROLE_RECV | ROLE_DEMO, GROUP_MIG, "FILE", "TLS 1.3 with a pre-shared key, 'identity:hexkey' (hmig keygen --psk; demo makes one)" },
 	{ "insecure", 0, ROLE_SEND | ROLE_RECV | ROLE_DEMO, GROUP_MIG, NULL, "no TLS: plaintext, pages checked by CRC32C only, and anyone who reaches the port can migrate in" },
 	{ "max-mem", 1, ROLE_RECV, GROUP_MIG, "SIZE", "refuse a guest larger than this (default: this host's available memory)" },
-	{ "quiet", 0, ROLE_SEND | ROLE_RECV | ROLE_DEMO, GROUP_MIG, NULL, "no summary" },
-	{ "o", 1, ROLE_SEND | ROLE_RECV | ROLE_DEMO, GROUP_MIG, "KEY=VALUE", "set a knob (repeatable): max_passes, dirty_threshold_pages, downtime_target_ms, byte_budget, min_progress, precopy_passes, switch_after_ms, push, near_pages, rate_limit_bps, io_timeout_ms, ..." },
+	{ "quiet", 0, ROLE_SEND | ROLE_RECV | ROLE_DEMO, GROUP_MIG, NULL, "print errors only: no progress, no summary" },
+	{ "no-progress", 0, ROLE_SEND | ROLE_RECV | ROLE_DEMO, GROUP_MIG, NULL, "no live progress line on stderr (the summary still prints)" },
+	{ "control", 1, ROLE_SEND | ROLE_RECV | ROLE_DEMO, GROUP_MIG, "PATH", "control socket for 'hmig status' and co. (default DIR/PID.sock: see 'man hmig')" },
+	{ "o", 1, ROLE_SEND | ROLE_RECV | ROLE_DEMO, GROUP_MIG, "KEY=VALUE", "set a knob (repeatable; the knobs are listed below)" },
 	/* A synth source's make-up: the destination takes it from the source. */
 	{ "mem", 1, ROLE_SEND | ROLE_DEMO, GROUP_SYNTH, "SIZE", "guest memory (default 1G)" },
 	{ "vcpus", 1, ROLE_SEND | ROLE_DEMO, GROUP_SYNTH, "N", "vCPUs (default 2)" },
@@ -71,6 +73,42 @@ static void usage_group(enum mig_role role, enum opt_group group)
 	}
 }
 
+/* The knobs a role takes: a source's for send, a destination's for recv,
+ * every one for demo (which runs both sides). */
+static unsigned role_sides(enum mig_role role)
+{
+	switch (role) {
+	case ROLE_SEND: return HMIG_SIDE_SOURCE;
+	case ROLE_RECV: return HMIG_SIDE_DEST;
+	case ROLE_DEMO: break;
+	}
+	return HMIG_SIDE_SOURCE | HMIG_SIDE_DEST;
+}
+
+/* Every knob the role takes, each with its default and, for numbers, its
+ * range: the library's own table, so the list is never short of one. */
+static void usage_knobs(enum mig_role role)
+{
+	struct hmig_config def;
+	const struct hmig_knob *k;
+	char val[64];
+
+	hmig_config_init(&def);
+	printf("\nknobs (-o KEY=VALUE):\n");
+	for (unsigned i = 0; (k = hmig_config_knob(i)); i++) {
+		if (!(k->sides & role_sides(role)))
+			continue;
+		if (hmig_config_get(&def, k->key, val, sizeof(val)))
+			snprintf(val, sizeof(val), "?");
+		printf("  %-22s %s (default %s", k->key, k->help, val);
+		/* An enum's range is its spellings, which the help names. */
+		if (val[0] >= '0' && val[0] <= '9')
+			printf("; %g to %g", k->min, k->max);
+		printf(")%s\n", role == ROLE_DEMO && k->sides == HMIG_SIDE_DEST ? " [destination]"
+			: role == ROLE_DEMO && k->sides == HMIG_SIDE_SOURCE ? " [source]" : "");
+	}
+}
+
 void mig_usage(enum mig_role role)
 {
 	static const char *const what[] = {
@@ -82,6 +120,7 @@ void mig_usage(enum mig_role role)
 	printf("usage: hmig %s\n\n", what[role]);
 	usage_group(role, GROUP_MIG);
 	usage_group(role, GROUP_SYNTH);
+	usage_knobs(role);
 	printf("\nExit status: 0 migrated with integrity ok, 1 failed, 2 bad usage.\n"
 	       "SIGUSR1 to the source forces the switch after the current pass.\n");
 }
@@ -121,10 +160,23 @@ int synth_opt_set(struct hmig_synth_params *p, const char *name, const char *arg
 	return -1;
 }
 
-static int set_knob(struct mig_opts *o, const char *kv)
+/* The knob "key=value" names, or NULL when it names none. */
+static const struct hmig_knob *knob_of(const char *kv)
+{
+	const struct hmig_knob *k;
+	size_t n = strcspn(kv, "=");
+
+	for (unsigned i = 0; (k = hmig_config_knob(i)); i++)
+		if (strlen(k->key) == n && !strncmp(k->key, kv, n))
+			return k;
+	return NULL;
+}
+
+static int set_knob(struct mig_opts *o, enum mig_role role, const char *kv)
 {
 	char key[64], err[256];
 	const char *eq = strchr(kv, '=');
+	const struct hmig_knob *k = knob_of(kv);
 
 	if (!eq || eq == kv || (size_t)(eq - kv) >= sizeof(key)) {
 		die_msg("bad -o '%s': use -o key=value", kv);
@@ -132,6 +184,15 @@ static int set_knob(struct mig_opts *o, const char *kv)
 	}
 	memcpy(key, kv, (size_t)(eq - kv));
 	key[eq - kv] = '\0';
+	/* A knob of the other side would be silently ignored here. */
+	if (k && !(k->sides & role_sides(role))) {
+		if (role == ROLE_RECV)
+			die_msg("-o %s is the source's knob: the destination takes it from the source (set it on 'hmig send')",
+				key);
+		else
+			die_msg("-o %s is the destination's knob: set it on 'hmig recv'", key);
+		return -1;
+	}
 	if (hmig_config_set(&o->cfg, key, eq + 1, err)) {
 		bool known = false;
 
@@ -190,8 +251,27 @@ static int apply(struct mig_opts *o, const char *name, const char *arg)
 		o->ready_fd = (int)u;
 	} else if (!strcmp(name, "quiet"))
 		o->quiet = true;
-	else if (!strcmp(name, "o"))
-		return set_knob(o, arg);
+	else if (!strcmp(name, "no-progress"))
+		o->no_progress = true;
+	else if (!strcmp(name, "control"))
+		o->control = arg;
+	return 0;
+}
+
+/* Bad usage is exit 2 before any guest is built: what the library would
+ * refuse later (an address, the guest's make-up, the knobs together) is
+ * asked of it now, through the checks it offers for this. */
+static int check_before_guest(const struct mig_opts *o, enum mig_role role)
+{
+	char err[256];
+
+	if ((o->to && hmig_addr_check(o->to, true, err)) ||
+	    (o->listen && hmig_addr_check(o->listen, false, err)) ||
+	    hmig_config_check(&o->cfg, err) ||
+	    (role != ROLE_RECV && guest_check_source(&o->guest, err))) {
+		die_msg("%s", err);
+		return -1;
+	}
 	return 0;
 }
 
@@ -202,6 +282,7 @@ int mig_parse(int argc, char **argv, enum mig_role role, struct mig_opts *o)
 	int n = 0, c, idx;
 
 	memset(o, 0, sizeof(*o));
+	o->json_out.fd = -1;
 	o->guest.backend = GUEST_SYNTH;
 	synth_opts_default(&o->guest.synth);
 	hmig_config_init(&o->cfg);
@@ -225,8 +306,9 @@ int mig_parse(int argc, char **argv, enum mig_role role, struct mig_opts *o)
 		const struct mig_opt *opt;
 		int rc;
 
-		if (c == 'o') {
-			if (set_knob(o, optarg))
+		/* -o, or --o as getopt_long also takes it */
+		if (c == 'o' || (c >= 256 && c < 256 + (int)NOPTS && !strcmp(table[c - 256].name, "o"))) {
+			if (set_knob(o, role, optarg))
 				return -1;
 			continue;
 		}
@@ -271,16 +353,19 @@ int mig_parse(int argc, char **argv, enum mig_role role, struct mig_opts *o)
 		die_msg("recv needs --listen ADDR (e.g. --listen :4444)");
 		return -1;
 	}
-	/* Secure by default: the library refuses too, but here the remedy
-	 * can name the options.  demo makes its own key (local.c). */
-	int creds = !!o->cfg.tls_creds + !!o->cfg.tls_psk + o->cfg.insecure;
-	if (creds > 1) {
-		die_msg("give one of --tls-creds, --tls-psk and --insecure");
+	if (check_before_guest(o, role) || outfile_open(&o->json_out, o->json))
 		return -1;
-	}
-	if (role != ROLE_DEMO && !creds) {
-		die_msg("%s needs credentials: --tls-psk FILE or --tls-creds DIR (make them with 'hmig keygen'), or --insecure to migrate in plaintext to anyone who reaches the port",
-			role == ROLE_SEND ? "send" : "recv");
+	/* Secure by default: the library refuses too, but here the remedy
+	 * can name the options.  demo makes its own key (local.c).  Last, so
+	 * that a bad address or path is named first. */
+	int creds = !!o->cfg.tls_creds + !!o->cfg.tls_psk + o->cfg.insecure;
+	if (creds > 1 || (role != ROLE_DEMO && !creds)) {
+		if (creds > 1)
+			die_msg("give one of --tls-creds, --tls-psk and --insecure");
+		else
+			die_msg("%s needs credentials: --tls-psk FILE or --tls-creds DIR (make them with 'hmig keygen'), or --insecure to migrate in plaintext to anyone who reaches the port",
+				role == ROLE_SEND ? "send" : "recv");
+		outfile_drop(&o->json_out);
 		return -1;
 	}
 	return 0;

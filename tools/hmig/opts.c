@@ -1,10 +1,13 @@
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cmd.h"
 
@@ -84,4 +87,55 @@ int opt_double(const char *opt, const char *s, double min, double max, double *o
 	}
 	*out = v;
 	return 0;
+}
+
+int outfile_open(struct outfile *f, const char *path)
+{
+	*f = (struct outfile){ .path = path, .fd = -1 };
+	if (!path)
+		return 0;
+	f->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	f->created = f->fd >= 0;
+	if (f->fd < 0 && errno == EEXIST)
+		f->fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (f->fd < 0) {
+		die_msg("cannot write %s: %s (choose a writable path)", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+int outfile_write(struct outfile *f, const char *text, size_t len)
+{
+	int rc = 0;
+
+	if (f->fd < 0)
+		return 0;
+	if (ftruncate(f->fd, 0))
+		rc = -errno;
+	for (size_t off = 0; !rc && off < len;) {
+		ssize_t n = pwrite(f->fd, text + off, len - off, (off_t)off);
+
+		if (n < 0 && errno != EINTR)
+			rc = -errno;
+		off += n > 0 ? (size_t)n : 0;
+	}
+	if (close(f->fd) && !rc)
+		rc = -errno;
+	f->fd = -1;
+	if (rc) {
+		die_msg("cannot write %s: %s", f->path, strerror(-rc));
+		return -1;
+	}
+	return 0;
+}
+
+void outfile_drop(struct outfile *f)
+{
+	if (f->fd < 0)
+		return;
+	close(f->fd);
+	f->fd = -1;
+	if (f->created)
+		unlink(f->path);
 }

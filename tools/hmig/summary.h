@@ -6,10 +6,17 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include "cmd.h"
 #include "doc.h"
 #include "guestspec.h"
 
+/* Prints a report (a source's, a destination's or a merged one) as an
+ * 'info migrate'-like summary: one labelled line per figure, "-" for what
+ * the report does not have. */
 void summary_print(const json_t *report, FILE *f);
+
+/* A size in bytes as "1.0 GiB", "256.0 MiB" or "64 KiB". */
+void summary_size(char *buf, size_t len, double bytes);
 
 /* Writes a report through `write` into memory and parses it back. */
 int summary_capture(int (*write)(void *ctx, FILE *f), void *ctx, json_t **out,
@@ -22,9 +29,9 @@ int report_with_guest(int (*write)(void *ctx, FILE *f), void *ctx, struct hmig_g
 		      FILE *f);
 
 /* The tail of send and recv: captures the report written by `write`, prints
- * its summary unless quiet, writes it to json_path if given.  0, or -1 when
- * the file could not be written (the reason is printed). */
+ * its summary unless quiet, writes it to out (if one was asked for).  0, or
+ * -1 when the file could not be written (the reason is printed). */
 int summary_finish(int (*write)(void *ctx, FILE *f), void *ctx, bool quiet,
-		   const char *json_path);
+		   struct outfile *out);
 
 #endif

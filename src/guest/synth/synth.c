@@ -1335,6 +1335,29 @@ int hmig_synth_open_dest(struct hmig_guest **out, char *errbuf)
 	return synth_open_dest_holed(0, out, errbuf);
 }
 
+/* What an opener checks of a source's parameters, the workload aside. */
+static int params_check(const struct hmig_synth_params *params, char *errbuf)
+{
+	if (!params->vcpus || params->vcpus > SYNTH_MAX_VCPUS)
+		return err_setf(errbuf, -EINVAL, "bad vCPU count %u: use 1 to %u", params->vcpus,
+				SYNTH_MAX_VCPUS);
+	if (params->mem_bytes / SYNTH_PAGE < (uint64_t)params->vcpus * 16)
+		return err_setf(errbuf, -EINVAL,
+				"guest memory of %lu bytes is too small for %u vCPUs: give each at least 64K",
+				(unsigned long)params->mem_bytes, params->vcpus);
+	if (!(params->fill >= 0 && params->fill <= 1))
+		return err_setf(errbuf, -EINVAL, "bad fill fraction %g: use 0 to 1", params->fill);
+	return 0;
+}
+
+int hmig_synth_params_check(const struct hmig_synth_params *params, char *errbuf)
+{
+	struct wl_params wl;
+	int rc = params_check(params, errbuf);
+
+	return rc ? rc : wl_parse(params->workload, &wl, errbuf);
+}
+
 int synth_open_holed(const struct hmig_synth_params *params, uint64_t holes,
 		     struct hmig_guest **out, char *errbuf)
 {
@@ -1354,22 +1377,8 @@ int synth_open_holed(const struct hmig_synth_params *params, uint64_t holes,
 	s->seed = params->seed ? params->seed : DEFAULT_SEED;
 	s->fill = params->fill;
 	s->ops_limit = params->ops_limit;
-	if (!s->nvcpus || s->nvcpus > SYNTH_MAX_VCPUS) {
-		rc = err_setf(errbuf, -EINVAL, "bad vCPU count %u: use 1 to %u",
-			      s->nvcpus, SYNTH_MAX_VCPUS);
-		goto fail;
-	}
-	if (s->npages < (uint64_t)s->nvcpus * 16) {
-		rc = err_setf(errbuf, -EINVAL,
-			      "guest memory of %lu bytes is too small for %u vCPUs: give each at least 64K",
-			      (unsigned long)params->mem_bytes, s->nvcpus);
-		goto fail;
-	}
-	if (!(s->fill >= 0 && s->fill <= 1)) {
-		rc = err_setf(errbuf, -EINVAL, "bad fill fraction %g: use 0 to 1", s->fill);
-		goto fail;
-	}
-	if ((rc = wl_parse(params->workload, &s->wl, errbuf)) || (rc = holes_check(holes, errbuf)))
+	if ((rc = params_check(params, errbuf)) ||
+	    (rc = wl_parse(params->workload, &s->wl, errbuf)) || (rc = holes_check(holes, errbuf)))
 		goto fail;
 	uint64_t ram = s->npages;
 	s->holes = holes;

@@ -673,29 +673,27 @@ static int xen_verify(struct hmig_guest *g)
 
 /* xc_domain_pause waits until every vCPU is off its CPU: no guest write
  * happens after it returns.  The pause count is per caller, so this handle
- * holds at most one. */
+ * holds at most one: pause and resume only change it when it is not
+ * already so. */
+static int set_paused(struct xen_guest *x, bool pause)
+{
+	if (x->paused == pause)
+		return 0;
+	if ((pause ? xc_domain_pause : xc_domain_unpause)(x->xch, x->domid))
+		return xen_fail(x, -errno, "cannot %s domain %u: %s", pause ? "pause" : "unpause",
+				x->domid, strerror(errno));
+	x->paused = pause;
+	return 0;
+}
+
 static int xen_pause(struct hmig_guest *g)
 {
-	struct xen_guest *x = to_xen(g);
-
-	if (x->paused)
-		return 0;
-	if (xc_domain_pause(x->xch, x->domid))
-		return xen_fail(x, -errno, "cannot pause domain %u: %s", x->domid, strerror(errno));
-	x->paused = true;
-	return 0;
+	return set_paused(to_xen(g), true);
 }
 
 static int xen_resume(struct hmig_guest *g)
 {
-	struct xen_guest *x = to_xen(g);
-
-	if (!x->paused)
-		return 0;
-	if (xc_domain_unpause(x->xch, x->domid))
-		return xen_fail(x, -errno, "cannot unpause domain %u: %s", x->domid, strerror(errno));
-	x->paused = false;
-	return 0;
+	return set_paused(to_xen(g), false);
 }
 
 /* The domain outlives the handle.  A source stays as the migration left it

@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -52,12 +53,18 @@ class Bed:
 
     def use_psk(self):
         """Migrations as an operator runs them: TLS with a pre-shared key,
-        made here and read by both hmig commands in dom0."""
-        psk = os.path.join(self.results, "mig.psk")
-        if os.path.exists(psk):
-            os.unlink(psk)
+        made for this run in a private directory of the results (inside
+        the share, so both hmig commands in dom0 read it) and deleted by
+        drop_psk."""
+        self.psk_dir = tempfile.mkdtemp(prefix="psk-", dir=self.results)
+        psk = os.path.join(self.psk_dir, "mig.psk")
         subprocess.run([self.hmig, "keygen", "--psk", psk], check=True, capture_output=True)
         self.auth = "--tls-psk " + psk
+
+    def drop_psk(self):
+        if getattr(self, "psk_dir", None):
+            shutil.rmtree(self.psk_dir, ignore_errors=True)
+            self.psk_dir = None
 
     def sh(self, *args, timeout=900, check=True):
         """One dom0.sh verb in dom0: its stdout, stripped."""
@@ -331,6 +338,7 @@ def main():
     r = subprocess.run([XENBED, "build"], env=bed.env, capture_output=True, text=True)
     if r.returncode:
         print("Bail out! xenbed build failed: %s" % (r.stderr or r.stdout).strip()[-800:])
+        bed.drop_psk()
         sys.exit(1)
     print("# bed built (or found cached) in %.0f s" % (time.monotonic() - t0), flush=True)
     shares = [a.source] + ([] if a.build.startswith(a.source + "/") else [a.build])
@@ -343,6 +351,7 @@ def main():
     except (RuntimeError, subprocess.TimeoutExpired) as e:
         print("Bail out! the test bed did not boot: %s" % e)
         bed.xenbed("stop", check=False)
+        bed.drop_psk()
         sys.exit(1)
     print("# %s Xen booted in %.0f s" % (a.xen, time.monotonic() - t1), flush=True)
     failed = 0
@@ -372,6 +381,7 @@ def main():
                 print("#   " + f.replace("\n", "\n#   "), flush=True)
     finally:
         bed.xenbed("stop", check=False)
+        bed.drop_psk()
     print("# %s: %d of %d cases failed, %.0f s in all (results in %s)"
           % (a.xen, failed, len(todo), time.monotonic() - t0, bed.results), flush=True)
     sys.exit(1 if failed else 0)
