@@ -35,16 +35,22 @@ static bool has(const struct words *s, const char *w)
 	return false;
 }
 
-static char *man_page(void)
+/* A file of the source tree, by its path from docs/. */
+static char *doc_file(const char *rel)
 {
 	const char *docs = getenv("HMIG_DOCS");
 	char path[512];
 
 	cr_assert(docs != NULL, "HMIG_DOCS is not set: run this test through meson test");
-	snprintf(path, sizeof(path), "%s/hmig.1.scd", docs);
+	snprintf(path, sizeof(path), "%s/%s", docs, rel);
 	char *text = run_slurp(path);
 	cr_assert(strlen(text) > 0, "cannot read %s", path);
 	return text;
+}
+
+static char *man_page(void)
+{
+	return doc_file("hmig.1.scd");
 }
 
 /* The text of the man page's section whose heading line starts with
@@ -182,4 +188,36 @@ Test(man, every_knob_is_in_the_man_page_with_its_side_and_default)
 	cr_assert(eq(int, documented, nknobs), "KNOBS lists a knob the library does not have");
 	free(sec);
 	free(man);
+}
+
+/* The README's knob table: a row's first cell names one knob or several
+ * (`a`, `b`), and every knob of the library has a row. */
+Test(man, every_knob_has_a_row_in_the_readme)
+{
+	char *readme = doc_file("../README.md");
+	const struct hmig_knob *k;
+	int rows = 0, nknobs = 0;
+
+	for (unsigned i = 0; (k = hmig_config_knob(i)); i++, nknobs++) {
+		char want[64];
+		bool found = false;
+
+		snprintf(want, sizeof(want), "`%s`", k->key);
+		for (const char *p = readme; !found && (p = strstr(p, "\n  | `")); p++) {
+			const char *end = strstr(p + 5, " | ");
+
+			for (const char *q = strstr(p, want); q && end && q < end; q = NULL)
+				found = true;
+		}
+		cr_assert(found, "README.md's knob table has no row for %s", want);
+	}
+	for (const char *p = readme; (p = strstr(p, "\n  | `")); p++) {
+		const char *end = strstr(p + 5, " | ");
+
+		for (const char *q = p + 5; (q = strchr(q, '`')) && q < end; q = strchr(q + 1, '`') + 1)
+			rows++;
+	}
+	cr_assert(eq(int, rows, nknobs), "README.md's knob table names %d knobs, the library has %d",
+		  rows, nknobs);
+	free(readme);
 }

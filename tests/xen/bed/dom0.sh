@@ -12,10 +12,11 @@
 #   dom0.sh wait-ops DOMID MIN S    wait up to S s for ops_done > MIN, print it
 #   dom0.sh check DOMID             hmigt-check (pauses it briefly)
 #   dom0.sh state DOMID             running | paused | gone (xl list)
-#   dom0.sh migrate OUT SRC DST [kill-recv=S] [digest=off] [hmig send options...]
+#   dom0.sh migrate OUT SRC DST [kill-recv=S] [digest=off] [progress=on] [hmig send options...]
 #                                   hmig recv into DST, hmig send from SRC
 #                                   (with the level-1 digest unless
-#                                   digest=off); OUT/{send,recv}.{rc,out,err,json};
+#                                   digest=off, with --no-progress unless
+#                                   progress=on); OUT/{send,recv}.{rc,out,err,json};
 #                                   kill-recv: SIGKILL recv S s after the
 #                                   source connected
 #   dom0.sh xl-migrate OUT NAME     xl migrate to this host, timed (OUT/xl.json)
@@ -95,21 +96,25 @@ state)
 migrate)
 	out=$1 src=$2 dst=$3
 	shift 3
-	kill_after= digest=,digest=on
+	kill_after= digest=,digest=on progress=--no-progress
 	while :; do
 		case ${1:-} in
 		kill-recv=*) kill_after=${1#kill-recv=}; shift ;;
 		digest=off) digest=; shift ;;
+		progress=on) progress=; shift ;;
 		*) break ;;
 		esac
 	done
 	mkdir -p "$out"
 	rm -f "$out"/*
-	# recv prints its address on fd 3 once it listens.
+	# recv prints its address on fd 3 once it listens.  --no-progress
+	# unless progress=on: stderr is then the error alone, which the cases
+	# read as one line (the progress line goes to stderr too, every 5 s
+	# into a file, and a last time when the migration ends).
 	# accept_timeout: a send that fails before it connects must not leave
 	# recv waiting for ever.
 	"$HMIG" recv --guest "xen:domid=$dst" --listen 127.0.0.1:0 --ready-fd 3 "${auth[@]}" \
-		--json "$out/recv.json" --run-after 3 -o io_timeout_ms=600000 \
+		$progress --json "$out/recv.json" --run-after 3 -o io_timeout_ms=600000 \
 		-o accept_timeout_ms=120000 \
 		>"$out/recv.out" 2>"$out/recv.err" 3>"$out/addr" &
 	rpid=$!
@@ -137,7 +142,7 @@ migrate)
 	fi
 	t0=$EPOCHREALTIME
 	"$HMIG" send --guest "xen:domid=$src$digest" --to "$addr" "${auth[@]}" --warmup 0 \
-		-o io_timeout_ms=600000 \
+		$progress -o io_timeout_ms=600000 \
 		--json "$out/send.json" "$@" >"$out/send.out" 2>"$out/send.err"
 	echo $? >"$out/send.rc"
 	t1=$EPOCHREALTIME

@@ -255,12 +255,23 @@ def case_kill_recv(bed, g):
     return c
 
 
-def migrate_case(name, mode, min_passes, *send_args, reason=None, stopcopy=False):
+def migrate_case(name, mode, min_passes, *send_args, reason=None, stopcopy=False,
+                 progress=False):
     def run(bed, g):
         c = Case()
         dst = new_dest(bed, g)
-        m = migration(bed, name, g["id"], dst, "--mode", mode, *send_args)
+        m = migration(bed, name, g["id"], dst, *(["progress=on"] if progress else []),
+                      "--mode", mode, *send_args)
         check_migrated(c, bed, m, g["id"], dst, min_passes)
+        if progress:
+            # The progress line reads the library's status beside the
+            # migration (tools/hmig/monitor.c): into a file, a plain line
+            # at the end, and nothing else on stderr.
+            for side, last in (("send", "done: "), ("recv", "complete: ")):
+                lines = [l for l in m[side + "_err"].splitlines() if l.strip()]
+                c.check(lines and all(l.startswith("hmig %s:" % side) for l in lines) and
+                        last in lines[-1],
+                        "%s's progress lines: %r" % (side, m[side + "_err"]))
         s = m["send"] or {}
         c.check(s.get("postcopy_available") is False, "postcopy_available is not false")
         if reason:
@@ -299,8 +310,8 @@ def cases(xen):
             ("killing hmig recv in pre-copy leaves the source domain running",
              case_kill_recv),
         ]
-    idle.append(("pre-copy of an idle hmigt: one pass, both oracles ok, it runs on",
-                 migrate_case("precopy-idle", "precopy", 1)))
+    idle.append(("pre-copy of an idle hmigt: one pass, both oracles ok, it runs on, progress shown",
+                 migrate_case("precopy-idle", "precopy", 1, progress=True)))
     busy = [
         # Three passes whatever the host's speed: nothing converges, nothing
         # gives up, until max_passes (a faster host would otherwise stop
