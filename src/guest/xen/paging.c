@@ -63,7 +63,7 @@ int xen_paging_probe(struct xen_guest *x)
 		return 0;
 	}
 	x->paging_rc = err_setf(x->paging_why, -EOPNOTSUPP,
-				"this hypervisor has no mem_paging (xc_mem_paging: ENOSYS): rebuild Xen with CONFIG_MEM_PAGING=y (Debian's binary has none; docs/xen.md)");
+				"this hypervisor has no mem_paging (ENOSYS): rebuild Xen with CONFIG_MEM_PAGING=y (docs/xen.md)");
 	return 0;
 }
 
