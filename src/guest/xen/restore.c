@@ -489,6 +489,8 @@ int xen_start(struct hmig_guest *g)
 	xen_unmap_all(x);
 	/* Before the unpause: the first fault's frame may be pulled and
 	 * installed (on the fault thread) before this thread is back. */
+	if (x->xs.hmigt)
+		x->ops_base = x->xs.ops_at_pause;
 	pthread_mutex_lock(&x->pg_lock);
 	x->started = true;
 	pthread_mutex_unlock(&x->pg_lock);
@@ -500,7 +502,5 @@ int xen_start(struct hmig_guest *g)
 		pthread_mutex_unlock(&x->pg_lock);
 		return rc;
 	}
-	if (x->xs.hmigt)
-		x->ops_base = x->xs.ops_at_pause;
 	return 0;
 }
