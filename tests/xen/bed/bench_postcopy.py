@@ -10,9 +10,9 @@ On the rebuilt hypervisor (post-copy needs mem_paging), one guest per write
 rate moves back and forth within dom0, the tools taking turns:
 
   precopy   hmig --mode precopy, the default stop rule
-  hybrid    hmig --mode hybrid, pass 0 then post-copy (max_passes=1 and a
-            stop rule that neither converges nor gives up mid-pass: pass 0
-            runs to its end, then the switch)
+  hybrid    hmig --mode hybrid with max_passes=1 and a stop rule that never
+            converges: post-copy after pass 0, or inside it when the mid-pass
+            look's byte forecast says so (it did on the test bed)
   postcopy  hmig --mode postcopy -o precopy_passes=0 (nothing before the
             switch: every frame is evicted inside the downtime)
   prearm    the same with recv's prearm=on (every frame evicted at open)
