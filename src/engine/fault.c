@@ -20,10 +20,10 @@
  */
 #include <errno.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "common/prio.h"
 #include "common/err.h"
 #include "engine/fault.h"
 
@@ -34,11 +34,6 @@
 /* How long a wait may last before the quit flag is looked at again; a wake
  * ends it sooner. */
 #define FAULT_TICK_MS 100
-
-/* The handler runs at this nice value when allowed (root or CAP_SYS_NICE):
- * a blocked vCPU waits for it, while the bulk loop and the running vCPUs
- * can wait a little.  Without the privilege it runs at the default. */
-#define FAULT_NICE -10
 
 static int fail(struct fault_handler *fh, int rc, const char *what, const char *detail)
 {
@@ -115,7 +110,9 @@ static void *fault_main(void *arg)
 	struct fault_handler *fh = arg;
 	int ufd = fh->g->ops->fault_fd(fh->g);
 
-	setpriority(PRIO_PROCESS, (id_t)gettid(), FAULT_NICE);
+	/* A blocked vCPU waits for this thread; the bulk loop and the
+	 * running vCPUs can wait a little (common/prio.h). */
+	prio_urgent_thread();
 
 	if (ask_again(fh))
 		goto out;

@@ -14,7 +14,6 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <hmig/hmig.h>
@@ -23,6 +22,7 @@
 #include "common/clock.h"
 #include "common/err.h"
 #include "common/esc.h"
+#include "common/prio.h"
 #include "engine/engine.h"
 #include "engine/progress.h"
 #include "engine/sender.h"
@@ -792,11 +792,6 @@ static int reply_request(struct hmig_source *s, const struct proto_hdr *h)
 	return 0;
 }
 
-/* The urgent server runs at this nice value when allowed (root or
- * CAP_SYS_NICE), as the destination's fault handler does: a vCPU is blocked
- * until its reply is out, the pusher can wait. */
-#define URGENT_NICE -10
-
 static void *urgent_main(void *arg)
 {
 	struct hmig_source *s = arg;
@@ -804,7 +799,9 @@ static void *urgent_main(void *arg)
 	struct proto_hdr h;
 	int rc = 0;
 
-	setpriority(PRIO_PROCESS, (id_t)gettid(), URGENT_NICE);
+	/* A vCPU is blocked until its reply is out; the pusher can wait
+	 * (common/prio.h), as for the destination's fault handler. */
+	prio_urgent_thread();
 	while (!rc && !atomic_load(&s->srv.quit)) {
 		rc = net_chan_wait_any(&ch, 1, -1);
 		if (rc == -EINTR) { /* urgent_stop, or a stray wake */
