@@ -626,71 +626,6 @@ static int recover(struct hmig_dest *d, int cause)
 	return 0;
 }
 
-/* A PAGES record on a plaintext channel, its pages installed straight from
- * the receive buffers: the head (pfns, CRC32Cs) is read into rx, then each
- * run of adjacent pfns that lies whole in one received segment is checked
- * and installed from there, so each page is copied once, into the guest.  A
- * page split across two segments goes through a one-page bounce (rx, after
- * the head).  Over TLS the data are decrypted straight into rx already and
- * the record is read whole.  A page that fails its CRC32C ends the record
- * there; the pages before it, each checked, stay installed. */
-static int stream_pages(struct hmig_dest *d, const struct proto_hdr *h, enum via via)
-{
-	struct net_chan *ch = &d->net.bulk;
-	const uint32_t ps = d->geo.page_size;
-	const int tmo = d->cfg.io_timeout_ms;
-	uint8_t prefix[sizeof(struct proto_wire_pfns)];
-	struct proto_pages pg;
-	int64_t head;
-	int rc;
-
-	if ((rc = pages_record_ok(&d->pages, h, d->err)))
-		return rc;
-	if ((rc = net_chan_read(ch, prefix, sizeof(prefix), tmo)))
-		return eng_io_error(d->err, rc, "source", "reading a record body", ch->err);
-	if ((head = proto_pages_head_len(h, prefix, &d->geo, d->err)) < 0)
-		return (int)head;
-	if (rec_buf_fit(&d->rx, (size_t)head + ps))
-		return err_setf(d->err, -ENOMEM, "out of memory for a PAGES record's head");
-	memcpy(d->rx.p, prefix, sizeof(prefix));
-	rc = net_chan_read(ch, d->rx.p + sizeof(prefix), (size_t)head - sizeof(prefix), tmo);
-	if (rc)
-		return eng_io_error(d->err, rc, "source", "reading a record body", ch->err);
-	if ((rc = proto_pages_decode_head(h, d->rx.p, &d->geo, &pg, d->err)))
-		return rc;
-
-	uint8_t *bounce = d->rx.p + head;
-	for (uint32_t i = 0; i < pg.count;) {
-		uint64_t first = proto_pages_pfn(&pg, i);
-		uint32_t run = 1, n;
-		const void *view;
-		size_t avail;
-
-		while (i + run < pg.count && proto_pages_pfn(&pg, i + run) == first + run)
-			run++;
-		if ((rc = net_chan_peek(ch, (size_t)run * ps, tmo, &view, &avail)))
-			return eng_io_error(d->err, rc, "source", "reading a record body", ch->err);
-		n = (uint32_t)(avail / ps);
-		if (!n) { /* the next page straddles two segments */
-			if ((rc = net_chan_read(ch, bounce, ps, tmo)))
-				return eng_io_error(d->err, rc, "source", "reading a record body",
-						    ch->err);
-			view = bounce;
-			n = 1;
-		}
-		for (uint32_t k = 0; k < n; k++)
-			if ((rc = proto_pages_check(&pg, i + k, (const uint8_t *)view + (size_t)k * ps,
-						    ps, d->err)))
-				return rc;
-		if ((rc = pages_install(&d->pages, first, n, view, via, d->err)))
-			return rc;
-		if (view != bounce && (rc = net_chan_consume(ch, (size_t)n * ps)))
-			return eng_io_error(d->err, rc, "source", "reading a record body", ch->err);
-		i += n;
-	}
-	return 0;
-}
-
 /* The record loop of the bulk channel, from the first pass to our DONE.
  * After LOADED a lost link is waited out (recover); before it, it fails
  * the migration here, and the source, which has not committed, goes on. */
@@ -703,25 +638,15 @@ static int receive(struct hmig_dest *d)
 	while (!d->done) {
 		if (atomic_load(&d->owner) == CANCELLING)
 			return err_setf(d->err, -ECANCELED, "cancelled by the operator before the commit");
-		enum via via = d->state == D_POSTCOPY ? VIA_PUSH : VIA_PASS;
-		bool ok, streamed;
-
-		rc = eng_rec_read_head(&d->net.bulk, &d->geo, d->cfg.io_timeout_ms, "source", &h,
-				       &d->rx, d->err);
-		ok = !rc && h.type < 32 && (accepts[d->state] & R(h.type));
-		streamed = ok && h.type == PROTO_PAGES && !d->net.bulk.tls;
-		if (streamed)
-			rc = stream_pages(d, &h, via);
-		else if (!rc)
-			rc = eng_rec_read_body(&d->net.bulk, d->cfg.io_timeout_ms, "source", &h,
-					       &d->rx, d->err);
-		if (rc || streamed) {
-			/* failed, or installed */
-		} else if (ok) {
+		rc = eng_rec_read(&d->net.bulk, &d->geo, d->cfg.io_timeout_ms, "source", &h, &d->rx,
+				  d->err);
+		if (!rc && h.type < 32 && (accepts[d->state] & R(h.type))) {
 			switch ((enum proto_type)h.type) {
 			case PROTO_PAGES:
 			case PROTO_ZERO:
-				rc = pages_install_record(&d->pages, &d->geo, &h, d->rx.p, via, d->err);
+				rc = pages_install_record(&d->pages, &d->geo, &h, d->rx.p,
+							  d->state == D_POSTCOPY ? VIA_PUSH : VIA_PASS,
+							  d->err);
 				break;
 			case PROTO_PASS_END:
 				rc = on_pass_end(d, &h);
@@ -749,7 +674,7 @@ static int receive(struct hmig_dest *d)
 			default: /* excluded by accepts[] */
 				rc = -EPROTO;
 			}
-		} else {
+		} else if (!rc) {
 			rc = err_setf(d->err, -EPROTO, "unexpected %s record from the source in %s",
 				      proto_type_name(h.type), state_names[d->state]);
 		}

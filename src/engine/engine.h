@@ -26,16 +26,6 @@ int eng_rec_read(struct net_chan *ch, const struct hmig_guest_geometry *geo,
 		 int timeout_ms, const char *peer, struct proto_hdr *h,
 		 struct rec_buf *rb, char *err);
 
-/* eng_rec_read in two steps, for a caller that takes some bodies from the
- * channel itself: the header (optional records of unknown type skipped,
- * through rb), then, unless the caller read it, the body into rb with
- * ERROR's handling. */
-int eng_rec_read_head(struct net_chan *ch, const struct hmig_guest_geometry *geo,
-		      int timeout_ms, const char *peer, struct proto_hdr *h,
-		      struct rec_buf *rb, char *err);
-int eng_rec_read_body(struct net_chan *ch, int timeout_ms, const char *peer,
-		      const struct proto_hdr *h, struct rec_buf *rb, char *err);
-
 /* Sends len bytes of a small record and waits until the kernel has them. */
 int eng_rec_send(struct net_chan *ch, const void *buf, size_t len, int timeout_ms,
 		 char *err);
@@ -55,8 +45,6 @@ void eng_send_error(struct net_chan *ch, int rc, const char *text);
 int eng_io_error(char *err, int rc, const char *peer, const char *what, const char *detail);
 
 void rec_buf_free(struct rec_buf *rb);
-/* At least len bytes in rb (its contents kept).  0 or -ENOMEM. */
-int rec_buf_fit(struct rec_buf *rb, size_t len);
 
 /* Transport security (secure.c).  The credentials the config names (NULL
  * in *out for an explicit insecure config); -EINVAL when it names none and

@@ -154,21 +154,16 @@ int pages_install(struct pages *ps, uint64_t pfn, uint32_t n, const void *data, 
 	return 0;
 }
 
-int pages_record_ok(const struct pages *ps, const struct proto_hdr *h, char *err)
-{
-	if (ps->crc_required && h->type == PROTO_PAGES && !(h->flags & PROTO_FLAG_CRC32C))
-		return err_setf(err, -EPROTO,
-				"PAGES record without CRC32Cs on a plaintext stream (the source must checksum every page)");
-	return 0;
-}
-
 int pages_install_record(struct pages *ps, const struct hmig_guest_geometry *geo,
 			 const struct proto_hdr *h, const void *body, enum via via, char *err)
 {
 	struct proto_pages pg;
 	int rc;
 
-	if ((rc = pages_record_ok(ps, h, err)) || (rc = proto_pages_decode(h, body, geo, &pg, err)))
+	if (ps->crc_required && h->type == PROTO_PAGES && !(h->flags & PROTO_FLAG_CRC32C))
+		return err_setf(err, -EPROTO,
+				"PAGES record without CRC32Cs on a plaintext stream (the source must checksum every page)");
+	if ((rc = proto_pages_decode(h, body, geo, &pg, err)))
 		return rc;
 	for (uint32_t i = 0; i < pg.count;) {
 		uint64_t first = proto_pages_pfn(&pg, i);

@@ -80,15 +80,10 @@ int pages_never_sent(struct pages *ps, const uint64_t *never);
 int pages_install(struct pages *ps, uint64_t pfn, uint32_t n, const void *data, enum via via,
 		  char *err);
 
-/* A PAGES or ZERO record: checked against the geometry (pages_record_ok
- * included), then one install per run of adjacent pfns (the usual case in a
- * pass: one UFFDIO_COPY a run). */
+/* A PAGES or ZERO record: checked against the geometry, then one install per
+ * run of adjacent pfns (the usual case in a pass: one UFFDIO_COPY a run). */
 int pages_install_record(struct pages *ps, const struct hmig_guest_geometry *geo,
 			 const struct proto_hdr *h, const void *body, enum via via, char *err);
-
-/* What this stream requires of every record whatever its body: on a
- * plaintext stream, PAGES carry CRC32Cs.  0 or -EPROTO. */
-int pages_record_ok(const struct pages *ps, const struct proto_hdr *h, char *err);
 
 /* Makes the present pages among `set` (npages bits) missing again and
  * empties `set`, calling the backend's pages_drop even when none is

@@ -18,7 +18,7 @@ void rec_buf_free(struct rec_buf *rb)
 	rb->cap = 0;
 }
 
-int rec_buf_fit(struct rec_buf *rb, size_t len)
+static int rec_buf_fit(struct rec_buf *rb, size_t len)
 {
 	if (len <= rb->cap)
 		return 0;
@@ -65,9 +65,9 @@ int eng_io_error(char *err, int rc, const char *peer, const char *what, const ch
 	return err_setf(err, rc, "%s: %s", what, detail && *detail ? detail : strerror(-rc));
 }
 
-int eng_rec_read_head(struct net_chan *ch, const struct hmig_guest_geometry *geo,
-		      int timeout_ms, const char *peer, struct proto_hdr *h,
-		      struct rec_buf *rb, char *err)
+int eng_rec_read(struct net_chan *ch, const struct hmig_guest_geometry *geo,
+		 int timeout_ms, const char *peer, struct proto_hdr *h,
+		 struct rec_buf *rb, char *err)
 {
 	uint8_t hdr[PROTO_HDR_LEN];
 	int rc;
@@ -77,25 +77,18 @@ int eng_rec_read_head(struct net_chan *ch, const struct hmig_guest_geometry *geo
 		if (rc)
 			return eng_io_error(err, rc, peer, "reading a record", ch->err);
 		rc = proto_hdr_decode(hdr, sizeof(hdr), geo, h, err);
-		if (rc || !h->skip)
-			return rc;
-		if ((rc = eng_rec_read_body(ch, timeout_ms, peer, h, rb, err)))
-			return rc;
-	}
-}
-
-int eng_rec_read_body(struct net_chan *ch, int timeout_ms, const char *peer,
-		      const struct proto_hdr *h, struct rec_buf *rb, char *err)
-{
-	int rc;
-
-	if ((rc = rec_buf_fit(rb, h->body_len ? h->body_len : 1)))
-		return err_setf(err, rc, "out of memory for a %u-byte %s record",
-				h->body_len, proto_type_name(h->type));
-	if (h->body_len) {
-		rc = net_chan_read(ch, rb->p, h->body_len, timeout_ms);
 		if (rc)
-			return eng_io_error(err, rc, peer, "reading a record body", ch->err);
+			return rc;
+		if ((rc = rec_buf_fit(rb, h->body_len ? h->body_len : 1)))
+			return err_setf(err, rc, "out of memory for a %u-byte %s record",
+					h->body_len, proto_type_name(h->type));
+		if (h->body_len) {
+			rc = net_chan_read(ch, rb->p, h->body_len, timeout_ms);
+			if (rc)
+				return eng_io_error(err, rc, peer, "reading a record body", ch->err);
+		}
+		if (!h->skip)
+			break;
 	}
 	if (h->type == PROTO_ERROR) {
 		struct proto_error e;
@@ -111,15 +104,6 @@ int eng_rec_read_body(struct net_chan *ch, int timeout_ms, const char *peer,
 		return err_setf(err, -ECONNABORTED, "the %s failed: %s", peer, text);
 	}
 	return 0;
-}
-
-int eng_rec_read(struct net_chan *ch, const struct hmig_guest_geometry *geo,
-		 int timeout_ms, const char *peer, struct proto_hdr *h,
-		 struct rec_buf *rb, char *err)
-{
-	int rc = eng_rec_read_head(ch, geo, timeout_ms, peer, h, rb, err);
-
-	return rc ? rc : eng_rec_read_body(ch, timeout_ms, peer, h, rb, err);
 }
 
 int eng_rec_send(struct net_chan *ch, const void *buf, size_t len, int timeout_ms,

@@ -496,12 +496,11 @@ static int pfns_check(uint32_t type, const uint8_t *wire, uint32_t count,
 	return 0;
 }
 
-/* What the prefix says, checked: the record's type, count and pad, and its
- * body_len against the count.  The count, or -errno. */
-static int64_t pfns_count(const struct proto_hdr *h, const void *prefix,
-			  const struct hmig_guest_geometry *geo, char *err)
+int proto_pages_decode(const struct proto_hdr *h, const void *body,
+		       const struct hmig_guest_geometry *geo,
+		       struct proto_pages *out, char *err)
 {
-	const struct proto_wire_pfns *w = prefix;
+	const struct proto_wire_pfns *w = body;
 	uint32_t count, pad, limit;
 	uint64_t want;
 	int rc;
@@ -529,84 +528,28 @@ static int64_t pfns_count(const struct proto_hdr *h, const void *prefix,
 				"%s record: body_len %u does not match count %u (expected %llu)",
 				proto_type_name(h->type), h->body_len, count,
 				(unsigned long long)want);
-	return count;
-}
-
-/* The head (prefix, pfns, CRC32Cs) checked; out->data stays NULL. */
-static int pfns_head(const struct proto_hdr *h, const void *head,
-		     const struct hmig_guest_geometry *geo, struct proto_pages *out, char *err)
-{
-	int64_t count = pfns_count(h, head, geo, err);
-	const uint8_t *pfns = (const uint8_t *)head + sizeof(struct proto_wire_pfns);
-	int rc;
-
-	if (count < 0)
-		return (int)count;
-	if ((rc = pfns_check(h->type, pfns, (uint32_t)count, geo->npages, err)))
-		return rc;
-	out->count = (uint32_t)count;
-	out->pfns = pfns;
-	out->crcs = h->flags & PROTO_FLAG_CRC32C ? pfns + 8 * (size_t)count : NULL;
-	out->data = NULL;
-	return 0;
-}
-
-int proto_pages_decode(const struct proto_hdr *h, const void *body,
-		       const struct hmig_guest_geometry *geo,
-		       struct proto_pages *out, char *err)
-{
-	struct proto_pages pg;
-	int rc = pfns_head(h, body, geo, &pg, err);
-
+	rc = pfns_check(h->type, (const uint8_t *)(w + 1), count, geo->npages, err);
 	if (rc)
 		return rc;
-	if (h->type == PROTO_PAGES)
-		pg.data = pg.pfns + (pg.crcs ? 12 : 8) * (size_t)pg.count;
+	const uint8_t *pfns = (const uint8_t *)(w + 1);
+	const uint8_t *crcs = h->flags & PROTO_FLAG_CRC32C ? pfns + 8 * (size_t)count : NULL;
+	const uint8_t *data = h->type != PROTO_PAGES ? NULL
+			      : pfns + (crcs ? 12 : 8) * (size_t)count;
 	/* Last, once the layout is known good: one read of every page. */
-	for (uint32_t i = 0; pg.crcs && i < pg.count; i++)
-		if ((rc = proto_pages_check(&pg, i, pg.data + (size_t)i * geo->page_size,
-					    geo->page_size, err)))
-			return rc;
-	*out = pg;
-	return 0;
-}
+	for (uint32_t i = 0; crcs && i < count; i++) {
+		uint32_t want_crc = get_le32(crcs + 4 * (size_t)i);
+		uint32_t got = crc32c(data + (size_t)i * geo->page_size, geo->page_size);
 
-int64_t proto_pages_head_len(const struct proto_hdr *h, const void *prefix,
-			     const struct hmig_guest_geometry *geo, char *err)
-{
-	int64_t count;
-
-	if (h->type != PROTO_PAGES)
-		return err_setf(err, -EINVAL, "PAGES head decoder handed a %s record (caller bug)",
-				proto_type_name(h->type));
-	if ((count = pfns_count(h, prefix, geo, err)) < 0)
-		return count;
-	return (int64_t)(sizeof(struct proto_wire_pfns) +
-			 (h->flags & PROTO_FLAG_CRC32C ? 12 : 8) * (uint64_t)count);
-}
-
-int proto_pages_decode_head(const struct proto_hdr *h, const void *head,
-			    const struct hmig_guest_geometry *geo,
-			    struct proto_pages *out, char *err)
-{
-	if (h->type != PROTO_PAGES)
-		return err_setf(err, -EINVAL, "PAGES head decoder handed a %s record (caller bug)",
-				proto_type_name(h->type));
-	return pfns_head(h, head, geo, out, err);
-}
-
-int proto_pages_check(const struct proto_pages *pg, uint32_t i, const void *page,
-		      uint32_t page_size, char *err)
-{
-	if (!pg->crcs)
-		return 0;
-	uint32_t want = get_le32(pg->crcs + 4 * (size_t)i);
-	uint32_t got = crc32c(page, page_size);
-
-	if (got != want)
-		return err_setf(err, -EBADMSG,
-				"PAGES record: the data of pfn %llu fail their CRC32C (sent 0x%08x, received 0x%08x): corrupted in transit (check the network path, or use TLS)",
-				(unsigned long long)proto_pages_pfn(pg, i), want, got);
+		if (got != want_crc)
+			return err_setf(err, -EBADMSG,
+					"PAGES record: the data of pfn %llu fail their CRC32C (sent 0x%08x, received 0x%08x): corrupted in transit (check the network path, or use TLS)",
+					(unsigned long long)get_le64(pfns + 8 * (size_t)i),
+					want_crc, got);
+	}
+	out->count = count;
+	out->pfns = pfns;
+	out->crcs = crcs;
+	out->data = data;
 	return 0;
 }
 

@@ -192,8 +192,7 @@ struct proto_pages {
 	uint32_t count;
 	const uint8_t *pfns; /* count le64 values: use proto_pages_pfn() */
 	const uint8_t *crcs; /* PAGES with PROTO_FLAG_CRC32C: count le32 values,
-			      * checked against the data by proto_pages_decode,
-			      * by proto_pages_check after decode_head; else NULL */
+			      * already checked against the data; else NULL */
 	const uint8_t *data; /* PAGES: page i at data + i * page_size; else NULL */
 };
 
@@ -340,21 +339,6 @@ int proto_hello_decode(const struct proto_hdr *h, const void *body,
 int proto_pages_decode(const struct proto_hdr *h, const void *body,
 		       const struct hmig_guest_geometry *geo,
 		       struct proto_pages *out, char *err);
-
-/* A PAGES record in two steps, so that its pages can go from the receive
- * buffers into the guest without a copy in between: proto_pages_head_len
- * checks the 8-byte prefix (type, count, pad, body_len) and returns the
- * length of the head (prefix, pfns, CRC32Cs) that the data follow, or
- * -errno; proto_pages_decode_head checks that head as proto_pages_decode
- * does, leaving out->data NULL and the CRC32Cs unchecked; proto_pages_check
- * then checks page i's data (0 when the record carries no CRC32Cs). */
-int64_t proto_pages_head_len(const struct proto_hdr *h, const void *prefix,
-			     const struct hmig_guest_geometry *geo, char *err);
-int proto_pages_decode_head(const struct proto_hdr *h, const void *head,
-			    const struct hmig_guest_geometry *geo,
-			    struct proto_pages *out, char *err);
-int proto_pages_check(const struct proto_pages *pg, uint32_t i, const void *page,
-		      uint32_t page_size, char *err);
 
 int proto_pass_end_decode(const struct proto_hdr *h, const void *body,
 			  const struct hmig_guest_geometry *geo,

@@ -160,42 +160,6 @@ int net_chan_read(struct net_chan *ch, void *dst, size_t len, int timeout_ms)
 	return 0;
 }
 
-/* The real channel's view ends where a received segment does; this one
- * ends every FAKE_SEG bytes of the stream, so that a page now lies whole in
- * a view, now straddles two. */
-#define FAKE_SEG 10000
-
-int net_chan_peek(struct net_chan *ch, size_t want, int timeout_ms, const void **ptr,
-		  size_t *avail)
-{
-	struct fake_stream *st = &streams[ch->kind];
-	size_t seg = FAKE_SEG - st->pos % FAKE_SEG, have = st->len - st->pos;
-
-	(void)timeout_ms;
-	*ptr = NULL;
-	*avail = 0;
-	if (!ch->open)
-		return err_setf(ch->err, -EBADF, "closed");
-	if (!have)
-		return err_setf(ch->err, -ECONNRESET, "%s channel: peer closed the connection",
-				net_kind_name(ch->kind));
-	*ptr = st->buf + st->pos;
-	*avail = want < seg ? want : seg;
-	if (*avail > have)
-		*avail = have;
-	return 0;
-}
-
-int net_chan_consume(struct net_chan *ch, size_t n)
-{
-	struct fake_stream *st = &streams[ch->kind];
-
-	if (st->len - st->pos < n)
-		return err_setf(ch->err, -EINVAL, "consuming more than was received");
-	st->pos += n;
-	return 0;
-}
-
 int net_chan_readable(struct net_chan *ch)
 {
 	(void)ch;

@@ -334,43 +334,6 @@ Test(proto, pages_crc32c_mismatch_names_the_pfn)
 	free(buf);
 }
 
-/* The two-step decode the destination streams with reads the same record
- * as proto_pages_decode: the head's length, pfns and CRC32Cs, then each
- * page's check on its own. */
-Test(proto, pages_head_then_each_page_agrees_with_the_whole_decode)
-{
-	const uint64_t pfns[] = { 7, 3, 900 };
-	uint8_t *buf = calloc(1, REC_MAX);
-	struct proto_hdr h;
-	struct proto_pages whole, head;
-	char err[ERR_LEN] = "";
-	int n = pages_crc_record(buf, pfns, 3);
-
-	cr_assert(eq(int, proto_hdr_decode(buf, PROTO_HDR_LEN, &G, &h, err), 0), "%s", err);
-	cr_assert(eq(int, proto_pages_decode(&h, buf + B, &G, &whole, err), 0), "%s", err);
-	cr_assert(eq(i64, proto_pages_head_len(&h, buf + B, &G, err), n - B), "%s", err);
-	cr_assert(eq(int, proto_pages_decode_head(&h, buf + B, &G, &head, err), 0), "%s", err);
-	cr_assert(eq(u32, head.count, 3));
-	cr_assert(eq(ptr, (void *)head.data, NULL));
-	cr_assert(eq(ptr, (void *)head.crcs, (void *)whole.crcs));
-	for (uint32_t i = 0; i < 3; i++) {
-		cr_assert(eq(u64, proto_pages_pfn(&head, i), pfns[i]));
-		cr_assert(eq(int, proto_pages_check(&head, i, buf + n + i * 4096, 4096, err), 0),
-			  "%s", err);
-	}
-	/* A damaged page fails its own check, naming its pfn, and only its own. */
-	buf[n + 4096 + 5] ^= 4;
-	cr_assert(eq(int, proto_pages_check(&head, 0, buf + n, 4096, err), 0), "%s", err);
-	cr_assert(eq(int, proto_pages_check(&head, 1, buf + n + 4096, 4096, err), -EBADMSG));
-	cr_assert(ne(ptr, strstr(err, "pfn 3 fail"), NULL), "%s", err);
-	/* The prefix's checks hold for the head alone: a count that does not
-	 * match body_len is refused before any pfn is read. */
-	put_le32(buf + B, 4);
-	cr_assert(eq(i64, proto_pages_head_len(&h, buf + B, &G, err), -EPROTO));
-	cr_assert(ne(ptr, strstr(err, "does not match count 4"), NULL), "%s", err);
-	free(buf);
-}
-
 Test(proto, crc32c_flag_only_on_pages_and_length_must_match)
 {
 	const uint64_t pfns[] = { 1, 2 };
