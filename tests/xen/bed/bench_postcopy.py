@@ -31,13 +31,12 @@ are the result.  Results: BUILD/xenbed/bench-postcopy/{runs.json,table.md}.
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import suite  # noqa: E402  (the Bed and the readers)
+from bench import first_stall, fmt, med, xl_run  # noqa: E402  (shared with pre-copy)
 
 TOOLS = ("precopy", "hybrid", "postcopy", "prearm", "xl")
 ARGS = {
@@ -47,13 +46,6 @@ ARGS = {
     "postcopy": ["--mode", "postcopy", "-o", "precopy_passes=0"],
     "prearm": ["prearm=on", "--mode", "postcopy", "-o", "precopy_passes=0"],
 }
-
-
-def first_stall(bed, dom):
-    out = bed.xenbed("sh", "--", "bash", "-c",
-                     "xl dmesg | grep -a '^(d%s) .*hmigt stall' | head -n 1" % dom,
-                     check=False).stdout
-    return float(out.split("ms=")[1].split()[0]) if "ms=" in out else None
 
 
 def hmig_run(bed, name, rate, tool):
@@ -91,32 +83,6 @@ def hmig_run(bed, name, rate, tool):
 
 def none_div(v, k):
     return None if v is None else v / k
-
-
-def xl_run(bed, name, rate, tool="xl"):
-    out = os.path.join(bed.results, name)
-    bed.sh("xl-migrate", out, "hmigt", timeout=1200)
-    x = suite.load(os.path.join(out, "xl.json"))
-    if not x or x.get("rc") != 0 or not x.get("new_id") or str(x["new_id"]) == bed.guest:
-        if bed.sh("state", bed.guest) != "running":
-            raise RuntimeError("xl migrate %s failed and the guest does not run" % name)
-        return {"tool": "xl", "rate": rate, "failed": True}
-    bed.guest = str(x["new_id"])
-    bed.sh("wait-ops", bed.guest, "0", "60")
-    return {"tool": "xl", "rate": rate, "total_s": x["total_s"], "bytes": x["bytes"],
-            "downtime_s": x["downtime_s"], "guest_stall_ms": x["guest_stall_ms"]}
-
-
-def med(rows, key):
-    v = [r[key] for r in rows if r.get(key) is not None and not r.get("failed")]
-    return (statistics.median(v), min(v), max(v)) if v else (None, None, None)
-
-
-def fmt(t, form="%.2f", scale=1.0):
-    m, lo, hi = t
-    if m is None:
-        return "-"
-    return ("%s (%s–%s)" % (form, form, form)) % (m * scale, lo * scale, hi * scale)
 
 
 def table(runs, mem):
