@@ -23,8 +23,8 @@
 #include <unistd.h>
 
 #include "common/clock.h"
-#include "common/prio.h"
 #include "common/err.h"
+#include "common/prio.h"
 #include "engine/fault.h"
 
 /* Fault events read per wake-up; a vCPU has at most one fault outstanding,
