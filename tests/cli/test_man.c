@@ -204,18 +204,23 @@ Test(man, every_knob_has_a_row_in_the_readme)
 
 		snprintf(want, sizeof(want), "`%s`", k->key);
 		for (const char *p = readme; !found && (p = strstr(p, "\n  | `")); p++) {
-			const char *end = strstr(p + 5, " | ");
+			const char *end = strstr(p + 5, " | "), *q = strstr(p, want);
 
-			for (const char *q = strstr(p, want); q && end && q < end; q = NULL)
-				found = true;
+			found = q && end && q < end;
 		}
 		cr_assert(found, "README.md's knob table has no row for %s", want);
 	}
 	for (const char *p = readme; (p = strstr(p, "\n  | `")); p++) {
 		const char *end = strstr(p + 5, " | ");
 
-		for (const char *q = p + 5; (q = strchr(q, '`')) && q < end; q = strchr(q + 1, '`') + 1)
+		for (const char *q = p + 5; (q = strchr(q, '`')) && q < end;) {
+			const char *close = strchr(q + 1, '`');
+
 			rows++;
+			if (!close)
+				break;
+			q = close + 1;
+		}
 	}
 	cr_assert(eq(int, rows, nknobs), "README.md's knob table names %d knobs, the library has %d",
 		  rows, nknobs);
