@@ -11,14 +11,18 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 #include <xenctrl.h>
 #include <xenforeignmemory.h>
 
 #include "guest/xen/oracle.h"
+
+#define MAP_RETRY_MS 60000
 
 struct check {
 	xenforeignmemory_handle *fmem;
@@ -39,20 +43,34 @@ static const void *map(void *ctx, uint64_t gfn, uint32_t n, int *rc, char *err)
 	}
 	for (uint32_t i = 0; i < n; i++)
 		gfns[i] = gfn + i;
-	p = xenforeignmemory_map(c->fmem, c->domid, PROT_READ, n, gfns, errs);
-	if (!p) {
-		*rc = -errno;
-		snprintf(err, 256, "map of gfn %#" PRIx64 ": %s", gfn, strerror(errno));
-		return NULL;
-	}
-	for (uint32_t i = 0; i < n; i++)
-		if (errs[i]) {
-			xenforeignmemory_unmap(c->fmem, p, n);
-			*rc = -EFAULT;
-			snprintf(err, 256, "gfn %#" PRIx64 ": map error %d", gfn + i, errs[i]);
+	/* A frame that is paged out (a destination in post-copy) maps with
+	 * -ENOENT: Xen has asked the pager for it, and the mapper retries, as
+	 * libxenguest's callers do.  Up to MAP_RETRY_MS of retries. */
+	for (unsigned waited_ms = 0;; waited_ms++) {
+		bool paged = false;
+
+		p = xenforeignmemory_map(c->fmem, c->domid, PROT_READ, n, gfns, errs);
+		if (!p) {
+			*rc = -errno;
+			snprintf(err, 256, "map of gfn %#" PRIx64 ": %s", gfn, strerror(errno));
 			return NULL;
 		}
-	return p;
+		for (uint32_t i = 0; i < n; i++) {
+			if (errs[i] == -ENOENT && waited_ms < MAP_RETRY_MS) {
+				paged = true;
+			} else if (errs[i]) {
+				xenforeignmemory_unmap(c->fmem, p, n);
+				*rc = -EFAULT;
+				snprintf(err, 256, "gfn %#" PRIx64 ": map error %d%s", gfn + i, errs[i],
+					 errs[i] == -ENOENT ? " (still paged out)" : "");
+				return NULL;
+			}
+		}
+		if (!paged)
+			return p;
+		xenforeignmemory_unmap(c->fmem, p, n);
+		usleep(1000);
+	}
 }
 
 static void unmap(void *ctx, const void *p, uint32_t n)
