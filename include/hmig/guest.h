@@ -176,7 +176,7 @@ struct hmig_guest_ops {
 
 	/* Allocates memory for `geo` with every page missing and arms the fault
 	 * mechanism, so a guest access to a missing page blocks until the page is
-	 * installed.  Called exactly once, before anything else on a destination
+	 * installed (or, for a backend that cannot, leaves that to pages_drop).  Called exactly once, before anything else on a destination
 	 * guest; fails with -EINVAL (and a message) for a geometry the backend
 	 * cannot hold. */
 	int (*dest_prepare)(struct hmig_guest *g, const struct hmig_guest_geometry *geo);
@@ -195,9 +195,15 @@ struct hmig_guest_ops {
 
 	/* Makes pages missing again: pages the guest wrote on the source after
 	 * they were sent.  `bitmap` has npages bits, and names only pages that
-	 * are present.  Called any number of times before start (during
-	 * pre-copy, so that little is left to drop at switchover, and at
-	 * switchover).  Returns the number dropped. */
+	 * are present.  Called only on the way to post-copy, any number of
+	 * times before start (in the settle before the pause, so that little
+	 * is left to drop at switchover, and at switchover: that call comes
+	 * even when `bitmap` is empty, before the destination says LOADED).
+	 * From its return every page never installed must be missing too: a
+	 * backend that cannot leave pages missing from dest_prepare on (Xen,
+	 * whose destination domain comes populated) makes them missing here,
+	 * and a failure fails the migration while the source still owns the
+	 * guest.  Returns the number of named pages dropped. */
 	int64_t (*pages_drop)(struct hmig_guest *g, const uint64_t *bitmap);
 
 	/* A file descriptor that polls readable when a vCPU is blocked on a

@@ -35,6 +35,15 @@ struct hmig_xen_options {
 	 * inside the downtime, so it is for tests, not for production or
 	 * benchmarks.  Off by default. */
 	bool digest;
+	/* A destination's option: make every frame missing when it is opened
+	 * (nominate + evict through Xen's mem_paging ring), before the source
+	 * connects, instead of at the switch to post-copy, where the eviction
+	 * falls inside the downtime.  For pure post-copy (mode postcopy,
+	 * precopy_passes=0), where every frame is missing at the switch; a
+	 * pre-copy pass then costs a hypercall per frame (xc_mem_paging_load
+	 * instead of a write through one mapping).  Needs a hypervisor with
+	 * mem_paging; the open fails without it.  Off by default. */
+	bool prearm;
 };
 
 /* Opens running domain `domid` as a source guest for hmig_source_new.
@@ -46,12 +55,14 @@ int hmig_xen_open(uint32_t domid, const struct hmig_xen_options *opts,
 		  struct hmig_guest **out, char *errbuf);
 
 /* Opens domain `domid` as the destination for hmig_dest_new: created with
- * `xl create -p` from the source's configuration, paused and never run.  The
+ * `xl create -p` from the source's configuration, paused and never run.
+ * opts NULL: the defaults (only prearm applies to a destination).  The
  * checks that need the source (memory, vCPUs, frame list, CPU policy) come
  * at dest_prepare and vcpu_restore; these are done here: -ESRCH, -EOPNOTSUPP
  * as for a source; -EBUSY the domain has run or is not paused; -EINVAL it
  * uses populate-on-demand (maxmem above memory). */
-int hmig_xen_open_dest(uint32_t domid, struct hmig_guest **out, char *errbuf);
+int hmig_xen_open_dest(uint32_t domid, const struct hmig_xen_options *opts,
+		       struct hmig_guest **out, char *errbuf);
 
 /* The Xen backend's own figures, beside the neutral hmig_guest_stats. */
 struct hmig_xen_stats {
@@ -71,6 +82,17 @@ struct hmig_xen_stats {
 	uint64_t replay_ops;      /* ops_done the last verify replayed */
 	uint64_t replay_pages;    /* data pages it compared byte for byte */
 	double replay_ms;
+	/* Post-copy on a destination, through Xen's mem_paging ring. */
+	bool destination;         /* this is a destination: the fields below apply */
+	bool paging_available;    /* the hypervisor has mem_paging (CONFIG_MEM_PAGING) */
+	bool paging;              /* it was used: frames were left missing at start */
+	uint64_t evicted;         /* frames made missing (nominate + evict) */
+	double evict_ms;          /* what that cost in all */
+	uint64_t loaded;          /* frames loaded after start (xc_mem_paging_load) */
+	double load_ms;           /* what the loads cost in all */
+	uint64_t requests;        /* paging requests read from the ring, answered once each */
+	uint64_t foreign_requests;/* ... of them from a dom0 mapper, not a vCPU */
+	double paging_off_ms;     /* turning it off once every frame was back */
 };
 
 /* Copies them into *st: 0, or -EINVAL for a guest of another backend (its

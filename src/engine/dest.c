@@ -318,6 +318,13 @@ static int accept_and_hello(struct hmig_dest *d)
 	 * one that cannot has no fault fd (include/hmig/guest.h). */
 	ours.caps = d->g->ops->fault_fd(d->g) >= 0 ? PROTO_CAP_POSTCOPY : 0;
 	stats_report_set_extra_bool(&d->rep, "postcopy_available", ours.caps != 0);
+	/* Asked for post-copy it cannot do, this side refuses first, with
+	 * its backend's reason (the source's own refusal could only say the
+	 * capability is missing, not why): the ERROR goes back in place of
+	 * HELLO, before any page moves. */
+	if (!ours.caps && d->cfg.mode == HMIG_MODE_POSTCOPY)
+		return err_setf(d->err, -EOPNOTSUPP, "post-copy refused (no PROTO_CAP_POSTCOPY here): %s",
+				hmig_guest_error(d->g));
 	n = proto_hello_encode(buf, sizeof(buf), &ours, d->err);
 	if (n < 0)
 		return n;

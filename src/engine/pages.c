@@ -194,9 +194,10 @@ int64_t pages_drop(struct pages *ps, uint64_t *set, char *err)
 		n += (uint64_t)__builtin_popcountll(set[w]);
 	}
 	pthread_mutex_unlock(&ps->lock);
-	if (!n)
-		return 0;
-	/* Only this thread installs before the start: nothing can claim these
+	/* The backend hears of every drop, an empty one too: at the switch
+	 * to post-copy a backend whose missing pages are populated until then
+	 * (Xen) makes them missing here (include/hmig/guest.h, pages_drop).
+	 * Only this thread installs before the start: nothing can claim these
 	 * pages between the count above and the drop. */
 	int64_t dropped = ps->g->ops->pages_drop(ps->g, set);
 	if (dropped < 0)

@@ -86,7 +86,8 @@ int pages_install_record(struct pages *ps, const struct hmig_guest_geometry *geo
 			 const struct proto_hdr *h, const void *body, enum via via, char *err);
 
 /* Makes the present pages among `set` (npages bits) missing again and
- * empties `set`.  Before the start only.  Returns how many, or -errno. */
+ * empties `set`, calling the backend's pages_drop even when none is
+ * (guest.h).  Before the start only.  Returns how many, or -errno. */
 int64_t pages_drop(struct pages *ps, uint64_t *set, char *err);
 
 /* Post-copy begins: from here installs place and never replace, and faults

@@ -38,7 +38,8 @@ Test(guestspec, xen_specs_are_parsed_and_bad_ones_named)
 		{ "xen:domid=5x", "bad domid" },
 		{ "xen:domid=99999999999", "bad domid" },
 		{ "xen:domid=5,digest=maybe", "bad digest" },
-		{ "xen:domid=5,prearm=1", "unknown option 'prearm'" },
+		{ "xen:domid=5,prearm=maybe", "bad prearm" },
+		{ "xen:domid=5,claim=1", "unknown option 'claim'" },
 		{ "xen:digest=on", "needs the domain" },
 	};
 	struct guest_spec gs = { 0 };
@@ -55,6 +56,11 @@ Test(guestspec, xen_specs_are_parsed_and_bad_ones_named)
 	cr_assert(eq(int, guest_spec_parse("xen:digest=on,domid=12", &gs, err), 0), "%s", err);
 	cr_assert(eq(u32, gs.xen.domid, 12));
 	cr_assert(gs.xen.opts.digest && gs.xen.digest_set);
+	/* prearm is the destination's: send refuses it before opening. */
+	cr_assert(eq(int, guest_spec_parse("xen:domid=12,prearm=on", &gs, err), 0), "%s", err);
+	cr_assert(gs.xen.opts.prearm && gs.xen.prearm_set);
+	cr_assert(eq(int, guest_check_source(&gs, err), -EINVAL));
+	cr_assert(ne(ptr, strstr(err, "destination"), NULL), "%s", err);
 }
 
 /* Opening a Xen guest where there is none (no Xen here, or hmig built

@@ -25,7 +25,7 @@ static int parse_switch(const char *key, const char *v, size_t n, bool *out, cha
 	return 0;
 }
 
-/* xen:domid=N[,digest=on|off] */
+/* xen:domid=N[,digest=on|off][,prearm=on|off] */
 static int parse_xen(const char *opts, struct guest_spec *gs, char *err)
 {
 	bool have_domid = false;
@@ -59,8 +59,12 @@ static int parse_xen(const char *opts, struct guest_spec *gs, char *err)
 			if (parse_switch("digest", v, vlen, &gs->xen.opts.digest, err))
 				return -EINVAL;
 			gs->xen.digest_set = true;
+		} else if (klen == 6 && !strncmp(opts, "prearm", 6)) {
+			if (parse_switch("prearm", v, vlen, &gs->xen.opts.prearm, err))
+				return -EINVAL;
+			gs->xen.prearm_set = true;
 		} else {
-			snprintf(err, 256, "--guest xen: unknown option '%.*s' (xen takes domid=N and digest=on|off)",
+			snprintf(err, 256, "--guest xen: unknown option '%.*s' (xen takes domid=N, digest=on|off and prearm=on|off)",
 				 (int)klen, opts);
 			return -EINVAL;
 		}
@@ -105,6 +109,11 @@ int guest_check_source(const struct guest_spec *gs, char *err)
 	case GUEST_XEN:
 		/* guest_spec_parse checked the domid; the domain itself is the
 		 * opener's to find. */
+		if (gs->xen.prearm_set) {
+			snprintf(err, 256,
+				 "--guest xen: prearm= is the destination's option (hmig recv), it makes the frames missing there");
+			return -EINVAL;
+		}
 		return 0;
 	}
 	snprintf(err, 256, "no guest backend chosen (caller bug)");
@@ -136,7 +145,7 @@ int guest_open_dest(const struct guest_spec *gs, struct hmig_guest **out, char *
 				 "--guest xen: digest= is the source's option (the destination checks whatever digest the source sends)");
 			return -EINVAL;
 		}
-		return hmig_xen_open_dest(gs->xen.domid, out, err);
+		return hmig_xen_open_dest(gs->xen.domid, &gs->xen.opts, out, err);
 	}
 	*out = NULL;
 	snprintf(err, 256, "no guest backend chosen (caller bug)");
@@ -166,6 +175,25 @@ bool guest_report_extras(struct hmig_guest *g, json_t *doc)
 		json_object_set_new(o, "replay_ops", json_integer((json_int_t)xs.replay_ops));
 		json_object_set_new(o, "replay_pages", json_integer((json_int_t)xs.replay_pages));
 		json_object_set_new(o, "replay_ms", num_or_null(xs.replay_ms));
+	}
+	/* A destination: could it post-copy, and what did paging cost. */
+	if (o && xs.destination) {
+		json_object_set_new(o, "paging_available", json_boolean(xs.paging_available));
+		json_object_set_new(o, "paging", json_boolean(xs.paging));
+	}
+	if (o && xs.paging) {
+		json_t *p = json_pack("{s:I, s:o, s:o, s:I, s:o, s:o, s:I, s:I, s:o}", "evicted",
+				      (json_int_t)xs.evicted, "evict_ms", num_or_null(xs.evict_ms),
+				      "evict_us_per_frame",
+				      num_or_null(xs.evicted ? xs.evict_ms * 1e3 / (double)xs.evicted : NAN),
+				      "loaded", (json_int_t)xs.loaded, "load_ms", num_or_null(xs.load_ms),
+				      "load_us_per_frame",
+				      num_or_null(xs.loaded ? xs.load_ms * 1e3 / (double)xs.loaded : NAN),
+				      "requests", (json_int_t)xs.requests, "foreign_requests",
+				      (json_int_t)xs.foreign_requests, "off_ms",
+				      num_or_null(xs.paging_off_ms));
+		if (p)
+			json_object_set_new(o, "paging_costs", p);
 	}
 	return o && json_object_set_new(doc, "xen", o) == 0;
 }

@@ -24,7 +24,7 @@ struct guest_spec {
 	 * options (digest_set: digest= was given, which recv refuses). */
 	struct {
 		uint32_t domid;
-		bool digest_set;
+		bool digest_set, prearm_set;
 		struct hmig_xen_options opts;
 	} xen;
 };

@@ -24,7 +24,7 @@ struct mig_opt {
 static const struct mig_opt table[] = {
 	{ "to", 1, ROLE_SEND, GROUP_MIG, "ADDR", "destination address: HOST:PORT, [V6]:PORT or unix:PATH" },
 	{ "listen", 1, ROLE_RECV, GROUP_MIG, "ADDR", "address to listen on (HOST:PORT, :PORT, unix:PATH)" },
-	{ "guest", 1, ROLE_SEND | ROLE_RECV | ROLE_DEMO, GROUP_MIG, "SPEC", "guest backend: synth (the default, built in), or xen:domid=N[,digest=on] (send and recv: a Xen domain, docs/xen.md)" },
+	{ "guest", 1, ROLE_SEND | ROLE_RECV | ROLE_DEMO, GROUP_MIG, "SPEC", "guest backend: synth (the default, built in), or xen:domid=N (send and recv: a Xen domain, docs/xen.md; send: ,digest=on; recv: ,prearm=on)" },
 	{ "warmup", 1, ROLE_SEND | ROLE_DEMO, GROUP_MIG, "S", "seconds the guest runs before the migration (default 1)" },
 	{ "mode", 1, ROLE_SEND | ROLE_DEMO, GROUP_MIG, "MODE", "hybrid (default), precopy or postcopy" },
 	{ "run-after", 1, ROLE_RECV | ROLE_DEMO, GROUP_MIG, "S", "seconds the migrated guest runs before the oracle (default 1)" },

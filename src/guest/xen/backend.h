@@ -15,7 +15,9 @@
 #include <stdint.h>
 
 #include <xenctrl.h>
+#include <xenevtchn.h>
 #include <xenforeignmemory.h>
+#include <xen/vm_event.h>
 
 #include <hmig/xen.h>
 
@@ -32,6 +34,40 @@ struct xen_log {
 	xentoollog_logger xtl; /* first: the libraries hold a pointer to it */
 	pthread_mutex_t lock;
 	char last[160];
+};
+
+/* A destination frame's state (restore.c, paging.c).  Before start the
+ * engine's present set decides what an install does; the backend keeps
+ * these to know what Xen holds:
+ *
+ *   XF_STALE    populated, with bytes the source did not send (the domain
+ *               builder's, or a copy the source rewrote since): made
+ *               missing when post-copy begins
+ *   XF_PRESENT  populated with what the source sent
+ *   XF_EVICTED  paged out: Xen holds no page; a touch is a paging request
+ */
+enum { XF_STALE, XF_PRESENT, XF_EVICTED };
+
+/* A paging request not answered yet: its frame is on its way. */
+struct xen_parked {
+	uint64_t pfn;
+	uint32_t vcpu, flags;
+};
+
+/* The mem_paging ring of a destination (paging.c). */
+struct xen_paging {
+	xenevtchn_handle *xce;   /* from open: its fd is the fault fd */
+	bool on;                 /* enabled on the domain */
+	bool bound, ring_hidden;
+	xen_pfn_t ring_gfn;
+	void *ring;              /* our mapping of the ring page */
+	vm_event_back_ring_t back;
+	evtchn_port_t lport;
+	struct xen_parked *parked; /* at most `slots`: each holds a ring slot */
+	uint32_t nparked, slots;
+	/* under pg_lock */
+	uint64_t requests, foreign, odd, answered;
+	unsigned long paged_at_end;
 };
 
 struct xen_guest {
@@ -76,6 +112,16 @@ struct xen_guest {
 	 * stop-and-copy are runs of one page, inside the downtime. */
 	uint8_t *frames_map;
 
+	/* Destination post-copy: Xen's mem_paging (paging.c).  paging_rc is
+	 * 0 when the hypervisor has it, -EOPNOTSUPP with paging_why when not
+	 * (probed at open). */
+	int paging_rc;
+	char paging_why[256];
+	uint8_t *fstate;            /* per frame, XF_*; after start under pg_lock */
+	pthread_mutex_t pg_lock;
+	struct xen_paging pg;
+	uint64_t digest_bad, digest_first_bad; /* level 1 on frames loaded after start */
+
 	pthread_mutex_t lock; /* xs */
 	struct hmig_xen_stats xs;
 };
@@ -86,7 +132,8 @@ static inline struct xen_guest *to_xen(struct hmig_guest *g)
 }
 
 /* common.c */
-int xen_open(uint32_t domid, bool is_dest, struct xen_guest **out, char *errbuf);
+int xen_open(uint32_t domid, const struct hmig_xen_options *opts, bool is_dest,
+	     struct xen_guest **out, char *errbuf);
 int xen_fail(struct xen_guest *x, int rc, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 int xen_getinfo(struct xen_guest *x, xc_dominfo_t *info);
@@ -138,5 +185,27 @@ int xen_faults_done(struct hmig_guest *g);
 int xen_vcpu_restore(struct hmig_guest *g, const void *blob, size_t len);
 int xen_start(struct hmig_guest *g);
 int xen_dest_check_fresh(struct xen_guest *x);
+/* The prearm option: paging on and every frame evicted, at open. */
+int xen_prearm(struct xen_guest *x);
+
+/* paging.c: the mem_paging ring (each says when it may be called). */
+uint64_t xen_pfn_of_gfn(const struct xen_guest *x, xen_pfn_t gfn); /* common.c; UINT64_MAX none */
+/* At open: does the hypervisor have mem_paging?  Sets paging_rc/why. */
+int xen_paging_probe(struct xen_guest *x);
+/* At open: the event channel handle whose fd is the fault fd. */
+int xen_paging_open_fd(struct xen_guest *x);
+/* Before the first eviction, the domain paused and no frame mapped. */
+int xen_paging_enable(struct xen_guest *x);
+/* nominate + evict, or load, one frame. */
+int xen_paging_evict(struct xen_guest *x, uint64_t pfn);
+int xen_paging_load(struct xen_guest *x, uint64_t pfn, const void *page);
+/* Under pg_lock: pfn is loaded; answers the requests parked on it. */
+void xen_paging_loaded(struct xen_guest *x, uint64_t pfn);
+/* The fault thread: new requests, their pfns (faults_read). */
+int xen_paging_read(struct xen_guest *x, uint64_t *pfns, uint32_t max);
+/* Every frame present: paging off, ring page back, nr_paged_pages 0. */
+int xen_paging_disable(struct xen_guest *x);
+/* destroy: drops the handles, leaves paging on if it still is. */
+void xen_paging_close(struct xen_guest *x);
 
 #endif

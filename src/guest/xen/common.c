@@ -220,7 +220,7 @@ static int scan_frames(struct xen_guest *x)
 	return 0;
 }
 
-static uint64_t pfn_of_gfn(const struct xen_guest *x, xen_pfn_t gfn)
+uint64_t xen_pfn_of_gfn(const struct xen_guest *x, xen_pfn_t gfn)
 {
 	uint64_t lo = 0, hi = x->frames;
 
@@ -237,7 +237,7 @@ static uint64_t pfn_of_gfn(const struct xen_guest *x, xen_pfn_t gfn)
 
 static void mark_never(struct xen_guest *x, uint64_t gfn)
 {
-	uint64_t pfn = pfn_of_gfn(x, gfn);
+	uint64_t pfn = xen_pfn_of_gfn(x, gfn);
 
 	if (pfn != UINT64_MAX && !bitmap_test(x->never, pfn)) {
 		bitmap_set(x->never, pfn);
@@ -300,13 +300,26 @@ static void find_hmigt(struct xen_guest *x)
 	xen_pfn_t g = HMIGT_CTL_GFN;
 	int e = 0;
 
-	if (pfn_of_gfn(x, g) == UINT64_MAX)
+	if (xen_pfn_of_gfn(x, g) == UINT64_MAX)
 		return;
 	void *p = xenforeignmemory_map(x->fmem, x->domid, PROT_READ, 1, &g, &e);
 	if (p && !e)
 		x->ctl = p;
 	else if (p)
 		xenforeignmemory_unmap(x->fmem, p, 1);
+}
+
+/* A destination's control page, once it runs and the frame is present
+ * (mapping a missing one would wait for it): any thread, so under
+ * pg_lock, which also orders it after start's. */
+static void dest_find_hmigt(struct xen_guest *x)
+{
+	uint64_t pfn = xen_pfn_of_gfn(x, HMIGT_CTL_GFN);
+
+	pthread_mutex_lock(&x->pg_lock);
+	if (!x->ctl && x->started && pfn != UINT64_MAX && x->fstate[pfn] == XF_PRESENT)
+		find_hmigt(x);
+	pthread_mutex_unlock(&x->pg_lock);
 }
 
 static bool hmigt_runs(const struct xen_guest *x)
@@ -332,7 +345,7 @@ void *xen_map_gfns(struct xen_guest *x, const xen_pfn_t *gfns, uint32_t n, int p
 
 			xenforeignmemory_unmap(x->fmem, p, n);
 			*rc = xen_fail(x, e, "cannot map gfn %#lx (pfn %lu) of domain %u: %s",
-				       (unsigned long)gfns[i], (unsigned long)pfn_of_gfn(x, gfns[i]),
+				       (unsigned long)gfns[i], (unsigned long)xen_pfn_of_gfn(x, gfns[i]),
 				       x->domid, strerror(-e));
 			return NULL;
 		}
@@ -453,6 +466,7 @@ static struct xen_guest *alloc_guest(uint32_t domid, bool is_dest)
 	x->log.xtl.destroy = log_destroy;
 	pthread_mutex_init(&x->log.lock, NULL);
 	pthread_mutex_init(&x->lock, NULL);
+	pthread_mutex_init(&x->pg_lock, NULL);
 	/* As DECLARE_HYPERCALL_BUFFER initialises one (xenctrl.h). */
 	x->dirty_hbuf = (xc_hypercall_buffer_t){ .hbuf = NULL, .param_shadow = NULL,
 						 HYPERCALL_BUFFER_INIT_NO_BOUNCE };
@@ -482,7 +496,27 @@ static int open_handles(struct xen_guest *x)
 	return 0;
 }
 
-int xen_open(uint32_t domid, bool is_dest, struct xen_guest **out, char *errbuf)
+/* A destination's own parts: its frame states (all stale: the builder's
+ * bytes), whether post-copy is possible, the event channel for it, and
+ * either the mapping installs write through until post-copy or start, or
+ * (prearm) every frame made missing at once. */
+static int open_dest(struct xen_guest *x)
+{
+	int rc;
+
+	x->fstate = calloc(x->frames, 1);
+	if (!x->fstate)
+		return err_setf(x->base.err, -ENOMEM, "out of memory for %lu frame states",
+				(unsigned long)x->frames);
+	if ((rc = xen_paging_probe(x)) || (rc = xen_paging_open_fd(x)))
+		return rc;
+	if (x->opts.prearm)
+		return xen_prearm(x);
+	return xen_map_all(x);
+}
+
+int xen_open(uint32_t domid, const struct hmig_xen_options *opts, bool is_dest,
+	     struct xen_guest **out, char *errbuf)
 {
 	struct xen_guest *x;
 	xc_dominfo_t info;
@@ -495,6 +529,8 @@ int xen_open(uint32_t domid, bool is_dest, struct xen_guest **out, char *errbuf)
 		return err_setf(errbuf, -EINVAL, "domain 0 is dom0, which hmig runs in and cannot move");
 	if (!(x = alloc_guest(domid, is_dest)))
 		return err_setf(errbuf, -ENOMEM, "out of memory");
+	if (opts)
+		x->opts = *opts;
 	if ((rc = open_handles(x)) || (rc = xen_getinfo(x, &info)) || (rc = check_kind(x, &info)) ||
 	    (is_dest && ((rc = xen_dest_check_fresh(x)) || (rc = check_no_pod(x)))) ||
 	    (rc = scan_frames(x)) || (rc = find_host_pages(x)) ||
@@ -503,20 +539,26 @@ int xen_open(uint32_t domid, bool is_dest, struct xen_guest **out, char *errbuf)
 		xen_destroy(&x->base);
 		return rc;
 	}
-	if (is_dest && (rc = xen_map_all(x))) {
+	if (is_dest && (rc = open_dest(x))) {
 		snprintf(errbuf, ERR_LEN, "%s", x->base.err);
 		xen_destroy(&x->base);
 		return rc;
 	}
 	x->nvcpus = info.max_vcpu_id + 1;
 	x->nr_pages = info.nr_pages;
-	find_hmigt(x);
+	/* A destination maps hmigt's control page only once it is present
+	 * after start (xen_stats): a mapping held at the switch would keep
+	 * the frame from being made missing. */
+	if (!is_dest)
+		find_hmigt(x);
 	if (!is_dest && hmigt_runs(x))
 		x->ops_base = x->ctl->ops_done;
 	x->xs.frames = x->frames;
 	x->xs.never_sent = x->never_count;
 	x->xs.hmigt = !is_dest && hmigt_runs(x);
 	x->xs.ops_at_pause = XEN_STATE_NO_HMIGT;
+	x->xs.destination = is_dest;
+	x->xs.paging_available = is_dest && !x->paging_rc;
 	x->xs.open_ms = clock_ms(clock_now_ns() - t0);
 	*out = x;
 	return 0;
@@ -526,21 +568,22 @@ int hmig_xen_open(uint32_t domid, const struct hmig_xen_options *opts, struct hm
 		  char *errbuf)
 {
 	struct xen_guest *x;
-	int rc = xen_open(domid, false, &x, errbuf);
+	int rc;
 
-	*out = NULL;
-	if (rc)
-		return rc;
-	if (opts)
-		x->opts = *opts;
-	*out = &x->base;
-	return 0;
+	if (opts && opts->prearm)
+		return err_setf(errbuf, -EINVAL,
+				"prearm is a destination's option (hmig recv --guest xen:domid=N,prearm=on)");
+	rc = xen_open(domid, opts, false, &x, errbuf);
+
+	*out = rc ? NULL : &x->base;
+	return rc;
 }
 
-int hmig_xen_open_dest(uint32_t domid, struct hmig_guest **out, char *errbuf)
+int hmig_xen_open_dest(uint32_t domid, const struct hmig_xen_options *opts,
+		       struct hmig_guest **out, char *errbuf)
 {
 	struct xen_guest *x;
-	int rc = xen_open(domid, true, &x, errbuf);
+	int rc = xen_open(domid, opts, true, &x, errbuf);
 
 	*out = rc ? NULL : &x->base;
 	return rc;
@@ -579,7 +622,9 @@ static int xen_stats(struct hmig_guest *g, struct hmig_guest_stats *st)
 	memset(st, 0, sizeof(*st));
 	st->blackout_ms = NAN;
 	n = snprintf(st->workload, sizeof(st->workload), "xen:domid=%u", x->domid);
-	if (!hmigt_runs(x) || (x->is_dest && !x->started))
+	if (x->is_dest)
+		dest_find_hmigt(x);
+	if (!hmigt_runs(x))
 		return 0;
 	/* hmigt's counters since it began on this host; its command line says
 	 * what it runs. */
@@ -609,13 +654,19 @@ int hmig_xen_stats(struct hmig_guest *g, struct hmig_xen_stats *st)
 	pthread_mutex_lock(&x->lock);
 	*st = x->xs;
 	pthread_mutex_unlock(&x->lock);
+	if (x->is_dest) {
+		pthread_mutex_lock(&x->pg_lock);
+		st->requests = x->pg.requests;
+		st->foreign_requests = x->pg.foreign;
+		pthread_mutex_unlock(&x->pg_lock);
+	}
 	return 0;
 }
 
 static const void *oracle_map(void *ctx, uint64_t gfn, uint32_t n, int *rc, char *err)
 {
 	struct xen_guest *x = ctx;
-	uint64_t pfn = pfn_of_gfn(x, gfn);
+	uint64_t pfn = xen_pfn_of_gfn(x, gfn);
 
 	const void *p;
 
@@ -650,6 +701,15 @@ static int xen_verify(struct hmig_guest *g)
 
 	if (!x->paused && !(x->is_dest && !x->started))
 		return err_setf(x->base.err, -EINVAL, "verify: pause the guest first");
+	if (x->digest_bad)
+		return err_setf(x->base.err, -EBADMSG,
+				"integrity (digest): %lu frames loaded in post-copy differ from the source's at the pause, the first gfn %#lx (pfn %lu)",
+				(unsigned long)x->digest_bad, (unsigned long)x->gfn[x->digest_first_bad],
+				(unsigned long)x->digest_first_bad);
+	if (x->is_dest && x->pg.on)
+		return err_setf(x->base.err, -EINVAL,
+				"verify: domain %u still has frames missing (post-copy did not end)",
+				x->domid);
 	uint64_t min_ops = x->is_dest && x->xs.ops_at_pause != XEN_STATE_NO_HMIGT
 				   ? x->xs.ops_at_pause : 0;
 	int rc = hmigt_replay_check(&mem, min_ops, &v, err);
@@ -700,6 +760,14 @@ static int xen_resume(struct hmig_guest *g)
  * (paused after a success: the guest lives on the destination now; the
  * engine resumed it after a failure).  A destination that started runs on:
  * a pause taken for the oracle is released. */
+static bool frames_missing(const struct xen_guest *x)
+{
+	for (uint64_t p = 0; p < x->frames; p++)
+		if (x->fstate[p] == XF_EVICTED)
+			return true;
+	return false;
+}
+
 static void xen_destroy(struct hmig_guest *g)
 {
 	struct xen_guest *x = to_xen(g);
@@ -712,6 +780,9 @@ static void xen_destroy(struct hmig_guest *g)
 			xc__hypercall_buffer_free_pages(x->xch, &x->dirty_hbuf, x->dirty_hbuf_pages);
 	}
 	xen_unmap_all(x);
+	if (x->is_dest && x->pg.on && x->started && !frames_missing(x))
+		xen_paging_disable(x);
+	xen_paging_close(x);
 	if (x->ctl)
 		xenforeignmemory_unmap(x->fmem, (void *)x->ctl, 1);
 	if (x->fmem)
@@ -721,6 +792,8 @@ static void xen_destroy(struct hmig_guest *g)
 	free(x->gfn);
 	free(x->never);
 	free(x->digest);
+	free(x->fstate);
+	pthread_mutex_destroy(&x->pg_lock);
 	pthread_mutex_destroy(&x->lock);
 	pthread_mutex_destroy(&x->log.lock);
 	free(x);

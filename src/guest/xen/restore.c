@@ -5,9 +5,12 @@
  * of guest, carries TSC, params and the HVM context in Xen's restore order,
  * and unpauses it at start.
  *
- * Post-copy is not here yet: it needs Xen's mem_paging ring to leave frames
- * missing (DESIGN §4), so this backend has no fault fd and the engine never
- * offers post-copy for it (include/hmig/guest.h, fault_fd).
+ * Post-copy: the domain comes populated, and Xen 4.17 cannot mark a gfn
+ * missing without a page behind it, so frames are made missing when
+ * post-copy begins (pages_drop: nominate + evict through the mem_paging
+ * ring, paging.c) and loaded back one by one after start.  On a hypervisor
+ * without mem_paging the fault fd is refused, and the engine offers no
+ * post-copy (include/hmig/guest.h, fault_fd).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -87,58 +90,227 @@ int xen_dest_prepare(struct hmig_guest *g, const struct hmig_guest_geometry *geo
 	return 0;
 }
 
-/* Every frame is populated, present or "missing" alike, and the domain
- * cannot run before start: a write through the mapping is an install and a
- * replace at once. */
+/* The level-1 digest of a frame loaded after start, against the source's
+ * at the pause: the guest runs already, so a mismatch cannot stop it; it
+ * is kept for verify, which then fails. */
+static void digest_loaded(struct xen_guest *x, uint64_t pfn, const void *page)
+{
+	static const uint8_t zero[XEN_PAGE];
+
+	if (!x->digest)
+		return;
+	bool bad = xen_frame_digest(page ? page : zero) != x->digest[pfn];
+	pthread_mutex_lock(&x->lock);
+	x->xs.digest_frames++;
+	if (bad && !x->digest_bad++)
+		x->digest_first_bad = pfn;
+	pthread_mutex_unlock(&x->lock);
+}
+
+/* After start: each frame of the run is paged out (the engine installs a
+ * missing page once, by pull or push, and nothing else pages frames in),
+ * so each is one xc_mem_paging_load, and then the requests that waited
+ * for it are answered.  Two threads may load at once, never one frame. */
+static int install_running(struct xen_guest *x, uint64_t pfn, uint32_t n, const uint8_t *data)
+{
+	static const uint8_t zero[XEN_PAGE];
+
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t p = pfn + i;
+		const uint8_t *page = data ? data + (size_t)i * XEN_PAGE : NULL;
+		uint64_t t0 = clock_now_ns();
+		int rc;
+
+		pthread_mutex_lock(&x->pg_lock);
+		uint8_t st = x->fstate[p];
+		pthread_mutex_unlock(&x->pg_lock);
+		if (st != XF_EVICTED)
+			return err_setf(x->base.err, -EINVAL,
+					"install: pfn %lu of domain %u is not missing (engine bug)",
+					(unsigned long)p, x->domid);
+		if ((rc = xen_paging_load(x, p, page ? page : zero)))
+			return rc;
+		digest_loaded(x, p, page);
+		uint64_t dt = clock_now_ns() - t0;
+		pthread_mutex_lock(&x->pg_lock);
+		xen_paging_loaded(x, p);
+		pthread_mutex_unlock(&x->pg_lock);
+		pthread_mutex_lock(&x->lock);
+		x->xs.loaded++;
+		x->xs.load_ms += clock_ms(dt);
+		pthread_mutex_unlock(&x->lock);
+	}
+	return 0;
+}
+
+/* A populated frame after the whole-guest mapping is gone (a pass that
+ * follows a drop, which no source of ours sends). */
+static int write_one(struct xen_guest *x, uint64_t pfn, const uint8_t *page)
+{
+	int rc = 0;
+	uint8_t *p = xen_map_frames(x, pfn, 1, PROT_READ | PROT_WRITE, &rc);
+
+	if (!p)
+		return rc;
+	if (page)
+		memcpy(p, page, XEN_PAGE);
+	else
+		memset(p, 0, XEN_PAGE);
+	xenforeignmemory_unmap(x->fmem, p, 1);
+	return 0;
+}
+
+/* Before start the domain cannot run: a frame still populated is written
+ * through the mapping (one memcpy; a write is an install and a replace at
+ * once), a frame already paged out is loaded. */
 int xen_page_install(struct hmig_guest *g, uint64_t pfn, uint32_t n, const void *data,
 		     unsigned flags)
 {
 	struct xen_guest *x = to_xen(g);
+	static const uint8_t zero[XEN_PAGE];
+	int rc;
 
 	(void)flags;
-	if (!x->prepared || x->started)
+	pthread_mutex_lock(&x->pg_lock);
+	bool started = x->started;
+	pthread_mutex_unlock(&x->pg_lock);
+	if (!x->prepared || (started && !x->pg.on))
 		return err_setf(x->base.err, -EINVAL, "install: %s",
-				x->started ? "the guest runs already (no post-copy for Xen guests)"
-					   : "call dest_prepare first");
+				started ? "every frame is present already (post-copy ended)"
+					: "call dest_prepare first");
 	if (pfn >= x->frames || n > x->frames - pfn)
 		return err_setf(x->base.err, -ERANGE, "install: pfns %lu..%lu out of range",
 				(unsigned long)pfn, (unsigned long)(pfn + n));
-	if (data)
-		memcpy(x->frames_map + pfn * XEN_PAGE, data, (size_t)n * XEN_PAGE);
-	else
-		memset(x->frames_map + pfn * XEN_PAGE, 0, (size_t)n * XEN_PAGE);
+	if (started)
+		return install_running(x, pfn, n, data);
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t p = pfn + i;
+		const uint8_t *page = data ? (const uint8_t *)data + (size_t)i * XEN_PAGE : NULL;
+
+		if (x->fstate[p] == XF_EVICTED) {
+			if ((rc = xen_paging_load(x, p, page ? page : zero)))
+				return rc;
+		} else if (x->frames_map) {
+			if (page)
+				memcpy(x->frames_map + p * XEN_PAGE, page, XEN_PAGE);
+			else
+				memset(x->frames_map + p * XEN_PAGE, 0, XEN_PAGE);
+		} else if ((rc = write_one(x, p, page))) {
+			return rc;
+		}
+		x->fstate[p] = XF_PRESENT;
+	}
 	return 0;
 }
 
-static int no_postcopy(struct xen_guest *x)
-{
-	return err_setf(x->base.err, -EOPNOTSUPP,
-			"post-copy is not there yet for Xen guests (it needs Xen's mem_paging): use --mode precopy or hybrid");
-}
-
+/* Post-copy begins (the engine drops the stale copies, at the switch or in
+ * the settle before it): from here every frame the source has not sent,
+ * or has rewritten since, must be missing in Xen, so that the guest's
+ * first touch asks for it.  That is the named frames and every frame never
+ * installed (the domain builder's bytes), so each call evicts both; the
+ * engine calls this at the switch even when nothing is stale (guest.h).
+ * Eviction cannot be allowed to fail (Otto's rule, DESIGN §4.3): the guest
+ * has not run here, so a failure means someone maps the frame; it fails
+ * the migration before LOADED, and the source's guest goes on there. */
 int64_t xen_pages_drop(struct hmig_guest *g, const uint64_t *bitmap)
 {
-	(void)bitmap;
-	return no_postcopy(to_xen(g));
+	struct xen_guest *x = to_xen(g);
+	uint64_t t0 = clock_now_ns(), evicted = 0;
+	int64_t named = 0;
+	int rc;
+
+	if (!x->prepared || x->started)
+		return err_setf(x->base.err, -EINVAL, "pages_drop: %s",
+				x->started ? "the guest runs already" : "call dest_prepare first");
+	if (x->paging_rc)
+		return err_setf(x->base.err, x->paging_rc, "%s", x->paging_why);
+	/* No frame may be mapped by us when it is nominated. */
+	xen_unmap_all(x);
+	if ((rc = xen_paging_enable(x)))
+		return rc;
+	for (uint64_t p = 0; p < x->frames; p++) {
+		bool stale = bitmap_test(bitmap, p);
+
+		if (bitmap_test(x->never, p) || x->fstate[p] == XF_EVICTED ||
+		    (x->fstate[p] == XF_PRESENT && !stale))
+			continue;
+		if ((rc = xen_paging_evict(x, p)))
+			return rc;
+		x->fstate[p] = XF_EVICTED;
+		evicted++;
+		named += stale;
+	}
+	pthread_mutex_lock(&x->lock);
+	x->xs.paging = true;
+	x->xs.evicted += evicted;
+	x->xs.evict_ms += clock_ms(clock_now_ns() - t0);
+	pthread_mutex_unlock(&x->lock);
+	return named;
+}
+
+/* Every frame the source can send is made missing now, before the source
+ * connects, so that the switch to pure post-copy evicts nothing (the
+ * prearm option, include/hmig/xen.h). */
+int xen_prearm(struct xen_guest *x)
+{
+	uint64_t t0 = clock_now_ns(), n = 0;
+	int rc;
+
+	if (x->paging_rc)
+		return err_setf(x->base.err, x->paging_rc, "prearm: %s", x->paging_why);
+	if ((rc = xen_paging_enable(x)))
+		return rc;
+	for (uint64_t p = 0; p < x->frames; p++) {
+		if (bitmap_test(x->never, p))
+			continue;
+		if ((rc = xen_paging_evict(x, p)))
+			return rc;
+		x->fstate[p] = XF_EVICTED;
+		n++;
+	}
+	pthread_mutex_lock(&x->lock);
+	x->xs.paging = true;
+	x->xs.evicted = n;
+	x->xs.evict_ms = clock_ms(clock_now_ns() - t0);
+	pthread_mutex_unlock(&x->lock);
+	return 0;
 }
 
 int xen_fault_fd(struct hmig_guest *g)
 {
-	return no_postcopy(to_xen(g));
+	struct xen_guest *x = to_xen(g);
+
+	if (x->paging_rc)
+		return err_setf(x->base.err, x->paging_rc, "%s", x->paging_why);
+	return xenevtchn_fd(x->pg.xce);
 }
 
 int xen_faults_read(struct hmig_guest *g, uint64_t *pfns, uint32_t max)
 {
-	(void)pfns;
-	(void)max;
-	return no_postcopy(to_xen(g));
+	return xen_paging_read(to_xen(g), pfns, max);
 }
 
-/* Nothing traps: every frame was present all along. */
+/* Every frame is back: paging goes off (stop-and-copy never turned it on). */
 int xen_faults_done(struct hmig_guest *g)
 {
-	(void)g;
-	return 0;
+	struct xen_guest *x = to_xen(g);
+	uint64_t t0 = clock_now_ns();
+	int rc;
+
+	if (!x->pg.on)
+		return 0;
+	for (uint64_t p = 0; p < x->frames; p++)
+		if (x->fstate[p] == XF_EVICTED)
+			return err_setf(x->base.err, -EINVAL,
+					"faults_done: gfn %#lx (pfn %lu) of domain %u is still missing (engine bug)",
+					(unsigned long)x->gfn[p], (unsigned long)p, x->domid);
+	rc = xen_paging_disable(x);
+	pthread_mutex_lock(&x->lock);
+	x->xs.paging_off_ms = clock_ms(clock_now_ns() - t0);
+	x->xs.requests = x->pg.requests;
+	x->xs.foreign_requests = x->pg.foreign;
+	pthread_mutex_unlock(&x->lock);
+	return rc;
 }
 
 /* ----------------------------------------------------------- vCPU state */
@@ -253,41 +425,47 @@ int xen_vcpu_restore(struct hmig_guest *g, const void *blob, size_t len)
 
 /* ---------------------------------------------------------------- start */
 
-struct digest_check {
-	const uint32_t *want;
-	uint64_t bad, first_bad;
-};
-
-static int digest_cmp(void *ctx, uint64_t pfn, const void *page)
-{
-	struct digest_check *c = ctx;
-
-	if (xen_frame_digest(page) != c->want[pfn] && !c->bad++)
-		c->first_bad = pfn;
-	return 0;
-}
-
-/* Level 1: every frame must be what the source had at the pause.  Checked
- * before the unpause, so a wrong frame never runs.  start comes with the
- * source's COMMIT, after which the source does not resume its guest either:
- * on a mismatch both domains stay paused, the source's intact (docs/xen.md). */
+/* Level 1: every frame present must be what the source had at the pause.
+ * Checked before the unpause, so a wrong frame never runs.  start comes
+ * with the source's COMMIT, after which the source does not resume its
+ * guest either: on a mismatch both domains stay paused, the source's
+ * intact (docs/xen.md).  In post-copy the missing frames are checked as
+ * they are loaded (digest_loaded).  Only present frames are read: mapping
+ * a paged-out one would wait for it. */
 static int check_digests(struct xen_guest *x)
 {
-	struct digest_check c = { .want = x->digest };
-	uint64_t t0 = clock_now_ns();
-	int rc = xen_each_frame(x, digest_cmp, &c);
+	uint64_t t0 = clock_now_ns(), bad = 0, first_bad = 0, checked = 0;
+	int rc = 0;
 
-	if (rc)
-		return rc;
+	for (uint64_t pfn = 0; pfn < x->frames;) {
+		if (x->fstate[pfn] != XF_PRESENT || bitmap_test(x->never, pfn)) {
+			pfn++;
+			continue;
+		}
+		uint32_t n = 1;
+		while (n < XEN_BATCH && pfn + n < x->frames && x->fstate[pfn + n] == XF_PRESENT &&
+		       !bitmap_test(x->never, pfn + n))
+			n++;
+		const uint8_t *p = x->frames_map ? x->frames_map + pfn * XEN_PAGE
+						 : xen_map_frames(x, pfn, n, PROT_READ, &rc);
+		if (!p)
+			return rc;
+		for (uint32_t i = 0; i < n; i++, checked++)
+			if (xen_frame_digest(p + (size_t)i * XEN_PAGE) != x->digest[pfn + i] && !bad++)
+				first_bad = pfn + i;
+		if (!x->frames_map)
+			xenforeignmemory_unmap(x->fmem, (void *)p, n);
+		pfn += n;
+	}
 	pthread_mutex_lock(&x->lock);
-	x->xs.digest_frames = x->frames - x->never_count;
+	x->xs.digest_frames = checked;
 	x->xs.digest_ms = clock_ms(clock_now_ns() - t0);
 	pthread_mutex_unlock(&x->lock);
-	if (c.bad)
+	if (bad)
 		return err_setf(x->base.err, -EBADMSG,
 				"integrity (digest): %lu frames differ from the source's at the pause, the first gfn %#lx (pfn %lu): domain %u stays paused",
-				(unsigned long)c.bad, (unsigned long)x->gfn[c.first_bad],
-				(unsigned long)c.first_bad, x->domid);
+				(unsigned long)bad, (unsigned long)x->gfn[first_bad],
+				(unsigned long)first_bad, x->domid);
 	return 0;
 }
 
@@ -298,18 +476,36 @@ int xen_start(struct hmig_guest *g)
 
 	if (!x->restored || x->started)
 		return err_setf(x->base.err, -EINVAL, "start: restore the vCPU state first, once");
+	/* Stop-and-copy brings every frame before start; post-copy made the
+	 * rest missing at the switch (pages_drop).  Anything else would run
+	 * the guest on the domain builder's bytes. */
+	for (uint64_t p = 0; p < x->frames; p++)
+		if (x->fstate[p] == XF_STALE && !bitmap_test(x->never, p))
+			return err_setf(x->base.err, -EPROTO,
+					"start: gfn %#lx (pfn %lu) of domain %u was never sent nor made missing (engine bug)",
+					(unsigned long)x->gfn[p], (unsigned long)p, x->domid);
 	if (x->digest && (rc = check_digests(x)))
 		return rc;
-	/* The one pause `xl create -p` left. */
-	if (xc_domain_unpause(x->xch, x->domid))
-		return xen_fail(x, -errno, "cannot unpause domain %u: %s", x->domid, strerror(errno));
-	x->started = true;
+	/* Before the unpause: the first fault's frame may be pulled and
+	 * installed (on the fault thread) before this thread is back. */
 	if (x->xs.hmigt)
 		x->ops_base = x->xs.ops_at_pause;
-	/* The whole-guest mapping stays until destroy: nothing writes through
-	 * it any more, and dom0 mapping a running guest's frames is what any
-	 * device model does.  Unmapping it costs about 4 us a frame under the
-	 * test bed's TCG, 120 ms for 128 MiB: here, before the engine sends
+	pthread_mutex_lock(&x->pg_lock);
+	x->started = true;
+	pthread_mutex_unlock(&x->pg_lock);
+	/* The one pause `xl create -p` left. */
+	if (xc_domain_unpause(x->xch, x->domid)) {
+		rc = xen_fail(x, -errno, "cannot unpause domain %u: %s", x->domid, strerror(errno));
+		pthread_mutex_lock(&x->pg_lock);
+		x->started = false;
+		pthread_mutex_unlock(&x->pg_lock);
+		return rc;
+	}
+	/* The whole-guest mapping (stop-and-copy's: post-copy dropped it in
+	 * pages_drop) stays until destroy: nothing writes through it any
+	 * more, and dom0 mapping a running guest's frames is what any device
+	 * model does.  Unmapping it costs about 4 us a frame under the test
+	 * bed's TCG, 120 ms for 128 MiB: here, before the engine sends
 	 * RESUMED, it would count as downtime (before the unpause it was half
 	 * of that guest's 210 ms). */
 	return 0;

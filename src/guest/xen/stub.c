@@ -22,9 +22,11 @@ int hmig_xen_open(uint32_t domid, const struct hmig_xen_options *opts, struct hm
 	return not_built(errbuf);
 }
 
-int hmig_xen_open_dest(uint32_t domid, struct hmig_guest **out, char *errbuf)
+int hmig_xen_open_dest(uint32_t domid, const struct hmig_xen_options *opts,
+		       struct hmig_guest **out, char *errbuf)
 {
 	(void)domid;
+	(void)opts;
 	*out = 0;
 	return not_built(errbuf);
 }

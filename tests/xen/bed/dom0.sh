@@ -12,13 +12,21 @@
 #   dom0.sh wait-ops DOMID MIN S    wait up to S s for ops_done > MIN, print it
 #   dom0.sh check DOMID             hmigt-check (pauses it briefly)
 #   dom0.sh state DOMID             running | paused | gone (xl list)
-#   dom0.sh migrate OUT SRC DST [kill-recv=S] [digest=off] [progress=on] [hmig send options...]
+#   dom0.sh migrate OUT SRC DST [kill-recv=S] [digest=off] [progress=on] [prearm=on]
+#               [foreign-check] [kill-send-postcopy=S] [recv-o=KEY=VALUE...] [hmig send options...]
 #                                   hmig recv into DST, hmig send from SRC
 #                                   (with the level-1 digest unless
 #                                   digest=off, with --no-progress unless
 #                                   progress=on); OUT/{send,recv}.{rc,out,err,json};
 #                                   kill-recv: SIGKILL recv S s after the
-#                                   source connected
+#                                   source connected; prearm=on: recv makes
+#                                   DST's frames missing at open;
+#                                   foreign-check: once DST runs, hmigt-check
+#                                   it (a dom0 mapper of frames still
+#                                   missing), OUT/foreign.{rc,out};
+#                                   kill-send-postcopy: SIGKILL send S s
+#                                   after DST runs (the source lost in
+#                                   post-copy); recv-o: a knob for recv
 #   dom0.sh xl-migrate OUT NAME     xl migrate to this host, timed (OUT/xl.json)
 #   dom0.sh destroy NAME|DOMID...   xl destroy, ignoring what is gone
 #   dom0.sh post-mortem DOMID       xl list, the domain's last lines, xenctx
@@ -96,29 +104,34 @@ state)
 migrate)
 	out=$1 src=$2 dst=$3
 	shift 3
-	kill_after= digest=,digest=on progress=--no-progress
+	kill_after= digest=,digest=on progress=--no-progress prearm= foreign= kill_send= recv_o=()
 	while :; do
 		case ${1:-} in
 		kill-recv=*) kill_after=${1#kill-recv=}; shift ;;
 		digest=off) digest=; shift ;;
 		progress=on) progress=; shift ;;
+		prearm=on) prearm=,prearm=on; shift ;;
+		foreign-check) foreign=1; shift ;;
+		kill-send-postcopy=*) kill_send=${1#kill-send-postcopy=}; shift ;;
+		recv-o=*) recv_o+=(-o "${1#recv-o=}"); shift ;;
 		*) break ;;
 		esac
 	done
 	mkdir -p "$out"
 	rm -f "$out"/*
-	# recv prints its address on fd 3 once it listens.  --no-progress
-	# unless progress=on: stderr is then the error alone, which the cases
-	# read as one line (the progress line goes to stderr too, every 5 s
-	# into a file, and a last time when the migration ends).
+	# recv prints its address on fd 3 once it listens (prearm: after it
+	# made every frame missing, which takes a while under TCG).
+	# --no-progress unless progress=on: stderr is then the error alone,
+	# which the cases read as one line (the progress line goes to stderr
+	# too, every 5 s into a file, and a last time when the migration ends).
 	# accept_timeout: a send that fails before it connects must not leave
 	# recv waiting for ever.
-	"$HMIG" recv --guest "xen:domid=$dst" --listen 127.0.0.1:0 --ready-fd 3 "${auth[@]}" \
+	"$HMIG" recv --guest "xen:domid=$dst$prearm" --listen 127.0.0.1:0 --ready-fd 3 "${auth[@]}" \
 		$progress --json "$out/recv.json" --run-after 3 -o io_timeout_ms=600000 \
-		-o accept_timeout_ms=120000 \
+		-o accept_timeout_ms=120000 "${recv_o[@]}" \
 		>"$out/recv.out" 2>"$out/recv.err" 3>"$out/addr" &
 	rpid=$!
-	for _ in $(seq 600); do
+	for _ in $(seq 3000); do
 		[ -s "$out/addr" ] && break
 		kill -0 "$rpid" 2>/dev/null || break
 		sleep 0.1
@@ -140,14 +153,41 @@ migrate)
 			kill -KILL "$rpid"
 		) &
 	fi
+	# DST unpaused: post-copy began (up to 300 s).
+	wait_running() {
+		for _ in $(seq 6000); do
+			st=$(xl list 2>/dev/null | awk -v d="$dst" '$2 == d { print $5 }')
+			case $st in
+			*p*|"") sleep 0.05 ;;
+			*) return 0 ;;
+			esac
+		done
+		return 1
+	}
+	if [ -n "$foreign" ]; then
+		# Read all of hmigt's memory through foreign mappings while
+		# frames are still missing.
+		(
+			wait_running
+			"$HMIGT_CHECK" "$dst" >"$out/foreign.out" 2>&1
+			echo $? >"$out/foreign.rc"
+		) &
+		fpid=$!
+	fi
 	t0=$EPOCHREALTIME
 	"$HMIG" send --guest "xen:domid=$src$digest" --to "$addr" "${auth[@]}" --warmup 0 \
 		$progress -o io_timeout_ms=600000 \
-		--json "$out/send.json" "$@" >"$out/send.out" 2>"$out/send.err"
+		--json "$out/send.json" "$@" >"$out/send.out" 2>"$out/send.err" &
+	spid=$!
+	if [ -n "$kill_send" ]; then
+		( wait_running && sleep "$kill_send" && kill -KILL "$spid" ) &
+	fi
+	wait "$spid"
 	echo $? >"$out/send.rc"
 	t1=$EPOCHREALTIME
 	wait "$rpid"
 	echo $? >"$out/recv.rc"
+	[ -n "$foreign" ] && wait "$fpid"
 	awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f\n", b - a }' >"$out/send.seconds"
 	;;
 xl-migrate)

@@ -34,7 +34,10 @@ class Bed:
     def __init__(self, a):
         self.a = a
         self.results = os.path.join(a.build, "xenbed", a.xen)
-        self.env = dict(os.environ, XENBED_INSTANCE="hmig-suite-" + a.xen)
+        # Another instance name in the environment keeps concurrent runs
+        # (worktrees) apart.
+        self.env = dict(os.environ, XENBED_INSTANCE=os.environ.get(
+            "XENBED_INSTANCE", "hmig-suite-" + a.xen))
         hmig = os.path.join(a.build, "tools", "hmig", "hmig")
         self.auth = "--insecure"
         self.dom0 = ["env", "HMIG=" + hmig,
@@ -216,15 +219,44 @@ def new_dest(bed, g, how="paused", mem=MEM, cmdline=None, vcpus=None):
 
 
 def case_postcopy_refused(bed, g):
+    """Stock Xen has no mem_paging: the destination refuses post-copy at
+    HELLO, naming the hypervisor option, before any page moves."""
     c = Case()
     dst = new_dest(bed, g)
     m = migration(bed, "postcopy-refused", g["id"], dst, "--mode", "postcopy")
-    check_refused(c, bed, m, g["id"], ["PROTO_CAP_POSTCOPY", "post-copy"])
+    check_refused(c, bed, m, g["id"], ["PROTO_CAP_POSTCOPY", "post-copy", "CONFIG_MEM_PAGING"])
     c.check(m["send"] and m["send"]["pages"]["sent"] == 0 and m["send"]["pages"]["zero"] == 0,
             "pages moved before the refusal")
     st = bed.sh("state", dst)
     c.check(st == "paused", "the destination domain is not left paused: %s" % st)
     bed.sh("destroy", dst)
+    return c
+
+
+def case_source_lost_postcopy(bed, g):
+    """hmig send killed in post-copy: the destination cannot run on with
+    frames missing, so it fails, saying how many, and never reports
+    success; the source domain was left paused at the commit with its memory
+    intact, so unpausing it brings the guest back whole."""
+    c = Case()
+    dst = new_dest(bed, g)
+    m = migration(bed, "postcopy-source-lost", g["id"], dst, "kill-send-postcopy=2",
+                  "recv-o=recover_timeout_ms=3000", "--mode", "postcopy", "-o",
+                  "precopy_passes=0", "-o", "rate_limit_bps=1048576", "-o", "push=seq")
+    d = m["recv"] or {}
+    single, line = one_line(m["recv_err"])
+    c.check(m["recv_rc"] not in (0, None), "recv succeeded")
+    c.check(d.get("result") == "failed", "the destination's report says %s" % d.get("result"))
+    c.check(single and "post-copy failed" in line and "still missing" in line,
+            "recv's stderr does not name the missing pages in one line: %r" % m["recv_err"])
+    c.check(bed.sh("state", g["id"]) == "paused", "the source domain is not left paused")
+    bed.sh("destroy", dst)
+    bed.xenbed("sh", "--", "xl", "unpause", g["id"], check=False)
+    r = bed.xenbed("sh", "--", *bed.dom0, "check", g["id"], check=False)
+    c.check(r.returncode == 0, "hmigt-check of the source: %s" % (r.stderr or r.stdout).strip())
+    before = bed.sh("ops", g["id"]) or "0"
+    c.check(bed.sh("wait-ops", g["id"], before, "60", check=False) != "",
+            "the source guest made no progress after its unpause")
     return c
 
 
@@ -255,13 +287,51 @@ def case_kill_recv(bed, g):
     return c
 
 
+def check_postcopy(c, m, busy, prearm=False, foreign=False):
+    """It ended in post-copy through Xen's paging ring: frames were made
+    missing, each came back once (pulled or pushed), the guest ran while they
+    were pulled (faults served, and at a write rate, ops done before the
+    last frame came), paging is off again with nothing paged out."""
+    s, d = m["send"] or {}, m["recv"] or {}
+    if not s or not d:
+        return
+    pg = d.get("xen", {}).get("paging_costs", {})
+    pages = d.get("pages", {})
+    c.check(d.get("xen", {}).get("paging") is True and pg.get("evicted", 0) > 0,
+            "no frame was made missing: %s" % d.get("xen"))
+    c.check(pg.get("loaded") == pg.get("evicted"),
+            "%s frames evicted, %s loaded back" % (pg.get("evicted"), pg.get("loaded")))
+    c.check(pages.get("pulled", 0) + pages.get("pushed", 0) == pg.get("loaded"),
+            "pulled %s + pushed %s is not the %s frames loaded" % (
+                pages.get("pulled"), pages.get("pushed"), pg.get("loaded")))
+    c.check(pages.get("pulled", 0) > 0 and d.get("faults", {}).get("count", 0) > 0,
+            "no frame was pulled: the guest never waited for one (%s)" % d.get("faults"))
+    c.check(pg.get("requests", 0) >= d.get("faults", {}).get("count", 0) > 0,
+            "paging requests %s, faults %s" % (pg.get("requests"), d.get("faults")))
+    c.check(s.get("bytes", {}).get("stopcopy", 1) == 0, "it stopped and copied")
+    if busy:
+        c.check((d.get("guest_ops_per_s_postcopy") or 0) > 0,
+                "the guest made no progress during post-copy")
+    if prearm:
+        c.check(d["xen"].get("open_ms", 0) > 0 and pg.get("evicted") ==
+                d["xen"]["frames"] - d["xen"]["never_sent"],
+                "prearm evicted %s frames, not all" % pg.get("evicted"))
+    if foreign:
+        rc = read(os.path.join(m["dir"], "foreign.rc"), "").strip()
+        c.check(rc == "0", "hmigt-check on the destination during post-copy: exit %s: %s" % (
+            rc, read(os.path.join(m["dir"], "foreign.out"), "").strip()[-300:]))
+        c.check(pg.get("foreign_requests", 0) > 0,
+                "no FOREIGN paging request was served (%s)" % pg)
+
+
 def migrate_case(name, mode, min_passes, *send_args, reason=None, stopcopy=False,
-                 progress=False):
+                 progress=False, postcopy=False, busy=False, prearm=False, foreign=False):
     def run(bed, g):
         c = Case()
         dst = new_dest(bed, g)
-        m = migration(bed, name, g["id"], dst, *(["progress=on"] if progress else []),
-                      "--mode", mode, *send_args)
+        extra = ((["progress=on"] if progress else []) + (["prearm=on"] if prearm else []) +
+                 (["foreign-check"] if foreign else []))
+        m = migration(bed, name, g["id"], dst, *extra, "--mode", mode, *send_args)
         check_migrated(c, bed, m, g["id"], dst, min_passes)
         if progress:
             # The progress line reads the library's status beside the
@@ -273,7 +343,12 @@ def migrate_case(name, mode, min_passes, *send_args, reason=None, stopcopy=False
                         last in lines[-1],
                         "%s's progress lines: %r" % (side, m[side + "_err"]))
         s = m["send"] or {}
-        c.check(s.get("postcopy_available") is False, "postcopy_available is not false")
+        want = bed.a.xen == "rebuilt"
+        c.check(s.get("postcopy_available") is want, "postcopy_available is not %s" % want)
+        c.check((m["recv"] or {}).get("xen", {}).get("paging_available") is want,
+                "the destination's paging_available is not %s" % want)
+        if postcopy:
+            check_postcopy(c, m, busy, prearm, foreign)
         if reason:
             c.check(s.get("switchover", {}).get("reason") == reason,
                     "switchover %s, wanted %s" % (s.get("switchover"), reason))
@@ -294,11 +369,11 @@ def cases(xen):
     the next case's source."""
     idle = [
         ("a source domid that does not exist is one clear line", case_no_such_source),
-        ("post-copy asked of a Xen guest is refused in one line naming the capability",
-         case_postcopy_refused),
     ]
     if xen == "stock":
         idle += [
+            ("post-copy on a hypervisor without mem_paging is refused in one line naming CONFIG_MEM_PAGING",
+             case_postcopy_refused),
             ("a destination with more memory breaks the contract: one line at dest_prepare",
              case_contract("memory", "paused", 96, ["frames", "memory"], "recv")),
             ("a destination with two vCPUs breaks the contract: one line at dest_prepare",
@@ -312,6 +387,22 @@ def cases(xen):
         ]
     idle.append(("pre-copy of an idle hmigt: one pass, both oracles ok, it runs on, progress shown",
                  migrate_case("precopy-idle", "precopy", 1, progress=True)))
+    if xen == "rebuilt":
+        # Pure post-copy: nothing is sent before the switch, every frame is
+        # made missing and comes back by pull or push.  Pushing at 4 MiB/s
+        # keeps post-copy going for about 16 s of pulls.
+        idle += [
+            ("post-copy of an idle hmigt through the paging ring: both oracles ok, it runs on",
+             migrate_case("postcopy-idle", "postcopy", 0, "-o", "precopy_passes=0",
+                          "-o", "rate_limit_bps=4194304", postcopy=True)),
+            ("post-copy with the frames made missing at open (prearm), and a dom0 mapper "
+             "(hmigt-check) reading evicted frames mid-way: FOREIGN requests served, no hang",
+             migrate_case("postcopy-prearm-foreign", "postcopy", 0, "-o", "precopy_passes=0",
+                          "-o", "rate_limit_bps=4194304", postcopy=True, prearm=True,
+                          foreign=True)),
+            ("the source lost in post-copy: the destination fails naming what is missing, "
+             "the source domain comes back whole", case_source_lost_postcopy),
+        ]
     busy = [
         # Three passes whatever the host's speed: nothing converges, nothing
         # gives up, until max_passes (a faster host would otherwise stop
@@ -320,11 +411,26 @@ def cases(xen):
          migrate_case("precopy-busy", "precopy", 3, "-o", "max_passes=3", "-o",
                       "downtime_target_ms=0", "-o", "dirty_threshold_pages=0", "-o",
                       "min_progress=0", reason="max_passes")),
-        ("hybrid without post-copy finishes by stop-and-copy where it would switch",
-         migrate_case("hybrid-stopcopy", "hybrid", 1, "-o", "max_passes=1", "-o",
-                      "downtime_target_ms=0", "-o", "dirty_threshold_pages=0",
-                      reason="max_passes", stopcopy=True)),
     ]
+    if xen == "stock":
+        busy.append(
+            ("hybrid without mem_paging finishes by stop-and-copy where it would switch",
+             migrate_case("hybrid-stopcopy", "hybrid", 1, "-o", "max_passes=1", "-o",
+                          "downtime_target_ms=0", "-o", "dirty_threshold_pages=0",
+                          reason="max_passes", stopcopy=True)))
+    else:
+        busy += [
+            # It switches mid-pass 0 when its byte forecast says pre-copy
+            # would cost more than post-copy (reason no_progress), else
+            # after it (max_passes): which one follows the host's speed.
+            ("hybrid of hmigt at 20000 ops/s: part or all of pass 0, then post-copy through the paging ring",
+             migrate_case("hybrid-postcopy", "hybrid", 1, "-o", "max_passes=1", "-o",
+                          "downtime_target_ms=0", "-o", "dirty_threshold_pages=0",
+                          "-o", "rate_limit_bps=8388608", postcopy=True, busy=True)),
+            ("post-copy of hmigt at 20000 ops/s: it runs on while its frames are pulled",
+             migrate_case("postcopy-busy", "postcopy", 0, "-o", "precopy_passes=0",
+                          "-o", "rate_limit_bps=4194304", postcopy=True, busy=True)),
+        ]
     return [(d, f, IDLE) for d, f in idle] + [(d, f, BUSY) for d, f in busy]
 
 
