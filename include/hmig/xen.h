@@ -92,6 +92,9 @@ struct hmig_xen_stats {
 	double load_ms;           /* what the loads cost in all */
 	uint64_t requests;        /* paging requests read from the ring, answered once each */
 	uint64_t foreign_requests;/* ... of them from a dom0 mapper, not a vCPU */
+	double wait_max_ms;       /* the longest a request waited for its frame, one
+				   * still waiting included (a stuck one grows) */
+	uint64_t wait_max_gfn;    /* ... and its gfn */
 	double paging_off_ms;     /* turning it off once every frame was back */
 };
 

@@ -192,6 +192,10 @@ bool guest_report_extras(struct hmig_guest *g, json_t *doc)
 				      "requests", (json_int_t)xs.requests, "foreign_requests",
 				      (json_int_t)xs.foreign_requests, "off_ms",
 				      num_or_null(xs.paging_off_ms));
+		if (p && xs.requests) {
+			json_object_set_new(p, "wait_max_ms", num_or_null(xs.wait_max_ms));
+			json_object_set_new(p, "wait_max_gfn", json_integer((json_int_t)xs.wait_max_gfn));
+		}
 		if (p)
 			json_object_set_new(o, "paging_costs", p);
 	}

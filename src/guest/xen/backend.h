@@ -52,6 +52,7 @@ enum { XF_STALE, XF_PRESENT, XF_EVICTED };
 struct xen_parked {
 	uint64_t pfn;
 	uint32_t vcpu, flags;
+	uint64_t t_ns; /* when it was read off the ring */
 };
 
 /* The mem_paging ring of a destination (paging.c). */
@@ -67,6 +68,9 @@ struct xen_paging {
 	uint32_t nparked, slots;
 	/* under pg_lock */
 	uint64_t requests, foreign, odd, answered;
+	uint64_t wait_max_ns, wait_max_gfn; /* the longest a parked request waited */
+	/* the fault thread's */
+	uint64_t t_alive;                   /* last look at the domain's state */
 	unsigned long paged_at_end;
 };
 
@@ -137,6 +141,9 @@ int xen_open(uint32_t domid, const struct hmig_xen_options *opts, bool is_dest,
 int xen_fail(struct xen_guest *x, int rc, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 int xen_getinfo(struct xen_guest *x, xc_dominfo_t *info);
+/* -ESRCH with a line when the domain shut down or crashed; `when` ("" or
+ * "during pre-copy", ...) goes into the line. */
+int xen_check_alive(struct xen_guest *x, const xc_dominfo_t *info, const char *when);
 int xen_hvm_context(struct xen_guest *x, uint8_t **ctx, uint32_t *len);
 int xen_cpu_policy_hash(struct xen_guest *x, uint64_t *hash);
 /* Maps n <= XEN_BATCH gfns, or frames [pfn, pfn + n), with prot, each page
@@ -199,6 +206,8 @@ int xen_paging_enable(struct xen_guest *x);
 /* nominate + evict, or load, one frame. */
 int xen_paging_evict(struct xen_guest *x, uint64_t pfn);
 int xen_paging_load(struct xen_guest *x, uint64_t pfn, const void *page);
+/* Under pg_lock: the longest any request waited for its frame so far. */
+void xen_paging_waits(struct xen_guest *x, double *max_ms, uint64_t *gfn);
 /* Under pg_lock: pfn is loaded; answers the requests parked on it. */
 void xen_paging_loaded(struct xen_guest *x, uint64_t pfn);
 /* The fault thread: new requests, their pfns (faults_read). */

@@ -90,13 +90,32 @@ int xen_getinfo(struct xen_guest *x, xc_dominfo_t *info)
 	return 0;
 }
 
+/* A domain that shut down (a triple fault is a reboot, `xl shutdown` a
+ * poweroff) or crashed stays until destroyed, paused for good: there is
+ * nothing running to move.  `when` says since when: "" at open, else the
+ * step that found it. */
+int xen_check_alive(struct xen_guest *x, const xc_dominfo_t *info, const char *when)
+{
+	static const char *const why[] = { "powered off", "rebooted", "suspended", "crashed",
+					   "was reset by its watchdog" };
+
+	if (!info->shutdown && !info->crashed)
+		return 0;
+	const char *what = info->crashed ? "crashed" :
+			   info->shutdown_reason < sizeof(why) / sizeof(why[0])
+				   ? why[info->shutdown_reason] : "shut down";
+	return xen_fail(x, -ESRCH, "domain %u %s%s%s: there is nothing running to move (`xl dmesg` says why)",
+			x->domid, what, *when ? " " : "", when);
+}
+
 /* What hmig can move: a PVH guest (an HVM container with no device model)
  * on hardware-assisted paging, alive. */
 static int check_kind(struct xen_guest *x, const xc_dominfo_t *info)
 {
-	if (info->shutdown || info->crashed)
-		return xen_fail(x, -EINVAL, "domain %u has %s: there is nothing running to move",
-				x->domid, info->crashed ? "crashed" : "shut down");
+	int rc = xen_check_alive(x, info, "");
+
+	if (rc)
+		return rc;
 	if (!info->hvm)
 		return xen_fail(x, -EOPNOTSUPP,
 				"domain %u is a PV guest: hmig moves PVH guests only (docs/xen.md)",
@@ -658,6 +677,7 @@ int hmig_xen_stats(struct hmig_guest *g, struct hmig_xen_stats *st)
 		pthread_mutex_lock(&x->pg_lock);
 		st->requests = x->pg.requests;
 		st->foreign_requests = x->pg.foreign;
+		xen_paging_waits(x, &st->wait_max_ms, &st->wait_max_gfn);
 		pthread_mutex_unlock(&x->pg_lock);
 	}
 	return 0;
@@ -710,6 +730,15 @@ static int xen_verify(struct hmig_guest *g)
 		return err_setf(x->base.err, -EINVAL,
 				"verify: domain %u still has frames missing (post-copy did not end)",
 				x->domid);
+	/* Memory that matches does not make a guest that runs: one that died
+	 * here since its start fails the check too. */
+	if (x->is_dest && x->started) {
+		xc_dominfo_t info;
+		int rc = xen_getinfo(x, &info);
+
+		if (rc || (rc = xen_check_alive(x, &info, "after it started here")))
+			return rc;
+	}
 	uint64_t min_ops = x->is_dest && x->xs.ops_at_pause != XEN_STATE_NO_HMIGT
 				   ? x->xs.ops_at_pause : 0;
 	int rc = hmigt_replay_check(&mem, min_ops, &v, err);

@@ -50,6 +50,11 @@
  * waits at most this many tries 10 ms apart. */
 #define DISABLE_TRIES 200
 
+/* The fault thread looks at the domain's state this often (DESIGN §4.5
+ * rule 7): a guest that crashed in post-copy fails the migration at once
+ * instead of having its frames pushed to a dead domain. */
+#define ALIVE_EVERY_NS (1000ull * 1000 * 1000)
+
 int xen_paging_probe(struct xen_guest *x)
 {
 	int rc = xc_mem_paging_nominate(x->xch, x->domid, PROBE_GFN), e = errno;
@@ -210,16 +215,42 @@ static void push(struct xen_guest *x)
 	xenevtchn_notify(pg->xce, pg->lport);
 }
 
+/* Under pg_lock: the longest wait of a parked request, those still parked
+ * included (so that `hmig status` shows a request that waits for ever
+ * growing), with its gfn. */
+static void note_wait(struct xen_guest *x, const struct xen_parked *r, uint64_t now)
+{
+	struct xen_paging *pg = &x->pg;
+
+	if (now - r->t_ns > pg->wait_max_ns) {
+		pg->wait_max_ns = now - r->t_ns;
+		pg->wait_max_gfn = x->gfn[r->pfn];
+	}
+}
+
+void xen_paging_waits(struct xen_guest *x, double *max_ms, uint64_t *gfn)
+{
+	struct xen_paging *pg = &x->pg;
+	uint64_t now = clock_now_ns();
+
+	for (uint32_t i = 0; i < pg->nparked; i++)
+		note_wait(x, &pg->parked[i], now);
+	*max_ms = clock_ms(pg->wait_max_ns);
+	*gfn = pg->wait_max_gfn;
+}
+
 /* Under pg_lock: frame pfn is present now; answer what waited for it. */
 static void answer_parked(struct xen_guest *x, uint64_t pfn)
 {
 	struct xen_paging *pg = &x->pg;
+	uint64_t now = clock_now_ns();
 
 	for (uint32_t i = 0; i < pg->nparked;) {
 		if (pg->parked[i].pfn != pfn) {
 			i++;
 			continue;
 		}
+		note_wait(x, &pg->parked[i], now);
 		answer(pg, pg->parked[i].vcpu, pg->parked[i].flags, x->gfn[pfn]);
 		pg->parked[i] = pg->parked[--pg->nparked];
 	}
@@ -243,6 +274,15 @@ int xen_paging_read(struct xen_guest *x, uint64_t *pfns, uint32_t max)
 
 	if (!pg->on)
 		return 0;
+	uint64_t now = clock_now_ns();
+	if (now - pg->t_alive >= ALIVE_EVERY_NS) {
+		xc_dominfo_t info;
+
+		pg->t_alive = now;
+		if ((rc = xen_getinfo(x, &info)) ||
+		    (rc = xen_check_alive(x, &info, "during post-copy")))
+			return rc;
+	}
 	/* The kick: read and unmask it, then drain the ring.  A request put
 	 * after the drain kicks again. */
 	if (poll(&pfd, 1, 0) > 0) {
@@ -283,8 +323,8 @@ int xen_paging_read(struct xen_guest *x, uint64_t *pfns, uint32_t max)
 				      x->domid, pg->slots);
 			break;
 		}
-		pg->parked[pg->nparked++] =
-			(struct xen_parked){ .pfn = pfn, .vcpu = req.vcpu_id, .flags = req.flags };
+		pg->parked[pg->nparked++] = (struct xen_parked){
+			.pfn = pfn, .vcpu = req.vcpu_id, .flags = req.flags, .t_ns = now };
 		pfns[n++] = pfn;
 	}
 	push(x);

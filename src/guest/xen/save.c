@@ -94,6 +94,13 @@ int64_t xen_dirty_collect(struct hmig_guest *g, uint64_t *bitmap, unsigned flags
 
 	if (!x->logdirty)
 		return err_setf(x->base.err, -EINVAL, "dirty_collect before dirty_start");
+	/* A guest that died in pre-copy stops it here, not at the pause: one
+	 * hypercall a pass. */
+	xc_dominfo_t info;
+	int rc = xen_getinfo(x, &info);
+
+	if (rc || (rc = xen_check_alive(x, &info, "during pre-copy")))
+		return rc;
 	/* In the paused final collect, FINAL also marks the pages dom0 holds
 	 * mapped for writing (Xen's own save passes it there). */
 	long long r = xc_logdirty_control(x->xch, x->domid, XEN_DOMCTL_SHADOW_OP_CLEAN,
@@ -151,7 +158,8 @@ static int check_layout(struct xen_guest *x)
 	xen_pfn_t nr;
 	int rc;
 
-	if ((rc = xen_getinfo(x, &info)))
+	if ((rc = xen_getinfo(x, &info)) ||
+	    (rc = xen_check_alive(x, &info, "during the migration, before its pause")))
 		return rc;
 	if (xc_domain_nr_gpfns(x->xch, x->domid, &nr))
 		return xen_fail(x, -errno, "cannot read domain %u's address space size: %s",
