@@ -182,12 +182,41 @@ migrate)
 	if [ -n "$kill_send" ]; then
 		( wait_running && sleep "$kill_send" && kill -KILL "$spid" ) &
 	fi
+	# A migration that makes no end in HMIG_BED_HANG_S (420 s; the
+	# longest case takes about 3 min under TCG) is a hang: what each side
+	# says and where its threads wait goes to OUT/hang.txt, then both go.
+	(
+		exec >/dev/null 2>&1 </dev/null
+		sleep "${HMIG_BED_HANG_S:-420}"
+		kill -0 "$spid" 2>/dev/null || kill -0 "$rpid" 2>/dev/null || exit 0
+		{
+			echo "== no end after ${HMIG_BED_HANG_S:-420} s"
+			for p in "$spid" "$rpid"; do
+				kill -0 "$p" 2>/dev/null || continue
+				echo "== hmig status $p"
+				timeout 10 "$HMIG" status "$p" 2>&1
+				for t in /proc/"$p"/task/*; do
+					echo "-- thread ${t##*/} $(cat "$t/comm" 2>/dev/null) wchan $(cat "$t/wchan" 2>/dev/null)"
+					cat "$t/stack" 2>/dev/null
+				done
+			done
+			echo "== xl list"
+			xl list
+			echo "== xl dmesg"
+			xl dmesg | tail -n 40
+		} >"$out/hang.txt" 2>&1
+		kill -KILL "$spid" "$rpid" 2>/dev/null
+	) &
+	dog=$!
 	wait "$spid"
 	echo $? >"$out/send.rc"
 	t1=$EPOCHREALTIME
 	wait "$rpid"
 	echo $? >"$out/recv.rc"
 	[ -n "$foreign" ] && wait "$fpid"
+	pkill -P "$dog" 2>/dev/null
+	kill "$dog" 2>/dev/null
+	wait "$dog" 2>/dev/null
 	awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f\n", b - a }' >"$out/send.seconds"
 	;;
 xl-migrate)

@@ -122,6 +122,10 @@ class Case:
 
     def __init__(self):
         self.fails = []
+        # The source guest died on its own before hmig paused it (hmig
+        # send said so): the test bed's known fault (tests/xen/README.md,
+        # Pitfalls), not hmig's; main() runs such a case once more.
+        self.source_died = False
 
     def check(self, cond, what):
         if not cond:
@@ -146,6 +150,9 @@ def migration(bed, name, src, dst, *send_args, kill_recv=None):
         m[side + "_rc"] = int(rc) if rc and rc.strip().lstrip("-").isdigit() else None
         m[side + "_err"] = read(os.path.join(out, side + ".err"), "")
         m[side] = load(os.path.join(out, side + ".json"))
+    hang = read(os.path.join(out, "hang.txt"))
+    if hang:
+        m["send_err"] += "\n(killed as hung; hang.txt:)\n" + hang[-6000:]
     return m
 
 
@@ -156,6 +163,9 @@ def check_migrated(c, bed, m, src, dst, min_passes=1):
     if not c.check(m["send_rc"] == 0 and m["recv_rc"] == 0,
                    "send exit %s (%s), recv exit %s (%s)" % (
                        m["send_rc"], m["send_err"].strip(), m["recv_rc"], m["recv_err"].strip())):
+        c.source_died = ("domain %s " % src in m["send_err"] and
+                         "there is nothing running to move" in m["send_err"] and
+                         bed.sh("state", dst) == "paused")
         return
     s, d = m["send"], m["recv"]
     c.check(s["result"] == "ok" and d["result"] == "ok", "a report says failed")
@@ -257,6 +267,30 @@ def case_source_lost_postcopy(bed, g):
     before = bed.sh("ops", g["id"]) or "0"
     c.check(bed.sh("wait-ops", g["id"], before, "60", check=False) != "",
             "the source guest made no progress after its unpause")
+    return c
+
+
+def case_source_dies(bed, g):
+    """A source guest that dies in pre-copy (hmigt die=: it triple-faults
+    3 s into its run, inside a pass 0 of 16 s at 4 MiB/s): send fails in
+    one line naming the domain, recv fails, and the destination never ran.
+    Its own pair of domains: the suite's guest is not touched."""
+    c = Case()
+    cmdline = g["cmdline"] + " die=3000"
+    src = bed.sh("create", "hmigt-dies", str(MEM), cmdline)
+    dst = new_dest(bed, g, cmdline=cmdline)
+    m = migration(bed, "source-dies", src, dst, "--mode", "precopy",
+                  "-o", "rate_limit_bps=4194304")
+    single, line = one_line(m["send_err"])
+    c.check(m["send_rc"] not in (0, None), "send succeeded")
+    c.check(single and "domain %s " % src in line and "nothing running to move" in line,
+            "send's stderr does not say in one line that domain %s died: %r" % (src, m["send_err"]))
+    c.check(m["recv_rc"] not in (0, None), "recv succeeded")
+    c.check((m["recv"] or {}).get("result") == "failed",
+            "the destination's report says %s" % (m["recv"] or {}).get("result"))
+    st = bed.sh("state", dst)
+    c.check(st == "paused", "the destination domain ran: %s" % st)
+    bed.sh("destroy", src, dst)
     return c
 
 
@@ -402,6 +436,8 @@ def cases(xen):
                           foreign=True)),
             ("the source lost in post-copy: the destination fails naming what is missing, "
              "the source domain comes back whole", case_source_lost_postcopy),
+            ("a source guest that dies in pre-copy: send fails in one line naming it, "
+             "the destination never runs", case_source_dies),
         ]
     busy = [
         # Three passes whatever the host's speed: nothing converges, nothing
@@ -447,6 +483,11 @@ def main():
     can_run(a)
     bed = Bed(a)
     todo = cases(a.xen)
+    only = os.environ.get("HMIG_XENBED_CASES")
+    if only:
+        # Debugging one case: a comma-separated list of words, a case runs
+        # when its description holds one of them.
+        todo = [t for t in todo if any(w in t[0] for w in only.split(","))]
     print("1..%d" % len(todo), flush=True)
     shutil.rmtree(bed.results, ignore_errors=True)
     os.makedirs(bed.results)
@@ -483,6 +524,14 @@ def main():
                     guest = {"cmdline": cmdline,
                              "id": bed.sh("create", "hmigt", str(MEM), cmdline)}
                 c = fn(bed, guest)
+                if c.source_died:
+                    print("# %s: the source hmigt died on its own before the pause (%s); "
+                          "once more with a new one" % (desc, one_line(c.fails[0])[1][:300]),
+                          flush=True)
+                    bed.sh("destroy", "hmigt", "hmigt--incoming", guest["id"])
+                    guest = {"cmdline": cmdline,
+                             "id": bed.sh("create", "hmigt", str(MEM), cmdline)}
+                    c = fn(bed, guest)
                 if c.fails and guest["id"] and bed.sh("state", guest["id"]) != "running":
                     c.fails.append("post-mortem of the guest, domain %s:\n%s" % (
                         guest["id"], bed.sh("post-mortem", guest["id"], check=False)))

@@ -24,6 +24,8 @@
  *   report=MS   a progress line every MS milliseconds               (1000)
  *   stall=MS    report every gap of at least MS between two turns
  *               of the main loop (the vCPU did not run)             (200)
+ *   die=MS      triple-fault MS milliseconds after the run began,
+ *               as a crashed guest would (the suite's dying source) (0: never)
  *
  * Pacing is by TSC, not by iteration counts: under nested TCG the speed of a
  * loop varies 2-5x with the host's load, so a count says nothing about time.
@@ -177,7 +179,7 @@ static void put_kv(const char *key, uint64_t v)
 
 struct options {
 	uint64_t seed;
-	uint32_t rate, write_pct, fill_pct, pages, hot, hot_pct, report_ms, stall_ms;
+	uint32_t rate, write_pct, fill_pct, pages, hot, hot_pct, report_ms, stall_ms, die_ms;
 };
 
 static int parse_number(const char *s, const char *end, uint64_t *out)
@@ -234,6 +236,7 @@ static int parse_cmdline(const char *cmd, struct options *o)
 		{ "hotpct", offsetof(struct options, hot_pct), 0 },
 		{ "report", offsetof(struct options, report_ms), 0 },
 		{ "stall", offsetof(struct options, stall_ms), 0 },
+		{ "die", offsetof(struct options, die_ms), 0 },
 	};
 	const char *s = cmd;
 
@@ -424,7 +427,7 @@ void hmigt_main(const struct start_info *si)
 	struct hmigt_workload wl;
 	const char *cmd = "";
 	uint64_t ram_end, n, k, t, last, next_op, next_report, report_ops, report_tsc;
-	uint64_t cycles_per_op = 0, report_cycles, stall_cycles, backlog_cycles;
+	uint64_t cycles_per_op = 0, report_cycles, stall_cycles, backlog_cycles, die_at = 0;
 	uint32_t p, khz, mode;
 	size_t i;
 
@@ -518,6 +521,8 @@ void hmigt_main(const struct start_info *si)
 
 	c->tsc_boot = last = rdtsc();
 	c->tsc_last = last;
+	if (khz && o.die_ms)
+		die_at = last + (uint64_t)khz * o.die_ms;
 	next_op = last;
 	next_report = last + report_cycles;
 	report_ops = 0;
@@ -546,6 +551,16 @@ void hmigt_main(const struct start_info *si)
 		}
 		last = t;
 		c->tsc_last = t;
+		if (die_at && t >= die_at) {
+			/* No IDT: the #UD becomes a #DF, then a triple fault. */
+			static const struct {
+				uint16_t limit;
+				uint32_t base;
+			} __attribute__((packed)) no_idt = { 0, 0 };
+
+			puts_e9("hmigt die: as asked\n");
+			__asm__ volatile("lidt %0\n\tud2" : : "m"(no_idt));
+		}
 
 		if (khz ? t >= next_report : (k & 0xffff) == 0 && k != report_ops) {
 			report(c, k, report_ops, t - report_tsc);
