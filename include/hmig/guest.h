@@ -10,7 +10,9 @@
  * uses the rest.  A backend's vCPU threads are its own business.
  *
  * Errors: members return 0 (or a count) on success and -errno on failure, with
- * a one-line message retrievable by hmig_guest_error().
+ * a one-line message retrievable by hmig_guest_error().  -ESRCH means the
+ * guest itself is gone (it shut down or crashed): the engine then does not
+ * say that it runs on at the source.
  */
 #ifndef HMIG_GUEST_H
 #define HMIG_GUEST_H
