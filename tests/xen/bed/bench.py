@@ -122,6 +122,30 @@ TOOLS = ("hmig", "hmig-tls", "xl")
 HMIG = ("hmig", "hmig-tls")
 
 
+def run_rotated(bed, runs, rate, n, tools, hmig_run):
+    """n rounds of every tool at one rate; who goes first rotates, so that a
+    drift in the host's load favours no tool.  Each result is printed and
+    kept in runs."""
+    for i in range(n):
+        for k in range(len(tools)):
+            tool = tools[(i + k) % len(tools)]
+            run = xl_run if tool == "xl" else hmig_run
+            r = run(bed, "%s-%d-%d" % (tool, rate, i), rate, tool)
+            r["load"] = os.getloadavg()[0]
+            runs.append(r)
+            print(json.dumps(r), flush=True)
+
+
+def save(bed, runs, t):
+    """runs.json and table.md beside the bed's results; the table printed."""
+    with open(os.path.join(bed.results, "runs.json"), "w") as f:
+        json.dump(runs, f, indent=1)
+    if t is not None:
+        with open(os.path.join(bed.results, "table.md"), "w") as f:
+            f.write(t)
+        print(t)
+
+
 def table(runs, mem):
     lines = ["| hmigt rate (ops/s) | tool | runs | total s | total with create s | bytes MB | downtime ms | guest stall ms | passes |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -193,26 +217,12 @@ def main():
         for rate in [int(r) for r in a.rates.split(",")]:
             bed.cmdline = "seed=11 rate=%d write=75 report=500 stall=50" % rate
             new_guest(bed)
-            for i in range(a.runs):
-                # Rotate who goes first, so a drift in the host's load
-                # favours no tool.
-                for k in range(len(tools)):
-                    tool = tools[(i + k) % len(tools)]
-                    name = "%s-%d-%d" % (tool, rate, i)
-                    run = xl_run if tool == "xl" else hmig_run
-                    r = run(bed, name, rate, tool)
-                    r["load"] = os.getloadavg()[0]
-                    runs.append(r)
-                    print(json.dumps(r), flush=True)
+            run_rotated(bed, runs, rate, a.runs, tools, hmig_run)
     finally:
         bed.xenbed("stop", check=False)
         bed.drop_psk()
-        with open(os.path.join(bed.results, "runs.json"), "w") as f:
-            json.dump(runs, f, indent=1)
-    t = table(runs, a.mem)
-    with open(os.path.join(bed.results, "table.md"), "w") as f:
-        f.write(t)
-    print(t)
+        save(bed, runs, None)
+    save(bed, runs, table(runs, a.mem))
 
 
 if __name__ == "__main__":

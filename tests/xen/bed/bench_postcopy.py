@@ -29,14 +29,13 @@ paging costs per frame.  TCG makes absolute times meaningless: the ratios
 are the result.  Results: BUILD/xenbed/bench-postcopy/{runs.json,table.md}.
 """
 import argparse
-import json
 import os
 import sys
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import suite  # noqa: E402  (the Bed and the readers)
-from bench import first_stall, fmt, med, xl_run  # noqa: E402  (shared with pre-copy)
+from bench import first_stall, fmt, med, run_rotated, save  # noqa: E402  (shared with pre-copy)
 
 TOOLS = ("precopy", "hybrid", "postcopy", "prearm", "xl")
 ARGS = {
@@ -158,24 +157,11 @@ def main():
             bed.cmdline = "seed=11 rate=%d write=75 report=500 stall=50" % rate
             bed.sh("destroy", "hmigt", "hmigt--incoming")
             bed.guest = bed.sh("create", "hmigt", str(a.mem), bed.cmdline)
-            for i in range(a.runs):
-                # Rotate who goes first, so a drift in the host's load
-                # favours no tool.
-                for k in range(len(tools)):
-                    tool = tools[(i + k) % len(tools)]
-                    name = "%s-%d-%d" % (tool, rate, i)
-                    r = (xl_run if tool == "xl" else hmig_run)(bed, name, rate, tool)
-                    r["load"] = os.getloadavg()[0]
-                    runs.append(r)
-                    print(json.dumps(r), flush=True)
+            run_rotated(bed, runs, rate, a.runs, tools, hmig_run)
     finally:
         bed.xenbed("stop", check=False)
-        with open(os.path.join(bed.results, "runs.json"), "w") as f:
-            json.dump(runs, f, indent=1)
-    t = table(runs, a.mem)
-    with open(os.path.join(bed.results, "table.md"), "w") as f:
-        f.write(t)
-    print(t)
+        save(bed, runs, None)
+    save(bed, runs, table(runs, a.mem))
 
 
 if __name__ == "__main__":
