@@ -962,12 +962,6 @@ static int serve(struct hmig_source *s)
 #define RECOVER_BACKOFF_MIN_MS 100
 #define RECOVER_BACKOFF_MAX_MS 2000
 
-/* The link died after the commit.  The guest is the destination's now:
- * never resume it here.  Reconnect with the same session id until
- * recover_timeout_ms, prove which migration this is (RECOVER), and learn
- * where the destination stands: still waiting for COMMIT (send it again),
- * running with pages missing (push them again, serving its re-sent
- * requests first), or complete. */
 /* One attempt: a new pair of connections, RECOVER both ways, and the
  * destination's missing set.  *state gets where it stands. */
 static int reconnect(struct hmig_source *s, uint32_t *state)

@@ -24,7 +24,9 @@
  * listener's order winning: AES-128-GCM first, which runs on the AES and
  * carry-less multiply instructions of any x86 server of the last decade
  * (GnuTLS otherwise let the client's list pick ChaCha20 here, no faster
- * on this CPU); ChaCha20-Poly1305 for CPUs without them.  PSK key exchange
+ * on this CPU).  Both sides are hmig, so AES-GCM is always chosen, on a
+ * CPU without those instructions too (where ChaCha20-Poly1305 would be
+ * faster); ChaCha20 is in the list for a peer that offers no AES.  PSK key exchange
  * is (EC)DHE-PSK only, never plain PSK: a key that leaks later must not
  * open a recorded stream. */
 #define PRIO_BASE "NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:" \
