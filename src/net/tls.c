@@ -26,9 +26,9 @@
  * (GnuTLS otherwise let the client's list pick ChaCha20 here, no faster
  * on this CPU).  Both sides are hmig, so AES-GCM is always chosen, on a
  * CPU without those instructions too (where ChaCha20-Poly1305 would be
- * faster); ChaCha20 is in the list for a peer that offers no AES.  PSK key exchange
- * is (EC)DHE-PSK only, never plain PSK: a key that leaks later must not
- * open a recorded stream. */
+ * faster); ChaCha20 is in the list for a peer that offers no AES.  PSK
+ * key exchange is (EC)DHE-PSK only, never plain PSK: a key that leaks
+ * later must not open a recorded stream. */
 #define PRIO_BASE "NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:" \
 		  "+CHACHA20-POLY1305:%SERVER_PRECEDENCE"
 #define PRIO_X509 PRIO_BASE
