@@ -93,7 +93,7 @@ struct hmig_xen_stats {
 	uint64_t requests;        /* paging requests read from the ring, answered once each */
 	uint64_t foreign_requests;/* ... of them from a dom0 mapper, not a vCPU */
 	double wait_max_ms;       /* the longest a request waited for its frame, one
-				   * still waiting included (a stuck one grows) */
+				   * still waiting counted with its age so far */
 	uint64_t wait_max_gfn;    /* ... and its gfn */
 	double paging_off_ms;     /* turning it off once every frame was back */
 };

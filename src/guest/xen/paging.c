@@ -216,8 +216,7 @@ static void push(struct xen_guest *x)
 }
 
 /* Under pg_lock: the longest wait of a parked request, those still parked
- * included (so that `hmig status` shows a request that waits for ever
- * growing), with its gfn. */
+ * included with their age so far, with its gfn. */
 static void note_wait(struct xen_guest *x, const struct xen_parked *r, uint64_t now)
 {
 	struct xen_paging *pg = &x->pg;
