@@ -146,23 +146,30 @@ def save(bed, runs, t):
         print(t)
 
 
+def by_rate(runs, tools):
+    """Each rate's runs as (rate, {tool: rows}): the tools in the given
+    order, those that ran."""
+    for rate in sorted({r["rate"] for r in runs}):
+        per = {t: [r for r in runs if r["rate"] == rate and r["tool"] == t] for t in tools}
+        yield rate, {t: rows for t, rows in per.items() if rows}
+
+
+def runs_cell(rows):
+    """A table's runs column: how many ended ok, and how many failed."""
+    failed = sum(1 for r in rows if r.get("failed"))
+    return "%d%s" % (len(rows) - failed, " (+%d failed)" % failed if failed else "")
+
+
 def table(runs, mem):
     lines = ["| hmigt rate (ops/s) | tool | runs | total s | total with create s | bytes MB | downtime ms | guest stall ms | passes |",
              "|---|---|---|---|---|---|---|---|---|"]
     ratios = ["", "Ratios of the medians, hmig / xl migrate:", "",
               "| hmigt rate (ops/s) | hmig | total | with create | bytes | downtime | guest stall |",
               "|---|---|---|---|---|---|---|"]
-    for rate in sorted({r["rate"] for r in runs}):
-        per = {}
-        for tool in TOOLS:
-            rows = [r for r in runs if r["rate"] == rate and r["tool"] == tool]
-            if not rows:
-                continue
-            per[tool] = rows
-            failed = sum(1 for r in rows if r.get("failed"))
-            lines.append("| %d | %s | %d%s | %s | %s | %s | %s | %s | %s |" % (
-                rate, tool if tool != "hmig" else "hmig (plaintext)", len(rows) - failed,
-                " (+%d failed)" % failed if failed else "",
+    for rate, per in by_rate(runs, TOOLS):
+        for tool, rows in per.items():
+            lines.append("| %d | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                rate, tool if tool != "hmig" else "hmig (plaintext)", runs_cell(rows),
                 fmt(med(rows, "total_s")),
                 fmt(med(rows, "total_with_create_s")) if tool in HMIG else "-",
                 fmt(med(rows, "bytes"), "%.0f", 1e-6), fmt(med(rows, "downtime_s"), "%.0f", 1e3),

@@ -35,7 +35,7 @@ import sys
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import suite  # noqa: E402  (the Bed and the readers)
-from bench import first_stall, fmt, med, run_rotated, save  # noqa: E402  (shared with pre-copy)
+from bench import by_rate, first_stall, fmt, med, run_rotated, runs_cell, save  # noqa: E402
 
 TOOLS = ("precopy", "hybrid", "postcopy", "prearm", "xl")
 ARGS = {
@@ -91,19 +91,13 @@ def table(runs, mem):
     ratios = ["", "Ratios of the medians (total, downtime, guest stall, bytes):", "",
               "| rate | tool | / pre-copy | / xl migrate |", "|---|---|---|---|"]
     keys = ("total_s", "downtime_s", "guest_stall_ms", "bytes")
-    for rate in sorted({r["rate"] for r in runs}):
-        per = {}
-        for tool in TOOLS:
-            rows = [r for r in runs if r["rate"] == rate and r["tool"] == tool]
-            if not rows:
-                continue
-            per[tool] = rows
-            failed = sum(1 for r in rows if r.get("failed"))
+    for rate, per in by_rate(runs, TOOLS):
+        for tool, rows in per.items():
             pp = "-"
             if med(rows, "pulled")[0] is not None:
                 pp = "%.0f / %.0f" % (med(rows, "pulled")[0], med(rows, "pushed")[0])
-            out.append("| %d | %s | %d%s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
-                rate, tool, len(rows) - failed, " (+%d failed)" % failed if failed else "",
+            out.append("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                rate, tool, runs_cell(rows),
                 fmt(med(rows, "total_s")), fmt(med(rows, "downtime_s"), "%.0f", 1e3),
                 fmt(med(rows, "guest_stall_ms"), "%.0f"), fmt(med(rows, "bytes"), "%.0f", 1e-6),
                 fmt(med(rows, "faults"), "%.0f"), fmt(med(rows, "lat_p50_ms"), "%.1f"),
