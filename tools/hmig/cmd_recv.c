@@ -145,7 +145,7 @@ static int receive(struct mig_opts *o, struct control *ctl)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
-	monitor_start(&mon, &(struct control_target){ .dst = d }, ctl, "hmig recv",
+	monitor_start(&mon, &(struct control_target){ .dst = d, .guest = g }, ctl, "hmig recv",
 		      !o->quiet && !o->no_progress);
 	rc = hmig_dest_run(d);
 	monitor_stop(&mon);

@@ -89,7 +89,7 @@ static int migrate(struct mig_opts *o, const char *to, struct control *ctl)
 	 * warm-up is a cancel or a forced switch, never a dead guest. */
 	running = src;
 	catch_signals();
-	monitor_start(&mon, &(struct control_target){ .src = src }, ctl, "hmig send",
+	monitor_start(&mon, &(struct control_target){ .src = src, .guest = g }, ctl, "hmig send",
 		      !o->quiet && !o->no_progress);
 	if ((rc = g->ops->run(g))) {
 		monitor_stop(&mon);

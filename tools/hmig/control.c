@@ -13,6 +13,7 @@
 
 #include "cmd.h"
 #include "control.h"
+#include "guestspec.h"
 
 #define ERR 256
 
@@ -341,7 +342,12 @@ json_t *control_answer(const char *line, size_t len, const struct control_target
 		struct hmig_status st;
 
 		status_of(t, &st);
-		reply = json_pack("{s:o}", "return", control_status_json(&st, t->src != NULL));
+		json_t *o = control_status_json(&st, t->src != NULL);
+		/* A Xen guest's figures as the report has them (`xen`): its
+		 * paging requests' longest wait, a stuck one growing. */
+		if (o && t->guest)
+			guest_report_extras(t->guest, o);
+		reply = json_pack("{s:o}", "return", o);
 	} else if (!strcmp(cmd, "set-rate")) {
 		reply = set_rate(t, json_object_get(req, "arguments"));
 	} else if (!strcmp(cmd, "switch")) {

@@ -28,6 +28,8 @@
 struct control_target {
 	struct hmig_source *src; /* one of the two */
 	struct hmig_dest *dst;
+	struct hmig_guest *guest; /* its backend's figures join the status
+				   * (guest_report_extras), or NULL */
 };
 
 /* A connection: what it sent that is not yet a whole line. */

@@ -21,9 +21,10 @@
 #                                   kill-recv: SIGKILL recv S s after the
 #                                   source connected; prearm=on: recv makes
 #                                   DST's frames missing at open;
-#                                   foreign-check: once DST runs, hmigt-check
-#                                   it (a dom0 mapper of frames still
-#                                   missing), OUT/foreign.{rc,out};
+#                                   foreign-check: once DST runs, recv's
+#                                   hmig status (OUT/status.json), then
+#                                   hmigt-check of DST (a dom0 mapper of
+#                                   frames still missing), OUT/foreign.{rc,out};
 #                                   kill-send-postcopy: SIGKILL send S s
 #                                   after DST runs (the source lost in
 #                                   post-copy); recv-o: a knob for recv
@@ -169,6 +170,9 @@ migrate)
 		# frames are still missing.
 		(
 			wait_running
+			# What recv's control socket says meanwhile: its
+			# status with the backend's figures (docs/control.md).
+			"$HMIG" status --json "$rpid" >"$out/status.json" 2>"$out/status.err"
 			"$HMIGT_CHECK" "$dst" >"$out/foreign.out" 2>&1
 			echo $? >"$out/foreign.rc"
 		) &

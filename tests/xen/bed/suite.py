@@ -359,6 +359,16 @@ def check_postcopy(c, m, busy, prearm=False, foreign=False):
             rc, read(os.path.join(m["dir"], "foreign.out"), "").strip()[-300:]))
         c.check(pg.get("foreign_requests", 0) > 0,
                 "no FOREIGN paging request was served (%s)" % pg)
+        # recv's status during post-copy carries the backend's figures.
+        try:
+            st = (load(os.path.join(m["dir"], "status.json")) or {}).get("return", {})
+        except ValueError:
+            st = {}
+        sx = st.get("xen", {})
+        c.check(st.get("side") == "destination" and sx.get("paging") is True and
+                "paging_costs" in sx,
+                "recv's hmig status during post-copy has no xen paging figures: %s (%s)" % (
+                    st, read(os.path.join(m["dir"], "status.err"), "").strip()))
 
 
 def migrate_case(name, mode, min_passes, *send_args, reason=None, stopcopy=False,
