@@ -1088,11 +1088,29 @@ static int committed_steps(struct hmig_source *s, bool postcopy)
 	return 0;
 }
 
+/* The link looks lost (the destination hung up while we sent, or went
+ * quiet): it may have said why first (an ERROR before closing, a cancel).
+ * Then that is the failure, not a lost link: a destination that failed
+ * does not come back, and after the commit waiting recover_timeout_ms for
+ * it would only hold the source.  What else the dead link still holds is
+ * of no use to a recovery, which starts on new connections. */
+static int said_why(struct hmig_source *s, int rc)
+{
+	struct proto_hdr h;
+	char why[ERR_LEN];
+
+	if (eng_link_lost(rc) && s->net.bulk.open &&
+	    eng_rec_read(&s->net.bulk, &s->geo, 0, "destination", &h, &s->rx, why) ==
+		    -ECONNABORTED)
+		return err_setf(s->err, -ECONNABORTED, "%s", why);
+	return rc;
+}
+
 static int after_commit(struct hmig_source *s, bool postcopy)
 {
 	int rc;
 
-	while ((rc = committed_steps(s, postcopy)) && eng_link_lost(rc))
+	while ((rc = said_why(s, committed_steps(s, postcopy))) && eng_link_lost(rc))
 		if ((rc = recover(s, rc)))
 			break;
 	return rc;
@@ -1197,17 +1215,7 @@ int hmig_source_run(struct hmig_source *s, const char *addr)
 	urgent_stop(s); /* on failure: it may still run */
 	if (rc && !s->committed && cancelled(s))
 		rc = -ECANCELED;
-	if (rc == -EPIPE || rc == -ECONNRESET) {
-		/* The destination hung up while we sent: it may have said why
-		 * first (an ERROR before closing, a cancel); that is the line. */
-		struct proto_hdr h;
-		char why[ERR_LEN];
-
-		if (s->net.bulk.open &&
-		    eng_rec_read(&s->net.bulk, &s->geo, 0, "destination", &h, &s->rx, why) ==
-			    -ECONNABORTED)
-			rc = err_setf(s->err, -ECONNABORTED, "%s", why);
-	}
+	rc = said_why(s, rc);
 	if (rc) {
 		set_state(s, rc == -ECANCELED ? S_CANCELLED : S_FAILED);
 		eng_send_error(&s->net.bulk, rc, s->err);

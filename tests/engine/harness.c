@@ -71,6 +71,23 @@ static int fake_no_fault_fd(struct hmig_guest *g)
 
 static struct hmig_guest_ops fake_no_postcopy_ops;
 
+/* A fake, for mig_case.dest_guest_dies only: synth's ops whose fault
+ * reader, a few wake-ups into post-copy, says the guest is gone, as the
+ * Xen backend does for a domain that crashed there. */
+static struct hmig_guest_ops fake_dies_ops;
+static int (*real_faults_read)(struct hmig_guest *g, uint64_t *pfns, uint32_t max);
+
+static int fake_dies_faults_read(struct hmig_guest *g, uint64_t *pfns, uint32_t max)
+{
+	static int calls;
+
+	if (++calls > 3) {
+		snprintf(g->err, sizeof(g->err), "fake: the guest died during post-copy");
+		return -ESRCH;
+	}
+	return real_faults_read(g, pfns, max);
+}
+
 /* The child: a destination that reports to `json` and exits 0 (ok), 1
  * (migration failed), 3 (integrity mismatch). */
 static void dest_main(const struct mig_case *c, int ready_fd, const char *json)
@@ -88,6 +105,12 @@ static void dest_main(const struct mig_case *c, int ready_fd, const char *json)
 		fake_no_postcopy_ops = *g->ops;
 		fake_no_postcopy_ops.fault_fd = fake_no_fault_fd;
 		g->ops = &fake_no_postcopy_ops;
+	}
+	if (c->dest_guest_dies) {
+		fake_dies_ops = *g->ops;
+		real_faults_read = g->ops->faults_read;
+		fake_dies_ops.faults_read = fake_dies_faults_read;
+		g->ops = &fake_dies_ops;
 	}
 	dprintf(ready_fd, "%s\n", hmig_dest_address(d));
 	close(ready_fd);

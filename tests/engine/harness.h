@@ -31,6 +31,9 @@ struct mig_case {
 	bool dest_no_postcopy;    /* the destination's guest is a fake: synth whose
 				   * fault_fd says -EOPNOTSUPP, as a backend that cannot
 				   * leave pages missing (Xen before mem_paging) */
+	bool dest_guest_dies;     /* the destination's guest is a fake: synth whose
+				   * faults_read fails with -ESRCH (the guest died)
+				   * once post-copy has begun */
 };
 
 struct mig_result {

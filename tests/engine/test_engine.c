@@ -345,6 +345,33 @@ Test(engine, source_lost_in_postcopy_fails_the_destination, .timeout = 120)
 	mig_result_free(&r);
 }
 
+/* The destination's guest dies in post-copy (a fake fault reader says so,
+ * as the Xen backend does for a crashed domain): the destination fails and
+ * says why, and the source, committed, fails at once with that line
+ * instead of waiting recover_timeout_ms (10 minutes by default) for a
+ * destination that will not come back. */
+Test(engine, a_destination_that_fails_in_postcopy_fails_the_source_at_once, .timeout = 60)
+{
+	struct mig_case c;
+	struct mig_result r;
+
+	need_uffd();
+	mig_case_init(&c, "uniform:rate=2000", 64 * MIB);
+	c.cfg.mode = HMIG_MODE_POSTCOPY;
+	c.cfg.precopy_passes = 0;
+	c.cfg.push = HMIG_PUSH_OFF; /* pulls only: post-copy lasts for seconds */
+	c.dest_guest_dies = true;
+	mig_run(&c, &r);
+	cr_assert_eq(r.dst_status, 1, "destination exited %d", r.dst_status);
+	cr_assert_lt(r.src_rc, 0, "the source succeeded");
+	cr_assert(strstr(r.src_err, "the destination failed") &&
+		  strstr(r.src_err, "fake: the guest died during post-copy") &&
+		  !strchr(r.src_err, '\n'),
+		  "the source's line does not quote the destination's failure: %s", r.src_err);
+	cr_assert_eq(rep_u64(r.src, "recoveries"), 0, "the source tried to recover");
+	mig_result_free(&r);
+}
+
 /* A guest with pfns that never move (Xen has memory holes and host-owned
  * pages): no pass sends them, the destination counts them present from the
  * start, and every mode still completes with integrity ok. */

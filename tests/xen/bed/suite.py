@@ -273,16 +273,17 @@ def case_source_lost_postcopy(bed, g):
 def case_source_dies(bed, g):
     """A source guest that dies in pre-copy (hmigt die=: it triple-faults
     15 s into its run, inside a pass 0 of 32 s at 2 MiB/s that began 5-8 s
-    into it; hybrid looks at the dirty log every 100 ms, so the death is
-    seen mid-pass): send fails in one line naming the domain, recv fails,
-    and the destination never ran.  Its own pair of domains: the suite's
-    guest is not touched.  (On a slow day it dies before hmig opens it:
-    the same line, at open.)"""
+    into it; pre-copy mode, so it cannot switch to post-copy and take the
+    dying guest along, and the death is seen at the pass's end): send
+    fails in one line naming the domain, recv fails, and the destination
+    never ran.  Its own pair of domains: the suite's guest is not touched.
+    (On a slow day it dies before hmig opens it: the same line, at
+    open.)"""
     c = Case()
     cmdline = g["cmdline"] + " die=15000"
     src = bed.sh("create", "hmigt-dies", str(MEM), cmdline)
     dst = new_dest(bed, g, cmdline=cmdline)
-    m = migration(bed, "source-dies", src, dst, "--mode", "hybrid",
+    m = migration(bed, "source-dies", src, dst, "--mode", "precopy",
                   "-o", "rate_limit_bps=2097152")
     single, line = one_line(m["send_err"])
     c.check(m["send_rc"] not in (0, None), "send succeeded")
