@@ -322,6 +322,17 @@ Test(engine, no_postcopy_capability_refuses_postcopy_and_hybrid_stops_and_copies
 	mig_result_free(&r);
 }
 
+/* Post-copy with nothing sent before the switch and no pusher: every page
+ * is pulled, so post-copy lasts for seconds. */
+static void pulls_only(struct mig_case *c)
+{
+	need_uffd();
+	mig_case_init(c, "uniform:rate=2000", 64 * MIB);
+	c->cfg.mode = HMIG_MODE_POSTCOPY;
+	c->cfg.precopy_passes = 0;
+	c->cfg.push = HMIG_PUSH_OFF;
+}
+
 /* The source dies in post-copy: the destination must fail loudly, never
  * report success with pages missing. */
 Test(engine, source_lost_in_postcopy_fails_the_destination, .timeout = 120)
@@ -329,11 +340,7 @@ Test(engine, source_lost_in_postcopy_fails_the_destination, .timeout = 120)
 	struct mig_case c;
 	struct mig_result r;
 
-	need_uffd();
-	mig_case_init(&c, "uniform:rate=2000", 64 * MIB);
-	c.cfg.mode = HMIG_MODE_POSTCOPY;
-	c.cfg.precopy_passes = 0;
-	c.cfg.push = HMIG_PUSH_OFF; /* pulls only: post-copy lasts for seconds */
+	pulls_only(&c);
 	c.cfg.recover_timeout_ms = 2000; /* it waits that long for the source to come back */
 	c.kill_src_after_s = 1.5;
 	mig_run(&c, &r);
@@ -355,11 +362,7 @@ Test(engine, a_destination_that_fails_in_postcopy_fails_the_source_at_once, .tim
 	struct mig_case c;
 	struct mig_result r;
 
-	need_uffd();
-	mig_case_init(&c, "uniform:rate=2000", 64 * MIB);
-	c.cfg.mode = HMIG_MODE_POSTCOPY;
-	c.cfg.precopy_passes = 0;
-	c.cfg.push = HMIG_PUSH_OFF; /* pulls only: post-copy lasts for seconds */
+	pulls_only(&c);
 	c.dest_guest_dies = true;
 	mig_run(&c, &r);
 	cr_assert_eq(r.dst_status, 1, "destination exited %d", r.dst_status);
