@@ -216,11 +216,7 @@ def main():
     runs = []
     try:
         bed.xenbed("build", timeout=3600)
-        shares = [a.source] + ([] if a.build.startswith(a.source + "/") else [a.build])
-        boot = ["boot", "--xen", a.xen, "--serial-log", os.path.join(bed.results, "serial.log")]
-        for s in shares:
-            boot += ["--share", s]
-        bed.xenbed(*boot, timeout=900)
+        bed.xenbed(*bed.boot_args(os.path.join(bed.results, "serial.log")), timeout=900)
         for rate in [int(r) for r in a.rates.split(",")]:
             bed.cmdline = "seed=11 rate=%d write=75 report=500 stall=50" % rate
             new_guest(bed)

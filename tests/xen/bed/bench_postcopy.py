@@ -35,7 +35,8 @@ import sys
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import suite  # noqa: E402  (the Bed and the readers)
-from bench import by_rate, first_stall, fmt, med, run_rotated, runs_cell, save  # noqa: E402
+from bench import (by_rate, first_stall, fmt, med, new_guest, run_rotated, runs_cell,  # noqa: E402
+                   save)
 
 TOOLS = ("precopy", "hybrid", "postcopy", "prearm", "xl")
 ARGS = {
@@ -142,15 +143,10 @@ def main():
     runs = []
     try:
         bed.xenbed("build", timeout=3600)
-        shares = [a.source] + ([] if a.build.startswith(a.source + "/") else [a.build])
-        boot = ["boot", "--xen", a.xen]
-        for s in shares:
-            boot += ["--share", s]
-        bed.xenbed(*boot, timeout=900)
+        bed.xenbed(*bed.boot_args(), timeout=900)
         for rate in [int(r) for r in a.rates.split(",")]:
             bed.cmdline = "seed=11 rate=%d write=75 report=500 stall=50" % rate
-            bed.sh("destroy", "hmigt", "hmigt--incoming")
-            bed.guest = bed.sh("create", "hmigt", str(a.mem), bed.cmdline)
+            new_guest(bed)
             run_rotated(bed, runs, rate, a.runs, tools, hmig_run)
     finally:
         bed.xenbed("stop", check=False)

@@ -46,6 +46,15 @@ class Bed:
                      "bash", os.path.join(HERE, "dom0.sh")]
         self.hmig = hmig
 
+    def boot_args(self, serial_log=None):
+        """xenbed's boot line: this Xen, the source and build trees shared at
+        their own paths, and the serial console into serial_log if given."""
+        a = self.a
+        args = ["boot", "--xen", a.xen] + (["--serial-log", serial_log] if serial_log else [])
+        for s in [a.source] + ([] if a.build.startswith(a.source + "/") else [a.build]):
+            args += ["--share", s]
+        return args
+
     def xenbed(self, *args, timeout=None, check=True):
         r = subprocess.run([XENBED] + list(args), env=self.env, capture_output=True,
                            text=True, timeout=timeout)
@@ -513,10 +522,7 @@ def main():
         bed.drop_psk()
         sys.exit(1)
     print("# bed built (or found cached) in %.0f s" % (time.monotonic() - t0), flush=True)
-    shares = [a.source] + ([] if a.build.startswith(a.source + "/") else [a.build])
-    boot = ["boot", "--xen", a.xen, "--serial-log", os.path.join(bed.results, "serial.log")]
-    for s in shares:
-        boot += ["--share", s]
+    boot = bed.boot_args(os.path.join(bed.results, "serial.log"))
     t1 = time.monotonic()
     try:
         bed.xenbed(*boot, timeout=900)
@@ -528,23 +534,24 @@ def main():
     print("# %s Xen booted in %.0f s" % (a.xen, time.monotonic() - t1), flush=True)
     failed = 0
     guest = {"cmdline": None, "id": None}
+
+    def new_guest(cmdline, *gone):
+        """A fresh hmigt running cmdline, the old ones (and gone) destroyed."""
+        bed.sh("destroy", "hmigt", "hmigt--incoming", *gone)
+        return {"cmdline": cmdline, "id": bed.sh("create", "hmigt", str(MEM), cmdline)}
     try:
         for n, (desc, fn, cmdline) in enumerate(todo, 1):
             t = time.monotonic()
             try:
                 if (guest["cmdline"] != cmdline or guest["id"] is None or
                         bed.sh("state", guest["id"]) != "running"):
-                    bed.sh("destroy", "hmigt", "hmigt--incoming")
-                    guest = {"cmdline": cmdline,
-                             "id": bed.sh("create", "hmigt", str(MEM), cmdline)}
+                    guest = new_guest(cmdline)
                 c = fn(bed, guest)
                 if c.source_died:
                     print("# %s: the source hmigt died on its own before the pause (%s); "
                           "once more with a new one" % (desc, one_line(c.fails[0])[1][:300]),
                           flush=True)
-                    bed.sh("destroy", "hmigt", "hmigt--incoming", guest["id"])
-                    guest = {"cmdline": cmdline,
-                             "id": bed.sh("create", "hmigt", str(MEM), cmdline)}
+                    guest = new_guest(cmdline, guest["id"])
                     c = fn(bed, guest)
                 if c.fails and guest["id"] and bed.sh("state", guest["id"]) != "running":
                     c.fails.append("post-mortem of the guest, domain %s:\n%s" % (
