@@ -122,6 +122,14 @@ TOOLS = ("hmig", "hmig-tls", "xl")
 HMIG = ("hmig", "hmig-tls")
 
 
+def tools_arg(ap, a, known):
+    """--tools as a list, each one of known, or a usage error."""
+    tools = [t for t in a.tools.split(",") if t]
+    if not tools or any(t not in known for t in tools):
+        ap.error("--tools takes a list of %s" % ", ".join(known))
+    return tools
+
+
 def run_rotated(bed, runs, rate, n, tools, hmig_run):
     """n rounds of every tool at one rate; who goes first rotates, so that a
     drift in the host's load favours no tool.  Each result is printed and
@@ -202,9 +210,7 @@ def main():
     ap.add_argument("--build", default=os.path.join(top, "build"))
     a = ap.parse_args()
     a.source, a.build, a.have_xen = top, os.path.realpath(a.build), "1"
-    tools = [t for t in a.tools.split(",") if t]
-    if not tools or any(t not in TOOLS for t in tools):
-        ap.error("--tools takes a list of %s" % ", ".join(TOOLS))
+    tools = tools_arg(ap, a, TOOLS)
     suite.can_run(a)
     bed = suite.Bed(a)
     bed.results = os.path.join(a.build, "xenbed", "bench")

@@ -36,7 +36,7 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import suite  # noqa: E402  (the Bed and the readers)
 from bench import (by_rate, first_stall, fmt, med, new_guest, run_rotated, runs_cell,  # noqa: E402
-                   save)
+                   save, tools_arg)
 
 TOOLS = ("precopy", "hybrid", "postcopy", "prearm", "xl")
 ARGS = {
@@ -132,9 +132,7 @@ def main():
     ap.add_argument("--build", default=os.path.join(top, "build"))
     a = ap.parse_args()
     a.source, a.build, a.have_xen, a.xen = top, os.path.realpath(a.build), "1", "rebuilt"
-    tools = [t for t in a.tools.split(",") if t]
-    if not tools or any(t not in TOOLS for t in tools):
-        ap.error("--tools takes a list of %s" % ", ".join(TOOLS))
+    tools = tools_arg(ap, a, TOOLS)
     suite.can_run(a)
     bed = suite.Bed(a)
     bed.results = os.path.join(a.build, "xenbed", "bench-postcopy")
