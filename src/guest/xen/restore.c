@@ -309,9 +309,6 @@ int xen_faults_done(struct hmig_guest *g)
 	x->xs.paging_off_ms = clock_ms(clock_now_ns() - t0);
 	x->xs.requests = x->pg.requests;
 	x->xs.foreign_requests = x->pg.foreign;
-	pthread_mutex_lock(&x->pg_lock);
-	xen_paging_waits(x, &x->xs.wait_max_ms, &x->xs.wait_max_gfn);
-	pthread_mutex_unlock(&x->pg_lock);
 	pthread_mutex_unlock(&x->lock);
 	return rc;
 }
