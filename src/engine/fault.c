@@ -114,7 +114,8 @@ static void *fault_main(void *arg)
 	 * running vCPUs can wait a little (common/prio.h). */
 	prio_urgent_thread();
 
-	if (ask_again(fh))
+	/* Only a restart has asked before (ask_again walks every pfn). */
+	if (fh->requests && ask_again(fh))
 		goto out;
 	while (!atomic_load(&fh->quit) && pages_present(fh->pages) != fh->geo->npages) {
 		if (take_replies(fh) || take_faults(fh))

@@ -256,13 +256,25 @@ uint32_t pages_faulted(struct pages *ps, const uint64_t *pfns, uint32_t n, uint6
 
 uint32_t pages_asked_missing(struct pages *ps, uint64_t *pos, uint64_t *pfns, uint32_t max)
 {
+	uint64_t p = *pos;
 	uint32_t n = 0;
 
+	/* A word at a time: at 8 GiB a bit at a time held the lock for a
+	 * millisecond, with the fault handler at real-time priority. */
 	pthread_mutex_lock(&ps->lock);
-	for (uint64_t p = *pos; ps->requested && p < ps->npages && n < max; p++, *pos = p)
-		if (bitmap_test(ps->requested, p) && !bitmap_test(ps->present, p))
-			pfns[n++] = p;
+	while (ps->requested && p < ps->npages && n < max) {
+		uint64_t w = p / 64;
+		uint64_t bits = (ps->requested[w] & ~ps->present[w]) >> (p % 64);
+
+		if (!bits) {
+			p = (w + 1) * 64;
+			continue;
+		}
+		p += (uint64_t)__builtin_ctzll(bits);
+		pfns[n++] = p++;
+	}
 	pthread_mutex_unlock(&ps->lock);
+	*pos = p < ps->npages ? p : ps->npages;
 	return n;
 }
 
