@@ -895,9 +895,10 @@ static bool pushing(struct hmig_source *s)
  * 1 GB/s) without the pusher mapping more of the guest than that. */
 #define PUSH_INFLIGHT 2
 
-/* Post-copy on the source: pulls are served by their own thread (urgent_main)
- * from the moment this starts, while this one pushes the rest of the stale
- * set, then says DONE (nothing more will be pushed) and waits.  Returns when
+/* Post-copy on the source: pulls are served by their own thread (urgent_main,
+ * started at the commit by committed_steps) while this one pushes the rest
+ * of the stale set, then says DONE (nothing more will be pushed) and
+ * waits.  Returns when
  * the destination's DONE (every page present there), or its ERROR, is next
  * on bulk, or when the urgent server failed.  The pull server stops only
  * with the destination's DONE, or before a recovery. */
@@ -911,8 +912,6 @@ static int serve(struct hmig_source *s)
 	uint64_t pulled = s->pulled;
 	int rc;
 
-	if (!s->srv.running && (rc = urgent_start(s)))
-		return rc;
 	for (;;) {
 		if ((rc = urgent_failed(s)))
 			return rc;
@@ -1065,6 +1064,10 @@ static int committed_steps(struct hmig_source *s, bool postcopy)
 {
 	int rc;
 
+	/* The guest may fault the moment it starts there, before its
+	 * RESUMED is here: pulls are served from the commit on. */
+	if (postcopy && !s->dest_done && !s->srv.running && (rc = urgent_start(s)))
+		return rc;
 	if (!s->resumed) {
 		if ((rc = wait_record(s, PROTO_RESUMED)))
 			return rc;
