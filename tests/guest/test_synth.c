@@ -541,6 +541,90 @@ Test(guest, dirty_collect_reports_only_new_writes, .timeout = 30)
 	g->ops->destroy(g);
 }
 
+/* Sync mode protects again what a collect found, in runs or, when runs
+ * are many, in one call over the whole guest: each way a page written
+ * again is found again, and a page nobody wrote is never reported. */
+static const uint64_t sync_runs_pattern[] = { 0, 60, 61, 62, 63, 64, 65, 70, 127, 128, 200, 1023 };
+
+static uint64_t sync_write(struct hmig_guest *g, uint64_t npages, bool many, uint64_t *want)
+{
+	uint64_t n = 0;
+
+	if (many) /* every third page: more runs than one walk costs */
+		for (uint64_t p = 1; p < npages; p += 3)
+			want[n++] = p;
+	else
+		for (size_t i = 0; i < sizeof(sync_runs_pattern) / sizeof(uint64_t); i++)
+			want[n++] = sync_runs_pattern[i];
+	for (uint64_t i = 0; i < n; i++)
+		((volatile uint8_t *)(uintptr_t)page_of(g, want[i]))[9] ^= 1;
+	return n;
+}
+
+static bool sync_many[] = { false, true };
+
+ParameterizedTestParameters(guest, sync_collect_protects_again_what_it_found)
+{
+	return cr_make_param_array(bool, sync_many, 2);
+}
+
+ParameterizedTest(bool *many, guest, sync_collect_protects_again_what_it_found, .timeout = 30)
+{
+	skip_without_uffd();
+	/* 16384 pages: up to 32 runs go one call each (the pattern's 6). */
+	const uint64_t npages = (64 << 20) / PAGE;
+	struct hmig_guest *g = open_synth(64 << 20, 1, "idle", 5, 0);
+	uint64_t *bm = bitmap_new(npages), *want = calloc(npages, sizeof(uint64_t));
+
+	cr_assert_eq(g->ops->run(g), 0);
+	cr_assert_eq(g->ops->dirty_start(g, HMIG_DIRTY_WP_SYNC), HMIG_DIRTY_WP_SYNC, "%s",
+		     hmig_guest_error(g));
+	for (int round = 0; round < 3; round++) {
+		uint64_t n = sync_write(g, npages, *many, want);
+
+		memset(bm, 0, BITMAP_WORDS(npages) * 8);
+		cr_assert_eq(g->ops->dirty_collect(g, bm, 0), (int64_t)n, "round %d", round);
+		for (uint64_t i = 0; i < n; i++)
+			cr_assert(bitmap_test(bm, want[i]), "round %d: pfn %lu missed", round,
+				  (unsigned long)want[i]);
+		cr_assert_eq(g->ops->dirty_collect(g, bm, 0), 0, "round %d: found twice", round);
+	}
+	/* A neighbour nobody wrote before is found alone. */
+	((volatile uint8_t *)(uintptr_t)page_of(g, 66))[1] ^= 1;
+	memset(bm, 0, BITMAP_WORDS(npages) * 8);
+	cr_assert_eq(g->ops->dirty_collect(g, bm, HMIG_COLLECT_FINAL), 1);
+	cr_assert(bitmap_test(bm, 66));
+	free(want);
+	free(bm);
+	g->ops->destroy(g);
+}
+
+/* auto: async for small guests, sync from 2 GiB (synth.c, SYNC_FROM_PAGES).
+ * The large guest is never filled: only its page tables cost memory. */
+Test(guest, auto_dirty_logging_goes_sync_from_2_gib, .timeout = 60)
+{
+	skip_without_uffd();
+	struct hmig_synth_params prm = { .mem_bytes = 2ull << 30, .vcpus = 1, .workload = "idle" };
+	struct hmig_guest *small = open_synth(4 << 20, 1, "idle", 5, 0), *large;
+	char err[256];
+
+	cr_assert_eq(hmig_synth_open(&prm, &large, err), 0, "%s", err);
+	cr_assert_eq(small->ops->run(small), 0);
+	cr_assert_eq(large->ops->run(large), 0);
+	cr_assert_eq(large->ops->dirty_start(large, HMIG_DIRTY_AUTO), HMIG_DIRTY_WP_SYNC, "%s",
+		     hmig_guest_error(large));
+	int mode = small->ops->dirty_start(small, HMIG_DIRTY_WP_ASYNC);
+	if (mode == -EOPNOTSUPP) { /* auto can only be sync here */
+		cr_log_info("%s", hmig_guest_error(small));
+	} else {
+		cr_assert_eq(small->ops->dirty_stop(small), 0);
+		cr_assert_eq(small->ops->dirty_start(small, HMIG_DIRTY_AUTO), HMIG_DIRTY_WP_ASYNC,
+			     "%s", hmig_guest_error(small));
+	}
+	small->ops->destroy(small);
+	large->ops->destroy(large);
+}
+
 /* Guests of 2 GiB and more split the final collect across threads: writes
  * on both sides of every split point, and at the ends, are all found.  The
  * guest is never filled, so only page tables cost memory. */

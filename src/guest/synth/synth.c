@@ -7,8 +7,9 @@
  * version table needs no locks.
  *
  * Source side: dirty logging with userfaultfd write-protect, async mode read
- * and re-armed by PAGEMAP_SCAN (6.7+), or synchronous write-protect faults
- * served by a handler thread as the fallback.
+ * and re-armed by PAGEMAP_SCAN (6.7+) for guests under 2 GiB, synchronous
+ * write-protect faults served by a handler thread from 2 GiB (and as the
+ * fallback); SYNC_FROM_PAGES says why.
  * Destination side: the same mapping registered for missing pages; pages go
  * in with UFFDIO_COPY / UFFDIO_ZEROPAGE and come out with MADV_DONTNEED.
  *
@@ -761,6 +762,16 @@ static int dirty_arm(struct synth *s, enum hmig_dirty_mode mode, uint64_t featur
 	return 0;
 }
 
+/* Which mode auto picks.  Async costs a guest nothing per write but its
+ * final collect walks the page tables of the whole guest inside the
+ * downtime: 0.3-0.5 ms per GiB once writes have split the huge pages, 2-4 ms
+ * at 8 GiB.  Sync costs a written page one fault served by the handler per
+ * pass (KVM's dirty logging without PML works the same way), and its final
+ * collect reads a bitmap whatever the guest's size.  Below 2 GiB the walk
+ * fits the 2 ms downtime budget with room to spare and async wins; from
+ * there it does not (docs/benchmarks.md, issue 11). */
+#define SYNC_FROM_PAGES (512ull << 10) /* 2 GiB of 4 KiB pages */
+
 static int synth_dirty_start(struct hmig_guest *g, enum hmig_dirty_mode want)
 {
 	struct synth *s = to_synth(g);
@@ -786,7 +797,11 @@ static int synth_dirty_start(struct hmig_guest *g, enum hmig_dirty_mode want)
 		return err_setf(s->base.err, -EOPNOTSUPP,
 				"the synth guest has no hypervisor dirty log; use auto");
 
-	if (want != HMIG_DIRTY_WP_SYNC && async_ok) {
+	/* auto: async below SYNC_FROM_PAGES, sync from there (see above). */
+	bool want_async = want == HMIG_DIRTY_WP_ASYNC ||
+			  (want == HMIG_DIRTY_AUTO && s->npages < SYNC_FROM_PAGES);
+
+	if (want_async && async_ok) {
 		s->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 		if (s->pagemap_fd < 0)
 			return err_setf(s->base.err, -errno, "cannot open /proc/self/pagemap: %s",
@@ -897,6 +912,58 @@ static int64_t scan_async(struct synth *s, uint64_t *bitmap, bool final)
 	return found;
 }
 
+/* Sync mode's collect, under wp_lock: the handler's bits move to `bitmap`,
+ * and unless final (the guest is paused for good) the pages are protected
+ * again, one call per run of written pages.  When runs are so many that
+ * their calls would cost more than one walk over the whole guest (about
+ * 1.5 ns a page here against 0.5-1 us a call), one call protects it all;
+ * the lock holds the handler off either way, and a vCPU that faulted
+ * meanwhile is recorded next time.  Reading the bits is one pass over the
+ * bitmap (2^15 words at 8 GiB, some 20 us): the mode's final collect does
+ * not grow with the guest's page tables. */
+#define SYNC_RUNS_PER_WALK 512 /* pages per run at which one walk is cheaper */
+
+static int64_t collect_sync(struct synth *s, uint64_t *bitmap, bool final)
+{
+	uint64_t words = BITMAP_WORDS(s->npages), runs = 0, start = 0;
+	bool in_run = false;
+	int64_t found = 0;
+
+	for (uint64_t w = 0; w < words; w++) {
+		uint64_t bits = s->wp_dirty[w];
+
+		bitmap[w] |= bits;
+		found += __builtin_popcountll(bits);
+		/* A run starts at a 0->1 step and ends at a 1->0 step. */
+		uint64_t prev = in_run ? (bits << 1) | 1 : bits << 1;
+		runs += (uint64_t)__builtin_popcountll(bits & ~prev);
+		in_run = bits >> 63;
+	}
+	if (final || !found) {
+		memset(s->wp_dirty, 0, words * sizeof(uint64_t));
+		return found;
+	}
+	if (runs > s->npages / SYNC_RUNS_PER_WALK) {
+		memset(s->wp_dirty, 0, words * sizeof(uint64_t));
+		uffd_wp(s->wp_fd, s->mem, s->mem_len, true);
+		return found;
+	}
+	in_run = false;
+	for (uint64_t p = 0; p <= s->npages; p++) {
+		bool dirty = p < s->npages && bitmap_test(s->wp_dirty, p);
+
+		if (dirty && !in_run)
+			start = p;
+		else if (!dirty && in_run)
+			uffd_wp(s->wp_fd, page_ptr(s, start), (p - start) * s->page_size, true);
+		in_run = dirty;
+		if (p < s->npages && !(p % 64) && !s->wp_dirty[p / 64] && !in_run)
+			p += 63; /* a clean word: nothing starts or ends in it */
+	}
+	memset(s->wp_dirty, 0, words * sizeof(uint64_t));
+	return found;
+}
+
 static int64_t synth_dirty_collect(struct hmig_guest *g, uint64_t *bitmap, unsigned flags)
 {
 	struct synth *s = to_synth(g);
@@ -908,21 +975,7 @@ static int64_t synth_dirty_collect(struct hmig_guest *g, uint64_t *bitmap, unsig
 		return scan_async(s, bitmap, final);
 	case HMIG_DIRTY_WP_SYNC:
 		pthread_mutex_lock(&s->wp_lock);
-		for (uint64_t w = 0; w < BITMAP_WORDS(s->npages); w++) {
-			uint64_t bits = s->wp_dirty[w];
-
-			if (!bits)
-				continue;
-			s->wp_dirty[w] = 0;
-			bitmap[w] |= bits;
-			found += __builtin_popcountll(bits);
-			while (bits && !final) {
-				uint64_t b = (uint64_t)__builtin_ctzll(bits);
-
-				bits &= bits - 1;
-				uffd_wp(s->wp_fd, page_ptr(s, w * 64 + b), s->page_size, true);
-			}
-		}
+		found = collect_sync(s, bitmap, final);
 		pthread_mutex_unlock(&s->wp_lock);
 		return found;
 	default:
