@@ -9,9 +9,32 @@
 
 #define BITMAP_WORDS(n) (((n) + 63) / 64)
 
+/* A zeroed bitmap, its pages touched now.  This machine's first write to a
+ * page costs some 2 us (its memory is backed lazily), and a bitmap first
+ * written inside the downtime (the push set, the stale set) cost 0.1-0.3 ms
+ * at 8 GiB; calloc's fresh pages are only mapped.  The writes are volatile
+ * so that no compiler folds them into the calloc. */
 static inline uint64_t *bitmap_new(uint64_t nbits)
 {
-	return calloc(BITMAP_WORDS(nbits), sizeof(uint64_t));
+	size_t words = BITMAP_WORDS(nbits);
+	uint64_t *b = calloc(words, sizeof(uint64_t));
+
+	for (size_t w = 0; b && w < words; w += 512)
+		((volatile uint64_t *)b)[w] = 0;
+	return b;
+}
+
+/* Touches every page of b for writing and changes no bit (an atomic or of
+ * 0: a setter on another thread loses nothing).  On this machine a page
+ * left alone while GiB of other memory were touched costs some 2 us at its
+ * next touch (its mapping was dropped below us: a 768 KiB buffer read in
+ * 25 us warm took 415 us after 14 GiB elsewhere).  A migration touches
+ * GiB between passes; the bitmaps the downtime walks are warmed just
+ * before it. */
+static inline void bitmap_warm(uint64_t *b, uint64_t nbits)
+{
+	for (size_t w = 0; w < BITMAP_WORDS(nbits); w += 512)
+		__atomic_fetch_or(&b[w], 0, __ATOMIC_RELAXED);
 }
 
 static inline bool bitmap_test(const uint64_t *b, uint64_t i)

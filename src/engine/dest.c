@@ -362,7 +362,9 @@ static int on_dirty(struct hmig_dest *d, const struct proto_hdr *h)
 	return 0;
 }
 
-/* SYNC: everything before it is installed or dropped; say so. */
+/* SYNC: everything before it is installed or dropped; say so.  The
+ * source's pause may follow: what the switchover walks here is warmed
+ * first (common/bitmap.h, bitmap_warm). */
 static int on_sync(struct hmig_dest *d, const struct proto_hdr *h)
 {
 	uint8_t buf[PROTO_HDR_LEN + 8];
@@ -371,6 +373,8 @@ static int on_sync(struct hmig_dest *d, const struct proto_hdr *h)
 
 	if (rc)
 		return rc;
+	pages_warm(&d->pages);
+	bitmap_warm(d->stale, d->geo.npages);
 	int n = proto_sync_encode(buf, sizeof(buf), token, d->err);
 	if (n < 0)
 		return n;

@@ -7,20 +7,6 @@
 #include "common/err.h"
 #include "engine/pages.h"
 
-int pages_init(struct pages *ps, struct hmig_guest *g, const struct hmig_guest_geometry *geo,
-	       struct pages_hook hook)
-{
-	memset(ps, 0, sizeof(*ps));
-	ps->g = g;
-	ps->npages = geo->npages;
-	ps->page_size = geo->page_size;
-	ps->hook = hook;
-	pthread_mutex_init(&ps->lock, NULL);
-	pthread_cond_init(&ps->changed, NULL);
-	ps->present = bitmap_new(ps->npages);
-	return ps->present ? 0 : -ENOMEM;
-}
-
 void pages_free(struct pages *ps)
 {
 	if (!ps->g)
@@ -33,6 +19,34 @@ void pages_free(struct pages *ps)
 	pthread_cond_destroy(&ps->changed);
 	pthread_mutex_destroy(&ps->lock);
 	memset(ps, 0, sizeof(*ps));
+}
+
+int pages_init(struct pages *ps, struct hmig_guest *g, const struct hmig_guest_geometry *geo,
+	       struct pages_hook hook)
+{
+	memset(ps, 0, sizeof(*ps));
+	ps->g = g;
+	ps->npages = geo->npages;
+	ps->page_size = geo->page_size;
+	ps->hook = hook;
+	pthread_mutex_init(&ps->lock, NULL);
+	pthread_cond_init(&ps->changed, NULL);
+	/* requested too, though only post-copy needs it: made inside the
+	 * downtime it would be touched there (bitmap_new). */
+	ps->present = bitmap_new(ps->npages);
+	ps->requested = bitmap_new(ps->npages);
+	if (ps->present && ps->requested)
+		return 0;
+	pages_free(ps);
+	return -ENOMEM;
+}
+
+void pages_warm(struct pages *ps)
+{
+	bitmap_warm(ps->present, ps->npages);
+	bitmap_warm(ps->requested, ps->npages);
+	if (ps->never)
+		bitmap_warm(ps->never, ps->npages);
 }
 
 int pages_never_sent(struct pages *ps, const uint64_t *never)
@@ -215,10 +229,9 @@ int pages_start_postcopy(struct pages *ps)
 {
 	/* calloc of these (16 MiB of t_fault at 8 GiB) maps zero pages lazily:
 	 * nothing here is paid in the downtime but the mmap. */
-	ps->requested = bitmap_new(ps->npages);
 	ps->t_fault = calloc(ps->npages, sizeof(*ps->t_fault));
 	ps->waiters = calloc(ps->npages, sizeof(*ps->waiters));
-	if (!ps->requested || !ps->t_fault || !ps->waiters)
+	if (!ps->t_fault || !ps->waiters)
 		return -ENOMEM;
 	pages_start(ps);
 	return 0;

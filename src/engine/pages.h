@@ -103,6 +103,10 @@ void pages_start(struct pages *ps);
 uint32_t pages_faulted(struct pages *ps, const uint64_t *pfns, uint32_t n, uint64_t now_ns,
 		       uint64_t *ask);
 
+/* Touches the sets' pages (common/bitmap.h, bitmap_warm): before a
+ * switchover walks them. */
+void pages_warm(struct pages *ps);
+
 /* Pfns asked of the source and still missing, from *pos on (advanced), at
  * most max: what a fault handler asks for again after a lost link.  Returns
  * how many. */

@@ -664,6 +664,11 @@ static int switchover(struct hmig_source *s)
 	int rc;
 
 	set_state(s, S_SWITCHOVER);
+	/* What the downtime walks, warmed while the guest still runs. */
+	bitmap_warm(s->dirty, s->geo.npages);
+	bitmap_warm(s->todo, s->geo.npages);
+	bitmap_warm(s->sent.held, s->geo.npages);
+	bitmap_warm(s->push.unsent, s->geo.npages);
 	s->t_pause = clock_now_ns();
 	if ((rc = s->g->ops->pause(s->g)))
 		return err_setf(s->err, rc, "pausing the guest: %s", hmig_guest_error(s->g));
