@@ -903,10 +903,10 @@ static bool pushing(struct hmig_source *s)
 /* Post-copy on the source: pulls are served by their own thread (urgent_main,
  * started at the commit by committed_steps) while this one pushes the rest
  * of the stale set, then says DONE (nothing more will be pushed) and
- * waits.  Returns when
- * the destination's DONE (every page present there), or its ERROR, is next
- * on bulk, or when the urgent server failed.  The pull server stops only
- * with the destination's DONE, or before a recovery. */
+ * waits.  Returns when the destination's DONE (every page present there),
+ * or its ERROR, is next on bulk, or when the urgent server failed.  The
+ * pull server stops only with the destination's DONE, or before a
+ * recovery. */
 static int serve(struct hmig_source *s)
 {
 	struct net_chan *bulk = &s->net.bulk;

@@ -128,7 +128,6 @@ Test(large, hybrid_unthrottled_writer, .timeout = 900)
 {
 	struct mig_case c;
 	struct mig_result r;
-
 	struct uffd_probe p;
 
 	need_uffd();

@@ -921,7 +921,7 @@ static int64_t scan_async(struct synth *s, uint64_t *bitmap, bool final)
  * meanwhile is recorded next time.  Reading the bits is one pass over the
  * bitmap (2^15 words at 8 GiB, some 20 us): the mode's final collect does
  * not grow with the guest's page tables. */
-#define SYNC_RUNS_PER_WALK 512 /* pages per run at which one walk is cheaper */
+#define SYNC_RUNS_PER_WALK 512 /* one walk when runs average fewer pages */
 
 static int64_t collect_sync(struct synth *s, uint64_t *bitmap, bool final)
 {
