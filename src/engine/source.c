@@ -67,6 +67,11 @@ struct hmig_source {
 		bool running;
 		_Atomic bool quit;
 		_Atomic int rc;        /* why it stopped, 0 while it serves */
+		/* Set by serve(): only then does a failure wake the main
+		 * thread's bulk waits.  Before it (waiting for RESUMED) the
+		 * main thread meets a broken link on bulk itself, and serve()
+		 * looks at rc first. */
+		_Atomic bool wake_bulk;
 		char err[ERR_LEN];
 		struct rec_buf rx;
 	} srv;
@@ -835,7 +840,8 @@ static void *urgent_main(void *arg)
 	}
 	if (rc < 0) {
 		atomic_store(&s->srv.rc, rc);
-		net_chan_wake(&s->net.bulk); /* the pusher's thread looks at srv.rc */
+		if (atomic_load(&s->srv.wake_bulk))
+			net_chan_wake(&s->net.bulk); /* the pusher's thread looks at srv.rc */
 	}
 	return NULL;
 }
@@ -847,6 +853,7 @@ static int urgent_start(struct hmig_source *s)
 	s->srv.err[0] = '\0';
 	atomic_store(&s->srv.rc, 0);
 	atomic_store(&s->srv.quit, false);
+	atomic_store(&s->srv.wake_bulk, false);
 	if ((rc = pthread_create(&s->srv.thread, NULL, urgent_main, s)))
 		return err_setf(s->err, -rc, "cannot start the thread that serves pulls: %s",
 				strerror(rc));
@@ -917,6 +924,7 @@ static int serve(struct hmig_source *s)
 	uint64_t pulled = s->pulled;
 	int rc;
 
+	atomic_store(&s->srv.wake_bulk, true); /* then srv.rc, first thing below */
 	for (;;) {
 		if ((rc = urgent_failed(s)))
 			return rc;
